@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -179,10 +180,19 @@ def load_fer2013_csv(path: str | os.PathLike, usage: Sequence[str] | None = None
                                        f"is not an integer 0..6") from None
                 if not 0 <= label < len(FER2013_CLASSES):
                     raise DatasetError(f"{path}: row {rownum}: emotion {label} is outside 0..6")
+                if ip >= len(row):
+                    raise DatasetError(f"{path}: row {rownum}: no pixels column")
                 try:
-                    px = np.array(row[ip].split(), dtype=np.int32)
-                except (ValueError, IndexError):
-                    raise DatasetError(f"{path}: row {rownum}: pixels are not space-separated integers") from None
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        px = np.fromstring(row[ip], dtype=np.int32, sep=" ")  # fast path; checked below
+                except ValueError:
+                    px = np.zeros(0, dtype=np.int32)
+                if px.size != npix:
+                    try:  # the slow path names the problem exactly
+                        px = np.array(row[ip].split(), dtype=np.int32)
+                    except ValueError:
+                        raise DatasetError(f"{path}: row {rownum}: pixels are not space-separated integers") from None
                 if px.size != npix:
                     raise DatasetError(f"{path}: row {rownum}: {px.size} pixels, expected {npix} (48x48)")
                 if px.min() < 0 or px.max() > 255:
@@ -261,12 +271,13 @@ def load_ferplus(fer_csv: str | os.PathLike, votes_csv: str | os.PathLike,
     with np.errstate(invalid="ignore", divide="ignore"):
         soft = np.nan_to_num(soft / soft.sum(axis=1, keepdims=True))
     is_face = np.array([bool(n) for n in names])
-    keep = is_face.copy()
-    if drop_no_majority:
-        keep &= labels != NO_LABEL
+    in_usage = np.ones(len(body), dtype=bool)
     if usage is not None:
         want = {u.lower() for u in usage}
-        keep &= np.array([str(s).lower() in want for s in base.splits])
+        in_usage = np.array([str(s).lower() in want for s in base.splits])
+    keep = is_face & in_usage
+    if drop_no_majority:
+        keep &= labels != NO_LABEL
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         raise DatasetError(f"{votes_path}: no rows left after dropping non-faces and rows without a majority")
@@ -274,23 +285,17 @@ def load_ferplus(fer_csv: str | os.PathLike, votes_csv: str | os.PathLike,
         images=base.images[idx], labels=labels[idx], class_names=FERPLUS_CLASSES,
         splits=base.splits[idx], ids=base.ids[idx], source=f"{base.source}+{votes_path}",
         soft_labels=soft[idx],
-        meta={"format": "ferplus", "non_faces": int((~is_face).sum()),
-              "no_majority": int((is_face & (labels == NO_LABEL)).sum())})
+        meta={"format": "ferplus", "non_faces": int((~is_face & in_usage).sum()),
+              "no_majority": int((is_face & in_usage & (labels == NO_LABEL)).sum())})
 
 
 def ferplus_label_counts(fer_csv, votes_csv, usage: str = "Training") -> dict[str, int]:
-    """Majority-label counts, plus ``no_majority`` and ``no_image`` rows (for inspection/tests)."""
+    """Majority-label counts of one split, plus ``no_majority`` and ``no_image`` (not a face) rows."""
     ds = load_ferplus(fer_csv, votes_csv, usage=[usage], drop_no_majority=False)
     out = {c: int((ds.labels == i).sum()) for i, c in enumerate(ds.class_names)}
-    out["no_majority"] = int((ds.labels == NO_LABEL).sum())
-    out["no_image"] = int(ds.meta["non_faces"]) if usage is None else _count_non_faces(votes_csv, usage)
+    out["no_majority"] = int(ds.meta["no_majority"])
+    out["no_image"] = int(ds.meta["non_faces"])
     return out
-
-
-def _count_non_faces(votes_csv, usage: str) -> int:
-    with _open_text(Path(votes_csv)) as fh:
-        rows = list(csv.reader(fh))[1:]
-    return sum(1 for r in rows if r and r[0].strip().lower() == usage.lower() and not r[1].strip())
 
 
 def _read_image(path: Path) -> np.ndarray:

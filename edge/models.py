@@ -1,0 +1,57 @@
+"""The models shipped with the package (``edge/models/``) and their manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emoedge.edge.interpreter import ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+# What each shipped name is for.
+SHIPPED = {"default": "accuracy first (VGG-style CNN)", "fast": "for the smallest boards (separable CNN)"}
+FORMAT_SUFFIX = {"float32": ".tflite", "int8": ".int8.tflite", "uint8": ".uint8.tflite", "keras": ".keras",
+                 "onnx": ".onnx"}
+
+
+def shipped_models() -> dict[str, list[str]]:
+    """{name: [files]} of the models present in the package."""
+    out: dict[str, list[str]] = {}
+    for name in SHIPPED:
+        files = sorted(p.name for p in MODELS_DIR.glob(f"{name}.*") if p.is_file())
+        if files:
+            out[name] = files
+    return out
+
+
+def resolve_model(spec: str | Path, fmt: str = "float32") -> Path:
+    """A shipped model name (``default``, ``fast``) in a format, or a path to a model file."""
+    s = str(spec)
+    if s in SHIPPED:
+        if fmt not in FORMAT_SUFFIX:
+            raise ValueError(f"unknown model format {fmt!r}; choose one of {sorted(FORMAT_SUFFIX)}")
+        path = MODELS_DIR / f"{s}{FORMAT_SUFFIX[fmt]}"
+        if not path.is_file():
+            have = shipped_models().get(s, [])
+            raise ModelError(f"{path}: the shipped model {s!r} has no {fmt} file (present: {have or 'none'})")
+        return path
+    path = Path(s)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (and not a shipped model name: {sorted(SHIPPED)})")
+    return path
+
+
+def manifest_path(model_path: str | Path) -> Path:
+    """The manifest beside a model: ``name.tflite`` -> ``name.json``, ``name.int8.tflite`` -> ``name.int8.json``."""
+    p = Path(model_path)
+    return p.with_suffix(".json")
+
+
+def read_manifest(model_path: str | Path) -> dict | None:
+    mp = manifest_path(model_path)
+    if not mp.is_file():
+        return None
+    try:
+        return json.loads(mp.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{mp}: unreadable model manifest: {exc}") from exc

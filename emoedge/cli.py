@@ -1,0 +1,246 @@
+"""The ``emoedge`` command. Each subcommand is a thin shell over a Python function:
+
+    emoedge data inspect DATA        -> emoedge.data.inspect.inspect / write_report
+    emoedge train --data D ...       -> emoedge.train.trainer.train
+    emoedge evaluate --model M ...   -> emoedge.evaluate.evaluate_model
+    emoedge convert --model M ...    -> emoedge.convert.tflite.convert_file
+    emoedge classify [--image I]     -> emoedge.edge.classify.classify_image
+    emoedge models list              -> emoedge.edge.models.shipped_models
+
+TensorFlow is imported only by the subcommands that need it (train, convert, Keras models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _dataset(args):
+    from emoedge.data.datasets import load_dataset, select_classes
+
+    ds = load_dataset(args.data, labels=args.labels, votes=getattr(args, "votes", None))
+    keep = [c for c in args.classes.split(",") if c] if getattr(args, "classes", None) else None
+    rename = dict(kv.split("=", 1) for kv in args.rename.split(",") if kv) if getattr(args, "rename", None) else None
+    if keep or rename:
+        ds = select_classes(ds, keep, rename)
+    return ds
+
+
+def _add_data_args(p, required=True):
+    p.add_argument("--data", required=required,
+                   help="FER2013 .csv/.csv.gz, or a folder tree root/<split>/<class>/*.png or root/<class>/*")
+    p.add_argument("--labels", default="auto", choices=["auto", "fer2013", "ferplus"],
+                   help="label set of a FER2013 CSV: its own 7 classes, or the FER+ 8-class majority votes")
+    p.add_argument("--votes", help="FER+ votes file (default: fer2013new.csv beside the CSV)")
+    p.add_argument("--classes", help="keep only these classes, comma-separated, in this order")
+    p.add_argument("--rename", help="rename/merge classes: old=new,old2=new")
+
+
+def cmd_data_inspect(args) -> int:
+    from emoedge.data.inspect import inspect, write_report
+
+    args.data = args.data_path
+    ds = _dataset(args)
+    report = inspect(ds)
+    print(report.text())
+    if args.out:
+        out = write_report(ds, report, args.out, plots=not args.no_plots)
+        print(f"wrote {out}/inspect.json" + ("" if args.no_plots else ", class_distribution.png, samples.png"))
+    return 0
+
+
+def _load_train_config(spec: str | None, overrides: list[str]):
+    import yaml
+
+    from emoedge.train.trainer import TrainConfig
+
+    d: dict = {}
+    if spec:
+        path = Path(spec)
+        if not path.exists():
+            path = Path(__file__).resolve().parent / "train" / "configs" / f"{spec}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec}: training config not found (a YAML file or one of "
+                                    f"{sorted(p.stem for p in (Path(__file__).parent / 'train' / 'configs').glob('*.yaml'))})")
+        d = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+    for ov in overrides:
+        if "=" not in ov:
+            raise ValueError(f"--set expects key=value, got {ov!r}")
+        key, val = ov.split("=", 1)
+        target = d
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = yaml.safe_load(val)
+    try:
+        return TrainConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{spec or 'training config'}: {exc}") from exc
+
+
+def cmd_train(args) -> int:
+    import os
+
+    config = _load_train_config(args.config, args.set or [])
+    if config.onednn:  # must be set before TensorFlow is imported
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    from emoedge.train.trainer import train
+
+    ds = _dataset(args)
+    result = train(config, ds, args.out)
+    print(f"best epoch {result.best_epoch}/{result.epochs_run}, {result.train_seconds / 60:.1f} min")
+    print(f"validation: accuracy {result.val.accuracy:.4f}, macro-F1 {result.val.macro_f1:.4f}")
+    if result.test is not None:
+        print("test:\n" + result.test.table())
+    print(f"wrote {result.out_dir}/ (model.keras, run.json, history.json, curves.png)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from emoedge.edge.models import resolve_model
+    from emoedge.evaluate import evaluate_model, write_evaluation
+
+    model = resolve_model(args.model, args.format)
+    ds = _dataset(args)
+    run = evaluate_model(model, ds, usage=args.usage, num_threads=args.threads)
+    print(f"{model} on {ds.source} [{run.split}]")
+    print(run.evaluation.table())
+    if args.json:
+        write_evaluation(run, args.json, plot=not args.no_plots)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from emoedge.convert.tflite import convert_file
+    from emoedge.evaluate import model_class_names
+
+    names = args.class_names.split(",") if args.class_names else model_class_names(args.model)
+    if not names:
+        raise ValueError(f"{args.model}: no manifest with class names beside it; pass --class-names")
+    cal = None
+    if args.mode in ("int8", "uint8"):
+        from emoedge.data.datasets import load_dataset, stratified_split
+        from emoedge.edge.preprocess import normalize
+
+        if not args.calibration_data:
+            raise ValueError(f"{args.mode} conversion needs --calibration-data")
+        ds = load_dataset(args.calibration_data).split("train")
+        keep, _ = stratified_split(ds.labels, [min(1.0, args.calibration_size / len(ds)),
+                                               max(0.0, 1 - args.calibration_size / len(ds))], 0)
+        cal = normalize(ds.images[keep])
+    out = convert_file(args.model, args.out, args.mode, names, cal)
+    print(f"wrote {out} and {out.with_suffix('.json').name}")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    import cv2
+
+    from emoedge.edge.classify import FaceClassifier, demo_image
+
+    image = demo_image() if args.image is None else cv2.imread(str(args.image))
+    if image is None:
+        raise FileNotFoundError(f"{args.image}: not a readable image")
+    clf = FaceClassifier.from_spec(args.model, fmt=args.format, num_threads=args.threads)
+    preds = clf.classify_image(image)
+    src = "demo image (matplotlib's grace_hopper.jpg)" if args.image is None else str(args.image)
+    print(f"{src}: {len(preds)} face(s), model {clf.model_path.name}")
+    for p in preds:
+        top = sorted(zip(clf.class_names, p.probs), key=lambda t: -t[1])[:3]
+        print(f"  box={p.face.box} label={p.label} confidence={p.confidence:.2f} "
+              f"top3={', '.join(f'{c} {v:.2f}' for c, v in top)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([p.to_dict() for p in preds], indent=2))
+    if args.out:
+        cv2.imwrite(str(args.out), clf.draw(image, preds))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
+
+    have = shipped_models()
+    for name, what in SHIPPED.items():
+        print(f"{name:8s} {what}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
+    print(f"(in {MODELS_DIR})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="emoedge", description="Facial emotion recognition for edge devices")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("inspect", help="counts per class and split, blanks, duplicates, leaks, plots")
+    p.add_argument("data_path", metavar="DATA")
+    p.add_argument("--labels", default="auto", choices=["auto", "fer2013", "ferplus"])
+    p.add_argument("--votes")
+    p.add_argument("--classes")
+    p.add_argument("--rename")
+    p.add_argument("--out", help="folder for inspect.json, class_distribution.png and samples.png")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_data_inspect)
+
+    p = sub.add_parser("train", help="train a model of the zoo")
+    _add_data_args(p)
+    p.add_argument("--config", default="default", help="a training YAML, or a shipped one: default, fast")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set epochs=5 --set augment.flip=false")
+    p.add_argument("--out", required=True, help="output folder for the run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix")
+    p.add_argument("--model", required=True, help="a .tflite/.keras file or a shipped model name")
+    p.add_argument("--format", default="float32", help="format of a shipped model: float32, int8, uint8, keras")
+    _add_data_args(p)
+    p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
+    p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="Keras -> TFLite (float32, float16, dynamic, int8, uint8)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--mode", default="float32", choices=["float32", "float16", "dynamic", "int8", "uint8"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--class-names", help="comma-separated, if the model has no manifest")
+    p.add_argument("--calibration-data", help="dataset whose training split calibrates int8/uint8")
+    p.add_argument("--calibration-size", type=int, default=300)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("classify", help="detect and classify the faces of one image (default: a demo photo)")
+    p.add_argument("--image", help="an image file; default: the demo photo shipped with matplotlib")
+    p.add_argument("--model", default="default", help="a shipped model name or a .tflite file")
+    p.add_argument("--format", default="float32")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="write the image with boxes and labels here")
+    p.add_argument("--json", help="write the predictions as JSON here")
+    p.set_defaults(func=cmd_classify)
+
+    models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list")
+    p.set_defaults(func=cmd_models_list)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"emoedge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emoedge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
