@@ -332,7 +332,8 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                        patience=config.early_stopping_patience))
     t0 = time.time()
-    hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0,
+                     shuffle=False)  # tf.data shuffles
     train_seconds = time.time() - t0
     history = {k_: [float(v) for v in vals] for k_, vals in hist.history.items()}
     best_epoch = int(np.argmax(history["val_accuracy"])) + 1

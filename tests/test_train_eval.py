@@ -1,0 +1,140 @@
+"""Training and evaluation on small data: a tiny run on a few hundred real faces that
+``evaluate`` then reads (Keras and TFLite), fine-tuning onto another class set, bad models."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import face_like, write_fer_csv
+
+from emoedge.data.datasets import FER2013_CLASSES, load_fer2013_csv, select_classes
+from emoedge.edge.interpreter import ModelError
+
+pytestmark = pytest.mark.slow
+
+TINY = {"arch": "small_cnn", "arch_kwargs": {"width": 8}, "epochs": 2, "batch_size": 32,
+        "early_stopping_patience": 0, "val_fraction": 0.2}
+
+
+@pytest.fixture(scope="module")
+def real_subset(fer2013, tmp_path_factory):
+    """~400 real FER2013 faces (Training) + 140 PublicTest, written as a small CSV."""
+    rng = np.random.default_rng(0)
+    tr = fer2013.split("Training")
+    te = fer2013.split("PublicTest")
+    ti = rng.choice(len(tr), 420, replace=False)
+    si = rng.choice(len(te), 140, replace=False)
+    path = tmp_path_factory.mktemp("real") / "subset.csv"
+    write_fer_csv(path, np.concatenate([tr.images[ti], te.images[si]]),
+                  np.concatenate([tr.labels[ti], te.labels[si]]), ["Training"] * 420 + ["PublicTest"] * 140)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(real_subset, tmp_path_factory):
+    from emoedge.train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    result = train(TrainConfig.from_dict(TINY), load_fer2013_csv(real_subset), out, verbose=0)
+    return result
+
+
+def test_training_run_records_everything(trained):
+    out = trained.out_dir
+    for name in ("model.keras", "run.json", "history.json", "history.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["arch"] == "small_cnn"
+    assert run["data"]["train_items"] + run["data"]["val_items"] == 420
+    assert run["data"]["test_items"] == 140
+    assert len(run["data"]["fingerprint_sha256"]) == 64
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(run["versions"])
+    assert run["test"]["n"] == 140 and 0 <= run["test"]["accuracy"] <= 1
+    assert trained.epochs_run == 2 and 1 <= trained.best_epoch <= 2
+
+
+def test_evaluate_reads_the_trained_model_keras_and_tflite(trained, real_subset, tmp_path):
+    from emoedge.convert.tflite import convert_file
+    from emoedge.evaluate import evaluate_model, write_evaluation
+
+    ds = load_fer2013_csv(real_subset)
+    k = evaluate_model(trained.model_path, ds, usage="PublicTest")
+    assert k.evaluation.n == 140
+    assert k.evaluation.accuracy == pytest.approx(trained.test.accuracy, abs=1e-9)
+    tfl = convert_file(trained.model_path, tmp_path / "m.tflite", "float32", FER2013_CLASSES)
+    t = evaluate_model(tfl, ds, usage="PublicTest")
+    np.testing.assert_allclose(t.probs, k.probs, atol=1e-4)
+    d = write_evaluation(t, tmp_path / "eval.json")
+    assert {"n", "accuracy", "macro_f1", "per_class", "confusion_matrix", "class_names"} <= set(d)
+    assert (tmp_path / "eval.confusion.png").stat().st_size > 1000
+
+
+def test_model_output_size_must_match_class_list(trained, real_subset):
+    from emoedge.evaluate import evaluate_model
+
+    three = select_classes(load_fer2013_csv(real_subset), ["happy", "neutral", "fear"])
+    with pytest.raises(ModelError, match="outputs 7 classes but the class list has 3"):
+        evaluate_model(trained.model_path, three, class_names=three.class_names)
+
+
+def test_bad_model_files(tmp_path, real_subset):
+    from emoedge.evaluate import evaluate_model
+
+    ds = load_fer2013_csv(real_subset)
+    with pytest.raises(ModelError, match="not found"):
+        evaluate_model(tmp_path / "none.tflite", ds)
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(ModelError, match="bad.tflite: not a loadable TFLite model"):
+        evaluate_model(bad, ds)
+    badk = tmp_path / "bad.keras"
+    badk.write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="bad.keras: not a loadable Keras model"):
+        evaluate_model(badk, ds)
+    with pytest.raises(ModelError, match="unknown model format"):
+        evaluate_model(tmp_path / "x.onnx2", ds)
+
+
+def test_fine_tune_onto_a_new_class_set(trained, tmp_path, rng):
+    """A 7-class FER2013 model fine-tuned onto a synthetic 3-class folder-free dataset."""
+    from emoedge.train.trainer import TrainConfig, train
+
+    imgs, labels = face_like(rng, 90, 3)
+    path = write_fer_csv(tmp_path / "three.csv", imgs, labels, ["Training"] * 90)
+    ds = select_classes(load_fer2013_csv(path), ["angry", "disgust", "fear"])
+    cfg = TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 1})
+    res = train(cfg, ds, tmp_path / "ft", verbose=0)
+    import keras
+
+    m = keras.models.load_model(res.model_path, compile=False)
+    assert m.output_shape[-1] == 3
+
+
+def test_augmenter_changes_images_but_keeps_range():
+    from emoedge.train.trainer import Augment, make_augmenter
+
+    x = np.random.default_rng(0).random((8, 48, 48, 1)).astype(np.float32)
+    y = np.asarray(make_augmenter(Augment(), seed=3)(x))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not np.allclose(x, y)
+    none = Augment(flip=False, rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, blur_prob=0, erase_prob=0)
+    np.testing.assert_allclose(np.asarray(make_augmenter(none, 0)(x)), x)
+
+
+def test_config_rejects_unknown_keys():
+    from emoedge.train.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['epochz'\]"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match=r"unknown augment option\(s\) \['flop'\]"):
+        TrainConfig.from_dict({"augment": {"flop": True}})
+
+
+def test_zoo_builds_every_architecture_for_any_class_count():
+    from emoedge.train import models
+
+    for arch in models.ZOO:
+        m = models.build(arch, 3)
+        assert m.input_shape == (None, 48, 48, 1) and m.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.build("resnet", 7)
