@@ -42,9 +42,9 @@ def resolve_model(spec: str | Path, fmt: str = "float32") -> Path:
 
 
 def manifest_path(model_path: str | Path) -> Path:
-    """The manifest beside a model: ``name.tflite`` -> ``name.json``, ``name.int8.tflite`` -> ``name.int8.json``."""
+    """The manifest beside a model file: ``name.int8.tflite`` -> ``name.int8.tflite.json``."""
     p = Path(model_path)
-    return p.with_suffix(".json")
+    return p.with_name(p.name + ".json")
 
 
 def read_manifest(model_path: str | Path) -> dict | None:

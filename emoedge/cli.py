@@ -135,7 +135,7 @@ def cmd_convert(args) -> int:
                                                max(0.0, 1 - args.calibration_size / len(ds))], 0)
         cal = normalize(ds.images[keep])
     out = convert_file(args.model, args.out, args.mode, names, cal)
-    print(f"wrote {out} and {out.with_suffix('.json').name}")
+    print(f"wrote {out} and its manifest {out.name}.json")
     return 0
 
 

@@ -138,3 +138,22 @@ def test_zoo_builds_every_architecture_for_any_class_count():
         assert m.input_shape == (None, 48, 48, 1) and m.output_shape == (None, 3)
     with pytest.raises(ValueError, match="unknown architecture"):
         models.build("resnet", 7)
+
+
+def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_subset, tmp_path):
+    from emoedge.convert.ship import ship
+    from emoedge.edge.classify import FaceClassifier
+
+    ds = load_fer2013_csv(real_subset)
+    out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", models_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["fast.eval.json", "fast.keras", "fast.keras.json", "fast.md", "fast.run.json",
+                     "fast.tflite", "fast.tflite.json"]
+    manifest = json.loads((tmp_path / "fast.tflite.json").read_text())
+    assert manifest["class_names"] == list(FER2013_CLASSES)
+    assert manifest["input"]["dtype"] == "float32" and manifest["preprocessing"]["input_size"] == 48
+    ev = json.loads((tmp_path / "fast.eval.json").read_text())
+    card = out["card"].read_text()
+    assert f"{ev['accuracy']:.2%}" in card and "emoedge train ..." in card and "| disgust |" in card
+    clf = FaceClassifier(out["tflite"])
+    assert clf.class_names == FER2013_CLASSES

@@ -1,0 +1,45 @@
+"""The command line mirrors the Python API and turns bad input into one clear line."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import face_like, write_fer_csv
+
+from emoedge.cli import main
+
+
+@pytest.fixture
+def csv_path(tmp_path, rng):
+    imgs, labels = face_like(rng, 42, 7)
+    return write_fer_csv(tmp_path / "d.csv", imgs, labels, ["Training"] * 28 + ["PublicTest"] * 14)
+
+
+def test_data_inspect(csv_path, tmp_path, capsys):
+    assert main(["data", "inspect", str(csv_path), "--out", str(tmp_path / "o"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "42 images, 7 classes" in out and "PublicTest" in out
+    assert json.loads((tmp_path / "o" / "inspect.json").read_text())["n"] == 42
+
+
+def test_bad_input_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n1,1 2 3,Training\n")
+    assert main(["data", "inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emoedge: error:") and "bad.csv: row 1: 3 pixels, expected 2304" in err
+    assert main(["evaluate", "--model", str(tmp_path / "none.tflite"), "--data", str(bad)]) == 2
+    assert "none.tflite: model file not found" in capsys.readouterr().err
+
+
+def test_train_config_errors(csv_path, tmp_path, capsys):
+    assert main(["train", "--data", str(csv_path), "--config", "nope", "--out", str(tmp_path)]) == 2
+    assert "nope: training config not found" in capsys.readouterr().err
+    assert main(["train", "--data", str(csv_path), "--set", "epochz=1", "--out", str(tmp_path)]) == 2
+    assert "unknown training option(s) ['epochz']" in capsys.readouterr().err
+
+
+def test_models_list(capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "fast" in out

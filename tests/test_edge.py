@@ -1,0 +1,71 @@
+"""The device side: no TensorFlow, Haar detection on real photos, classification of crops."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import MEDIA, need_shared
+
+from emoedge.edge.classify import FaceClassifier, demo_image
+from emoedge.edge.detect import HaarDetector
+from emoedge.edge.interpreter import ModelError, TFLiteClassifier, make_interpreter
+
+
+def test_device_side_never_imports_tensorflow():
+    code = ("import sys, emoedge.edge.classify, emoedge.edge.interpreter, emoedge.edge.detect, "
+            "emoedge.edge.models, emoedge.edge.preprocess, emoedge.data.datasets, emoedge.metrics; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_demo_image_has_one_face_found_by_haar():
+    img = demo_image()
+    assert img.ndim == 3 and img.shape[2] == 3
+    faces = HaarDetector().detect(img)
+    assert len(faces) == 1 and faces[0].w > 100
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name,count", [("obama.jpg", 1), ("two_people.jpg", 2), ("biden.jpg", 1), ("lin-manuel-miranda.png", 1)])
+def test_haar_on_real_photos(name, count):
+    need_shared(MEDIA / name)
+    faces = HaarDetector().detect(cv2.imread(str(MEDIA / name)))
+    assert len(faces) == count
+
+
+def test_classifier_batches_and_reads_manifest(tiny_tflite):
+    clf = FaceClassifier(tiny_tflite)
+    preds = clf.classify_image(demo_image())
+    assert len(preds) == 1
+    p = preds[0]
+    assert p.label in clf.class_names and abs(sum(p.probs) - 1) < 1e-4
+    assert p.confidence == max(p.probs)
+    unsure = FaceClassifier(tiny_tflite, min_confidence=1.01).classify_image(demo_image())
+    assert unsure[0].label == "uncertain"
+    raw = TFLiteClassifier(tiny_tflite)
+    x = np.random.default_rng(0).random((5, 48, 48, 1)).astype(np.float32)
+    batched = raw.predict(x)
+    single = np.concatenate([raw.predict(x[i:i + 1]) for i in range(5)])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    with pytest.raises(ModelError, match="faces of shape"):
+        raw.predict(np.zeros((1, 64, 64, 1), np.float32))
+
+
+def test_edgetpu_delegate_absent_is_a_clear_error(tiny_tflite):
+    with pytest.raises(ModelError, match="Edge TPU delegate was asked for"):
+        make_interpreter(tiny_tflite, delegate="edgetpu")
+    with pytest.raises(ValueError, match="delegate must be"):
+        make_interpreter(tiny_tflite, delegate="gpu")
+
+
+def test_model_without_class_names_is_refused(tiny_tflite, tmp_path):
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(tiny_tflite.read_bytes())
+    with pytest.raises(ModelError, match="no class names"):
+        FaceClassifier(bare)
+    with pytest.raises(ModelError, match="outputs 7 classes but the class list has 2"):
+        FaceClassifier(bare, class_names=["a", "b"])
