@@ -105,15 +105,10 @@ def write_manifest(model_path: Path, manifest: dict) -> Path:
 def convert_file(keras_path: str | Path, out_path: str | Path, mode: str, class_names: Sequence[str],
                  calibration: np.ndarray | None = None, calibration_fingerprint: str | None = None) -> Path:
     """Convert a Keras file to TFLite at ``out_path`` and write its manifest beside it."""
-    import keras
+    from emoedge.train.keras_io import load_keras
 
     keras_path, out_path = Path(keras_path), Path(out_path)
-    if not keras_path.is_file():
-        raise ModelError(f"{keras_path}: model file not found")
-    try:
-        model = keras.models.load_model(keras_path, compile=False, safe_mode=False)
-    except Exception as exc:
-        raise ModelError(f"{keras_path}: not a loadable Keras model: {exc}") from exc
+    model = load_keras(keras_path)
     if model.output_shape[-1] != len(class_names):
         raise ModelError(f"{keras_path}: outputs {model.output_shape[-1]} classes but {len(class_names)} "
                          f"class names given: {list(class_names)}")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from emoedge.edge.formats import get_format
 from emoedge.edge.interpreter import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # What each shipped name is for.
 SHIPPED = {"default": "accuracy first (VGG-style CNN)", "fast": "for the smallest boards (separable CNN)"}
-FORMAT_SUFFIX = {"float32": ".tflite", "int8": ".int8.tflite", "uint8": ".uint8.tflite", "keras": ".keras",
-                 "onnx": ".onnx"}
 
 
 def shipped_models() -> dict[str, list[str]]:
@@ -28,9 +27,7 @@ def resolve_model(spec: str | Path, fmt: str = "float32") -> Path:
     """A shipped model name (``default``, ``fast``) in a format, or a path to a model file."""
     s = str(spec)
     if s in SHIPPED:
-        if fmt not in FORMAT_SUFFIX:
-            raise ValueError(f"unknown model format {fmt!r}; choose one of {sorted(FORMAT_SUFFIX)}")
-        path = MODELS_DIR / f"{s}{FORMAT_SUFFIX[fmt]}"
+        path = MODELS_DIR / f"{s}{get_format(fmt).suffix}"
         if not path.is_file():
             have = shipped_models().get(s, [])
             raise ModelError(f"{path}: the shipped model {s!r} has no {fmt} file (present: {have or 'none'})")

@@ -3,7 +3,7 @@
     emoedge data inspect DATA        -> emoedge.data.inspect.inspect / write_report
     emoedge train --data D ...       -> emoedge.train.trainer.train
     emoedge evaluate --model M ...   -> emoedge.evaluate.evaluate_model
-    emoedge convert --model M ...    -> emoedge.convert.tflite.convert_file
+    emoedge convert --model M ...    -> emoedge.convert.pipeline.convert_model (+ convert.report)
     emoedge classify [--image I]     -> emoedge.edge.classify.classify_image
     emoedge models list              -> emoedge.edge.models.shipped_models
 
@@ -117,26 +117,47 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from emoedge.convert.tflite import convert_file
+    from emoedge.convert.calibration import load_calibration
+    from emoedge.convert.pipeline import convert_model, write_summary
+    from emoedge.edge.formats import FORMATS
     from emoedge.evaluate import model_class_names
 
+    formats = [f.strip() for f in args.to.split(",") if f.strip()]
+    if formats == ["all"]:
+        formats = [f for f in FORMATS if f != "keras"]
+    cal = None
+    if args.calib:
+        cal = load_calibration(args.calib, size=args.calib_size, labels=args.labels)
+        print(f"calibration: {len(cal)} faces from {cal.source} (fingerprint {cal.fingerprint[:12]}), "
+              f"per class {cal.counts()}")
     names = args.class_names.split(",") if args.class_names else model_class_names(args.model)
+    if not names and cal is not None and cal.class_names:
+        names = cal.class_names
+        print(f"class names: {', '.join(names)} (no manifest beside {args.model}; taken from the calibration data)")
     if not names:
         raise ValueError(f"{args.model}: no manifest with class names beside it; pass --class-names")
-    cal = None
-    if args.mode in ("int8", "uint8"):
-        from emoedge.data.datasets import load_dataset, stratified_split
-        from emoedge.edge.preprocess import normalize
+    out_dir = Path(args.out)
+    results = convert_model(args.model, formats, out_dir, names, cal, stem=args.stem)
+    for r in results:
+        print(f"  {r.format:10s} {r.status:8s} {'' if r.path is None else r.path}"
+              f"{'' if not r.size_bytes else f' ({r.size_bytes / 1024:.0f} KiB)'} {r.message}")
+    write_summary(results, out_dir)
+    if args.report:
+        from emoedge.convert.report import quantization_report
 
-        if not args.calibration_data:
-            raise ValueError(f"{args.mode} conversion needs --calibration-data")
-        ds = load_dataset(args.calibration_data).split("train")
-        keep, _ = stratified_split(ds.labels, [min(1.0, args.calibration_size / len(ds)),
-                                               max(0.0, 1 - args.calibration_size / len(ds))], 0)
-        cal = normalize(ds.images[keep])
-    out = convert_file(args.model, args.out, args.mode, names, cal)
-    print(f"wrote {out} and its manifest {out.name}.json")
-    return 0
+        if not args.data:
+            raise ValueError("--report needs --data (a labelled dataset) to score the artifacts on")
+        from emoedge.data.datasets import load_dataset
+
+        ds = load_dataset(args.data, labels=args.labels)
+        arts = [r.path for r in results if r.status == "ok" and r.path is not None and r.format != "keras"]
+        rep = quantization_report(args.model, arts, ds, args.usage, out_dir, cal, layers=cal is not None,
+                                  selective=args.selective)
+        print((out_dir / "quantization_report.md").read_text())
+        print(f"wrote {out_dir}/quantization_report.json, .md and per_class_accuracy.png")
+        del rep
+    failed = [r for r in results if r.status == "failed"]
+    return 1 if failed else 0
 
 
 def cmd_classify(args) -> int:
@@ -206,13 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("convert", help="Keras -> TFLite (float32, float16, dynamic, int8, uint8)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--mode", default="float32", choices=["float32", "float16", "dynamic", "int8", "uint8"])
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("convert", help="Keras -> TFLite float32/float16/dynamic/int8/uint8, Edge TPU, ONNX")
+    p.add_argument("--model", required=True, help="the float Keras model")
+    p.add_argument("--to", default="int8", help="comma-separated formats of the table "
+                   "(float32, float16, dynamic, int8, uint8, edgetpu, onnx, onnx-int8) or 'all'")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--stem", help="artifact base name (default: the model file's)")
     p.add_argument("--class-names", help="comma-separated, if the model has no manifest")
-    p.add_argument("--calibration-data", help="dataset whose training split calibrates int8/uint8")
-    p.add_argument("--calibration-size", type=int, default=300)
+    p.add_argument("--calib", help="calibration data: a dataset (its training split) or a folder of face images")
+    p.add_argument("--calib-size", type=int, default=300)
+    p.add_argument("--labels", default="auto", choices=["auto", "fer2013", "ferplus"])
+    p.add_argument("--report", action="store_true", help="score every artifact against the float model")
+    p.add_argument("--data", help="labelled dataset for --report")
+    p.add_argument("--usage", default="PublicTest", help="split for --report")
+    p.add_argument("--selective", action="store_true", help="also keep flagged layers in float and score that")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("classify", help="detect and classify the faces of one image (default: a demo photo)")

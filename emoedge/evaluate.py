@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from emoedge.data.datasets import FaceDataset, canonical_split, load_dataset, standard_splits
+from emoedge.edge.formats import format_of
 from emoedge.edge.interpreter import ModelError, TFLiteClassifier, check_classes
 from emoedge.edge.models import read_manifest
 from emoedge.edge.preprocess import normalize
@@ -21,18 +22,9 @@ class KerasClassifier:
 
     def __init__(self, model_path: str | Path):
         self.path = Path(model_path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found")
-        from emoedge.train import tf_env  # noqa: F401
+        from emoedge.train.keras_io import load_keras
 
-        import keras
-
-        try:
-            self.model = keras.models.load_model(self.path, compile=False, safe_mode=False)
-        except Exception as exc:  # keras raises many types for a bad file
-            raise ModelError(f"{self.path}: not a loadable Keras model: {exc}") from exc
-        if not isinstance(self.model, keras.Model):
-            raise ModelError(f"{self.path}: holds a {type(self.model).__name__}, not a Keras model")
+        self.model = load_keras(self.path)
         shape = self.model.input_shape
         if isinstance(shape, list) or len(shape) != 4:
             raise ModelError(f"{self.path}: expected one NHWC image input, got {shape}")
@@ -47,25 +39,19 @@ class KerasClassifier:
 
 
 def load_classifier(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
-    """A classifier for a ``.tflite`` (any dtype) or a Keras ``.keras``/``.h5`` file."""
+    """A classifier for any format of the table: TFLite of any dtype, ONNX, or Keras."""
     path = Path(model_path)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return TFLiteClassifier(path, delegate, num_threads)
-    if suffix in (".keras", ".h5", ".hdf5"):
-        return KerasClassifier(path)
-    raise ModelError(f"{path}: unknown model format {suffix or '(no suffix)'}; expected .tflite, .keras or .h5")
+    try:
+        engine = format_of(path).engine
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if engine in ("litert", "edgetpu"):
+        return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
+    if engine == "onnxruntime":
+        from emoedge.edge.onnx_classifier import ONNXClassifier
 
-
-def load_classifier(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
-    """A classifier for a ``.tflite`` (any dtype) or a Keras ``.keras``/``.h5`` file."""
-    path = Path(model_path)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return TFLiteClassifier(path, delegate, num_threads)
-    if suffix in (".keras", ".h5", ".hdf5"):
-        return KerasClassifier(path)
-    raise ModelError(f"{path}: unknown model format {suffix or '(no suffix)'}; expected .tflite, .keras or .h5")
+        return ONNXClassifier(path, num_threads)
+    return KerasClassifier(path)
 
 
 def model_class_names(model_path: str | Path) -> tuple[str, ...] | None:

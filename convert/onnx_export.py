@@ -1,0 +1,78 @@
+"""Keras -> ONNX via tf2onnx (checked against Keras with onnxruntime), and onnxruntime static
+QDQ int8 quantization from the same calibration set as the TFLite int8 model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from emoedge.convert.tflite import atomic_write_bytes
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RuntimeError(f"ONNX conversion needs {module.split('.')[0]}: pip install 'emoedge[onnx]' ({exc})") from exc
+
+
+def keras_to_onnx(model, out_path: str | Path, opset: int = 17) -> Path:
+    """Convert a loaded Keras model with a dynamic batch dimension; written atomically."""
+    import tensorflow as tf
+
+    tf2onnx = _require("tf2onnx")
+    shape = (None,) + tuple(model.input_shape[1:])
+    spec = [tf.TensorSpec(shape, tf.float32, name="face")]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    out = Path(out_path)
+    atomic_write_bytes(out, proto.SerializeToString())
+    return out
+
+
+def onnx_session(path: str | Path, num_threads: int | None = None):
+    ort = _require("onnxruntime")
+    opts = ort.SessionOptions()
+    if num_threads:
+        opts.intra_op_num_threads = num_threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def max_abs_diff(model, onnx_path: str | Path, x: np.ndarray) -> float:
+    """Largest absolute difference of the ONNX outputs from the Keras outputs on ``x``."""
+    sess = onnx_session(onnx_path)
+    name = sess.get_inputs()[0].name
+    got = sess.run(None, {name: x.astype(np.float32)})[0]
+    want = np.asarray(model.predict(x, verbose=0))
+    return float(np.abs(got - want).max())
+
+
+def quantize_onnx_static(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+    """QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration``."""
+    q = _require("onnxruntime.quantization")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    cal = np.asarray(calibration, dtype=np.float32)
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(cal[i:i + 1] for i in range(len(cal)))
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {"face": x}
+
+    out = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
+        tmp_out = Path(tmp) / "q.onnx"
+        q.quantize_static(str(pre), str(tmp_out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                          activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                          calibrate_method=q.CalibrationMethod.MinMax)
+        atomic_write_bytes(out, tmp_out.read_bytes())
+    return out
