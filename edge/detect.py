@@ -1,13 +1,24 @@
-"""Face detectors returning typed face records (Haar for now; SSD detectors join later)."""
+"""Face detectors behind one interface, returning typed face records.
+
+* ``haar``: OpenCV's frontal-face Haar cascade (ships with opencv-python).
+* ``blazeface``: MediaPipe's BlazeFace short-range TFLite model on the same LiteRT interpreter
+  factory as the classifier (SSD anchors decoded here, then non-maximum suppression).
+* ``ssd``: OpenCV's ResNet-10 SSD face detector (TensorFlow graph run by ``cv2.dnn``).
+
+Every detector takes a BGR or grayscale frame and an optional ``scale`` (< 1 shrinks the frame
+before detection, which the latency scheduler uses); boxes come back in frame pixels.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
 
+from emoedge.edge.interpreter import ModelError, make_interpreter, tensor_info
 from emoedge.edge.preprocess import to_gray
 
 
@@ -25,8 +36,56 @@ class Face:
         return (self.x, self.y, self.w, self.h)
 
 
+class Detector(Protocol):
+    name: str
+
+    def detect(self, frame: np.ndarray, scale: float = 1.0) -> list[Face]: ...
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
+    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> list[int]:
+    """Greedy non-maximum suppression over ``(x, y, w, h)`` boxes; indices kept, best first."""
+    order = list(np.argsort(-scores))
+    keep: list[int] = []
+    while order:
+        i = order.pop(0)
+        keep.append(int(i))
+        order = [j for j in order if iou(boxes[i], boxes[j]) < iou_threshold]
+    return keep
+
+
+def _to_faces(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, inv_scale: float) -> list[Face]:
+    out = []
+    for (x, y, w, h), s in zip(boxes, scores):
+        x0 = max(0, int(round(x * inv_scale)))
+        y0 = max(0, int(round(y * inv_scale)))
+        x1 = min(width, int(round((x + w) * inv_scale)))
+        y1 = min(height, int(round((y + h) * inv_scale)))
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            out.append(Face(x0, y0, x1 - x0, y1 - y0, float(s)))
+    return out
+
+
+def _shrink(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return img
+    w = max(1, int(round(img.shape[1] * scale)))
+    h = max(1, int(round(img.shape[0] * scale)))
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade (shipped by opencv-python in ``cv2.data.haarcascades``)."""
+    """OpenCV's frontal-face Haar cascade (``cv2.data.haarcascades``)."""
 
     name = "haar"
 
@@ -40,16 +99,158 @@ class HaarDetector:
             cascade = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.path = Path(cascade)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: Haar cascade file not found")
+            raise ModelError(f"{self.path}: Haar cascade file not found")
         self.cascade = cv2.CascadeClassifier(str(self.path))
         if self.cascade.empty():
-            raise ValueError(f"{self.path}: not a loadable Haar cascade")
+            raise ModelError(f"{self.path}: not a loadable Haar cascade")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
 
-    def detect(self, frame: np.ndarray) -> list[Face]:
+    def detect(self, frame: np.ndarray, scale: float = 1.0) -> list[Face]:
         gray = to_gray(frame)
-        found = self.cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                              minSize=(self.min_size, self.min_size))
-        return [Face(int(x), int(y), int(w), int(h)) for (x, y, w, h) in (found if len(found) else [])]
+        small = _shrink(gray, scale)
+        min_size = max(12, int(round(self.min_size * min(1.0, scale))))
+        found = self.cascade.detectMultiScale(small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(min_size, min_size))
+        if not len(found):
+            return []
+        boxes = np.asarray(found, dtype=np.float64)
+        return _to_faces(boxes, np.ones(len(boxes)), gray.shape[1], gray.shape[0], 1.0 / min(1.0, scale))
+
+
+def blazeface_anchors(input_size: int = 128, strides=(8, 16, 16, 16), offset: float = 0.5) -> np.ndarray:
+    """SSD anchor centres of MediaPipe's short-range face detector, ``(896, 2)`` as (x, y) in [0, 1].
+
+    Layers sharing a stride are merged; each layer adds two anchors per cell (aspect ratio 1 and
+    the interpolated scale); anchor sizes are fixed (1x1), so only the centres matter.
+    """
+    centres = []
+    i = 0
+    while i < len(strides):
+        stride = strides[i]
+        n_layers = 0
+        while i < len(strides) and strides[i] == stride:
+            n_layers += 1
+            i += 1
+        fm = int(np.ceil(input_size / stride))
+        per_cell = 2 * n_layers
+        ys, xs = np.meshgrid(np.arange(fm), np.arange(fm), indexing="ij")
+        c = np.stack([(xs + offset) / fm, (ys + offset) / fm], axis=-1).reshape(-1, 1, 2)
+        centres.append(np.repeat(c, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(centres).astype(np.float32)
+
+
+class BlazeFaceDetector:
+    """BlazeFace short-range (128x128 RGB in [-1, 1]; regressors (896, 16), score logits (896, 1)).
+
+    The frame is letterboxed to a square (aspect ratio kept), so boxes map back exactly.
+    Best for faces within ~2 m of the camera.
+    """
+
+    name = "blazeface"
+
+    def __init__(self, model_path: str | Path, min_score: float = 0.5, iou_threshold: float = 0.3,
+                 num_threads: int | None = None):
+        self.path = Path(model_path)
+        self.interpreter, self.choice = make_interpreter(self.path, "cpu", num_threads)
+        ins = [tensor_info(d) for d in self.interpreter.get_input_details()]
+        outs = [tensor_info(d) for d in self.interpreter.get_output_details()]
+        if len(ins) != 1 or len(ins[0].shape) != 4 or ins[0].shape[3] != 3 or len(outs) != 2:
+            raise ModelError(f"{self.path}: not a BlazeFace model (one RGB input and two outputs expected, got "
+                             f"inputs {[i.shape for i in ins]}, outputs {[o.shape for o in outs]})")
+        self.input = ins[0]
+        self.size = self.input.shape[1]
+        by_width = sorted(outs, key=lambda t: t.shape[-1])
+        self.scores_t, self.boxes_t = by_width[0], by_width[-1]
+        self.anchors = blazeface_anchors(self.size)
+        if self.boxes_t.shape[-2] != len(self.anchors):
+            raise ModelError(f"{self.path}: {self.boxes_t.shape[-2]} anchors in the model, expected "
+                             f"{len(self.anchors)} (short-range BlazeFace)")
+        self.min_score = min_score
+        self.iou_threshold = iou_threshold
+
+    def detect(self, frame: np.ndarray, scale: float = 1.0) -> list[Face]:
+        h, w = frame.shape[:2]
+        side = max(h, w)
+        if frame.ndim == 2 or frame.shape[2] == 1:
+            rgb = cv2.cvtColor(to_gray(frame), cv2.COLOR_GRAY2RGB)
+        else:
+            rgb = cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2RGB)
+        pad_x, pad_y = (side - w) // 2, (side - h) // 2
+        square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT)
+        x = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x = x * (2.0 / 255.0) - 1.0
+        self.interpreter.set_tensor(self.input.index, x[None])
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.boxes_t.index)[0]
+        logits = self.interpreter.get_tensor(self.scores_t.index)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        keep = np.flatnonzero(scores >= self.min_score)
+        if keep.size == 0:
+            return []
+        r = raw[keep]
+        cx = r[:, 0] / self.size + self.anchors[keep, 0]
+        cy = r[:, 1] / self.size + self.anchors[keep, 1]
+        bw = r[:, 2] / self.size
+        bh = r[:, 3] / self.size
+        boxes = np.stack([(cx - bw / 2) * side - pad_x, (cy - bh / 2) * side - pad_y, bw * side, bh * side], axis=1)
+        order = nms(boxes, scores[keep], self.iou_threshold)
+        return _to_faces(boxes[order], scores[keep][order], w, h, 1.0)
+
+
+class OpenCVSSDDetector:
+    """OpenCV's ResNet-10 SSD face detector (300x300 BGR, mean (104, 177, 123)) via ``cv2.dnn``."""
+
+    name = "ssd"
+
+    def __init__(self, pb_path: str | Path, pbtxt_path: str | Path, min_score: float = 0.5,
+                 input_size: int = 300):
+        self.pb, self.pbtxt = Path(pb_path), Path(pbtxt_path)
+        for p in (self.pb, self.pbtxt):
+            if not p.is_file():
+                raise ModelError(f"{p}: SSD face detector file not found (run `emoedge models fetch ssd`)")
+        try:
+            self.net = cv2.dnn.readNetFromTensorflow(str(self.pb), str(self.pbtxt))
+        except cv2.error as exc:
+            raise ModelError(f"{self.pb}: not a loadable OpenCV SSD graph: {str(exc).strip()[:200]}") from exc
+        self.min_score = min_score
+        self.input_size = input_size
+
+    def detect(self, frame: np.ndarray, scale: float = 1.0) -> list[Face]:
+        h, w = frame.shape[:2]
+        bgr = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(to_gray(frame), cv2.COLOR_GRAY2BGR)
+        size = max(96, int(round(self.input_size * min(1.0, scale))))
+        blob = cv2.dnn.blobFromImage(bgr, 1.0, (size, size), (104.0, 177.0, 123.0), swapRB=False, crop=False)
+        self.net.setInput(blob)
+        det = self.net.forward()[0, 0]
+        det = det[det[:, 2] >= self.min_score]
+        if not len(det):
+            return []
+        x1, y1, x2, y2 = (np.clip(det[:, k], 0, 1) for k in (3, 4, 5, 6))
+        boxes = np.stack([x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h], axis=1)
+        # this SSD's boxes run from forehead to chin; make them square around the centre, like the
+        # Haar/BlazeFace boxes (and FER2013's crops) the classifier was trained on
+        side = (boxes[:, 2] + boxes[:, 3]) / 2
+        boxes = np.stack([boxes[:, 0] + boxes[:, 2] / 2 - side / 2, boxes[:, 1] + boxes[:, 3] / 2 - side / 2,
+                          side, side], axis=1)
+        order = nms(boxes, det[:, 2], 0.4)
+        return _to_faces(boxes[order], det[order, 2], w, h, 1.0)
+
+
+DETECTORS = ("haar", "blazeface", "ssd")
+
+
+def make_detector(name: str, model_dir: str | Path | None = None, num_threads: int | None = None,
+                  min_score: float = 0.5) -> Detector:
+    """A detector by name. BlazeFace and SSD files come from ``model_dir`` or the fetch cache."""
+    from emoedge.edge import fetch
+
+    if name == "haar":
+        return HaarDetector()
+    if name == "blazeface":
+        return BlazeFaceDetector(fetch.locate("blazeface", model_dir)[0], min_score=min_score, num_threads=num_threads)
+    if name == "ssd":
+        pb, pbtxt = fetch.locate("ssd", model_dir)
+        return OpenCVSSDDetector(pb, pbtxt, min_score=min_score)
+    raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")
