@@ -157,3 +157,29 @@ def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_su
     assert f"{ev['accuracy']:.2%}" in card and "emoedge train ..." in card and "| disgust |" in card
     clf = FaceClassifier(out["tflite"])
     assert clf.class_names == FER2013_CLASSES
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, rng, monkeypatch):
+    from emoedge.train import progress
+    from emoedge.train.trainer import TrainConfig, train
+
+    imgs, labels = face_like(rng, 120, 3)
+    ds = select_classes(load_fer2013_csv(write_fer_csv(tmp_path / "d.csv", imgs, labels, ["Training"] * 120)),
+                        ["angry", "disgust", "fear"])
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 3})
+    original = progress.EpochProgress.on_epoch_end
+
+    def power_cut(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(progress.EpochProgress, "on_epoch_end", power_cut)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, ds, tmp_path / "run", verbose=0)
+    assert (tmp_path / "run" / "backup").is_dir()
+    monkeypatch.setattr(progress.EpochProgress, "on_epoch_end", original)
+    res = train(cfg, ds, tmp_path / "run", verbose=0)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert res.epochs_run == 3 and len(hist["loss"]) == 3
+    assert not (tmp_path / "run" / "backup").exists()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -205,6 +206,18 @@ def replace_head(model, num_classes: int):
     return keras.Model(model.input, out, name=model.name + "_finetuned")
 
 
+def _read_history(path: Path) -> dict[str, list[float]]:
+    """The per-epoch log written by CSVLogger (all segments of a resumed run)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+
+
 def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
 
@@ -319,11 +332,33 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     vds = tf.data.Dataset.from_tensor_slices((x_val, y_val_1h)).batch(256).prefetch(tf.data.AUTOTUNE)
 
     ckpt = out / "best.weights.h5"
+    resuming = (out / "backup").is_dir() and (out / "history.csv").is_file()
+    if resuming:  # keep exactly the epochs the backup holds (a cut can fall between the log and the backup)
+        meta = out / "backup" / "training_metadata.json"
+        done = int(json.loads(meta.read_text()).get("epoch", 0)) if meta.is_file() else 0
+        lines = (out / "history.csv").read_text().splitlines(keepends=True)
+        (out / "history.csv").write_text("".join(lines[:1 + done]))
+    prior = _read_history(out / "history.csv") if resuming else {}
+    prior_seconds = float(json.loads((out / "backup" / "elapsed.json").read_text())["seconds"]) \
+        if resuming and (out / "backup" / "elapsed.json").is_file() else 0.0
+    t0 = time.time()
+
+    class _Elapsed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (out / "backup").mkdir(exist_ok=True)
+            (out / "backup" / "elapsed.json").write_text(json.dumps({"seconds": prior_seconds + time.time() - t0}))
+
     callbacks: list[Any] = [
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_accuracy", mode="max", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+                                        save_weights_only=True,
+                                        initial_value_threshold=max(prior.get("val_accuracy", [None]) or [None],
+                                                                    key=lambda v: -1 if v is None else v)),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
+        _Elapsed(),
         EpochProgress(config.epochs, verbose=verbose),
+        # an interrupted run (power cut, session end) resumes from its last finished epoch when the
+        # same command is run again with the same output folder
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
     ]
     if config.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
@@ -331,11 +366,12 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
                                                        patience=config.early_stopping_patience))
-    t0 = time.time()
+    if resuming:
+        print(f"resuming {out} after epoch {len(prior.get('loss', []))}", file=sys.stderr)
     hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0,
                      shuffle=False)  # tf.data shuffles
-    train_seconds = time.time() - t0
-    history = {k_: [float(v) for v in vals] for k_, vals in hist.history.items()}
+    train_seconds = prior_seconds + time.time() - t0
+    history = _read_history(out / "history.csv") or {k_: [float(v) for v in vals] for k_, vals in hist.history.items()}
     best_epoch = int(np.argmax(history["val_accuracy"])) + 1
 
     # Export in float32 whatever the training precision was.
@@ -349,6 +385,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     model_path = out / "model.keras"
     model.save(model_path)
     ckpt.unlink(missing_ok=True)
+    shutil.rmtree(out / "backup", ignore_errors=True)
 
     val_eval = evaluate_predictions(y_val, predict_probs(model, x_val), dataset.class_names)
     test_eval = None
