@@ -12,8 +12,8 @@ from emoedge.edge.detect import Face, HaarDetector
 from emoedge.edge.interpreter import ModelError, TFLiteClassifier, check_classes
 from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.preprocess import preprocess_faces
+from emoedge.edge.tracking import UNCERTAIN
 
-UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
@@ -43,22 +43,66 @@ def demo_image() -> np.ndarray:
     return img
 
 
+def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
+    """A TFLite (any dtype, CPU or Edge TPU) or ONNX classifier for the device."""
+    from emoedge.edge.formats import format_of
+
+    path = Path(model_path)
+    try:
+        engine = format_of(path).engine
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    if engine == "onnxruntime":
+        from emoedge.edge.onnx_classifier import ONNXClassifier
+
+        return ONNXClassifier(path, num_threads)
+    if engine in ("litert", "edgetpu"):
+        return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
+    raise ModelError(f"{path}: {engine} models are not run on the device; convert it to TFLite or ONNX")
+
+
+def check_manifest(model, manifest: dict) -> None:
+    """Refuse a model whose manifest does not describe its tensors."""
+    inp = manifest.get("input") or {}
+    real = getattr(model, "input", None)
+    if real is None or not inp:
+        return
+    problems = []
+    if inp.get("dtype") and inp["dtype"] != real.dtype.name:
+        problems.append(f"input dtype {real.dtype.name}, manifest says {inp['dtype']}")
+    if inp.get("shape") and list(inp["shape"][1:]) != list(real.shape[1:]):
+        problems.append(f"input shape {list(real.shape)}, manifest says {inp['shape']}")
+    if real.quantized and (abs(float(inp.get("scale", 0)) - real.scale) > 1e-9 * max(1.0, real.scale)
+                           or int(inp.get("zero_point", 0)) != real.zero_point):
+        problems.append(f"input quantization ({real.scale}, {real.zero_point}), manifest says "
+                        f"({inp.get('scale')}, {inp.get('zero_point')})")
+    if problems:
+        raise ModelError(f"{model.path}: the manifest does not match the model: {'; '.join(problems)}")
+
+
 class FaceClassifier:
-    """A detector, a TFLite classifier and its class names, created once."""
+    """A detector, a classifier (TFLite or ONNX) and its class names, created once."""
 
     def __init__(self, model_path: str | Path, class_names=None, detector=None, num_threads: int | None = None,
-                 min_confidence: float = 0.0, margin: float = 0.0):
+                 min_confidence: float = 0.0, margin: float = 0.0, delegate: str = "cpu"):
         self.model_path = Path(model_path)
         manifest = read_manifest(self.model_path) or {}
         names = class_names or manifest.get("class_names")
         if not names:
             raise ModelError(f"{self.model_path}: no class names (no manifest beside the model; pass class_names)")
         self.class_names = tuple(names)
-        self.model = TFLiteClassifier(self.model_path, num_threads=num_threads)
+        self.model = open_model(self.model_path, delegate, num_threads)
         check_classes(self.model, self.class_names)
-        self.detector = detector or HaarDetector()
+        check_manifest(self.model, manifest)
+        self._detector = detector
         self.min_confidence = min_confidence
         self.margin = margin
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            self._detector = HaarDetector()
+        return self._detector
 
     @classmethod
     def from_spec(cls, spec: str, fmt: str = "float32", **kw) -> "FaceClassifier":

@@ -5,7 +5,9 @@
     emoedge evaluate --model M ...   -> emoedge.evaluate.evaluate_model
     emoedge convert --model M ...    -> emoedge.convert.pipeline.convert_model (+ convert.report)
     emoedge classify [--image I]     -> emoedge.edge.classify.classify_image
+    emoedge run --source S ...       -> emoedge.edge.pipeline.Pipeline(config).run()
     emoedge models list              -> emoedge.edge.models.shipped_models
+    emoedge models fetch NAME        -> emoedge.edge.fetch.fetch
 
 TensorFlow is imported only by the subcommands that need it (train, convert, Keras models).
 """
@@ -184,6 +186,48 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    import dataclasses
+
+    from emoedge.edge.config import RuntimeConfig, load_yaml
+    from emoedge.edge.pipeline import Pipeline
+
+    base = RuntimeConfig.from_dict(load_yaml(args.config), str(args.config)) if args.config else RuntimeConfig()
+    if getattr(args, "profile", None):
+        from emoedge.edge.profiles import load_profile
+
+        base = load_profile(args.profile).runtime
+    overrides = {}
+    for f in dataclasses.fields(RuntimeConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            overrides[f.name] = v
+    config = base.replace(**overrides)
+    print(f"emoedge run: source {config.source}, model {config.model} ({config.model_format}), detector "
+          f"{config.detector}, budget {config.budget_ms:.0f} ms", file=sys.stderr)
+
+    def status(line: str) -> None:
+        print("\r" + line + " " * 8, end="", file=sys.stderr, flush=True)
+
+    summary = Pipeline(config, status=status if sys.stderr.isatty() else None).run()
+    print("", file=sys.stderr)
+    print(summary.text())
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from emoedge.edge import fetch
+
+    names = sorted(fetch.DETECTOR_FILES) if args.name == "all" else [args.name]
+    for name in names:
+        paths = fetch.fetch(name, args.dest, base_url=args.base_url)
+        for p in paths:
+            print(f"{name}: {p} (sha256 verified)")
+    return 0
+
+
 def cmd_models_list(args) -> int:
     from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
 
@@ -252,9 +296,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)
 
+    p = sub.add_parser("run", help="the on-device pipeline: camera/file -> faces -> emotions -> sinks")
+    p.add_argument("--config", help="a runtime YAML (keys of emoedge.edge.config.RuntimeConfig)")
+    p.add_argument("--profile", help="a device profile name or YAML file (firmware_configs/)")
+    p.add_argument("--source", help="demo, picamera, a camera index, /dev/videoN, a GStreamer pipeline, a video, "
+                   "an image or a folder")
+    p.add_argument("--model", help="a shipped model name or a .tflite/.onnx file")
+    p.add_argument("--model-format", dest="model_format", help="format of a shipped model (int8, float32, ...)")
+    p.add_argument("--delegate", choices=["cpu", "edgetpu"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"])
+    p.add_argument("--detector-dir", dest="detector_dir")
+    p.add_argument("--budget-ms", dest="budget_ms", type=float)
+    p.add_argument("--detect-every", dest="detect_every", type=int)
+    p.add_argument("--max-faces", dest="max_faces", type=int)
+    p.add_argument("--uncertain-below", dest="uncertain_below", type=float)
+    p.add_argument("--interval-s", dest="interval_s", type=float)
+    p.add_argument("--max-frames", dest="max_frames", type=int)
+    p.add_argument("--display", dest="display", action="store_true", default=None)
+    p.add_argument("--no-display", dest="display", action="store_false")
+    p.add_argument("--fullscreen", action="store_true", default=None)
+    p.add_argument("--realtime", action="store_true", default=None, help="play files at their frame rate")
+    p.add_argument("--events", help="JSON Lines event stream")
+    p.add_argument("--db", help="SQLite summaries")
+    p.add_argument("--video-out", dest="video_out", help="write the overlay video here (stores images)")
+    p.add_argument("--summary-json", help="write the run summary here")
+    p.set_defaults(func=cmd_run)
+
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list")
     p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("fetch", help="download detector files (sha256 pinned)")
+    p.add_argument("name", choices=["blazeface", "ssd", "all"])
+    p.add_argument("--dest", help="folder (default: $EMOEDGE_MODELS or ~/.cache/emoedge/models)")
+    p.add_argument("--base-url", help="fetch from this mirror instead of the official location")
+    p.set_defaults(func=cmd_models_fetch)
     return ap
 
 

@@ -10,8 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from emoedge.data.datasets import FaceDataset, canonical_split, load_dataset, standard_splits
-from emoedge.edge.formats import format_of
-from emoedge.edge.interpreter import ModelError, TFLiteClassifier, check_classes
+from emoedge.edge.classify import open_model
+from emoedge.edge.interpreter import ModelError, check_classes
 from emoedge.edge.models import read_manifest
 from emoedge.edge.preprocess import normalize
 from emoedge.metrics import Evaluation, evaluate_predictions
@@ -41,17 +41,9 @@ class KerasClassifier:
 def load_classifier(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
     """A classifier for any format of the table: TFLite of any dtype, ONNX, or Keras."""
     path = Path(model_path)
-    try:
-        engine = format_of(path).engine
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    if engine in ("litert", "edgetpu"):
-        return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
-    if engine == "onnxruntime":
-        from emoedge.edge.onnx_classifier import ONNXClassifier
-
-        return ONNXClassifier(path, num_threads)
-    return KerasClassifier(path)
+    if path.suffix.lower() in (".keras", ".h5", ".hdf5"):
+        return KerasClassifier(path)
+    return open_model(path, delegate, num_threads)
 
 
 def model_class_names(model_path: str | Path) -> tuple[str, ...] | None:

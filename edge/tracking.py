@@ -1,0 +1,124 @@
+"""An IoU tracker that follows faces between detections, and per-face temporal smoothing
+(EMA of class probabilities) with an ``uncertain`` label below a confidence threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from emoedge.edge.detect import Face, iou
+
+UNCERTAIN = "uncertain"
+
+
+@dataclass
+class Track:
+    """One face followed over time (mutable state owned by the tracker)."""
+    track_id: int
+    box: tuple[float, float, float, float]
+    first_frame: int
+    last_detected_frame: int
+    last_classified_frame: int = -1
+    misses: int = 0
+    hits: int = 1
+    probs: np.ndarray | None = None          # smoothed class probabilities
+    label: str | None = None                 # smoothed label, or "uncertain"; None before any classification
+    confidence: float = 0.0
+    velocity: tuple[float, float] = (0.0, 0.0)
+    history: list = field(default_factory=list, repr=False)
+
+    def int_box(self) -> tuple[int, int, int, int]:
+        x, y, w, h = self.box
+        return int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h)))
+
+
+class IoUTracker:
+    """Greedy IoU matching of detections to tracks.
+
+    A detection matched to a track (IoU >= ``iou_threshold``) updates its box; unmatched
+    detections start tracks; a track missed by ``max_misses`` consecutive detection rounds is
+    dropped. Between detections boxes move with the track's last velocity (``follow``).
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 2):
+        self.iou_threshold = iou_threshold
+        self.max_misses = max_misses
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self.ended: list[Track] = []
+
+    def update(self, faces: Sequence[Face], frame_index: int) -> list[Track]:
+        pairs = []
+        for ti, t in enumerate(self.tracks):
+            for fi, f in enumerate(faces):
+                v = iou(t.box, f.box)
+                if v >= self.iou_threshold:
+                    pairs.append((v, ti, fi))
+        pairs.sort(reverse=True)
+        used_t, used_f = set(), set()
+        for _, ti, fi in pairs:
+            if ti in used_t or fi in used_f:
+                continue
+            used_t.add(ti)
+            used_f.add(fi)
+            t, f = self.tracks[ti], faces[fi]
+            dt = max(1, frame_index - t.last_detected_frame)
+            t.velocity = ((f.x - t.box[0]) / dt, (f.y - t.box[1]) / dt)
+            t.box = (float(f.x), float(f.y), float(f.w), float(f.h))
+            t.last_detected_frame = frame_index
+            t.misses = 0
+            t.hits += 1
+        keep = []
+        for ti, t in enumerate(self.tracks):
+            if ti not in used_t:
+                t.misses += 1
+                if t.misses > self.max_misses:
+                    self.ended.append(t)
+                    continue
+            keep.append(t)
+        for fi, f in enumerate(faces):
+            if fi not in used_f:
+                keep.append(Track(self._next_id, (float(f.x), float(f.y), float(f.w), float(f.h)), frame_index,
+                                  frame_index))
+                self._next_id += 1
+        self.tracks = keep
+        return self.tracks
+
+    def restart(self) -> None:
+        """End every track (the next frame is unrelated to this one); ids keep counting up."""
+        self.ended.extend(self.tracks)
+        self.tracks = []
+
+    def follow(self, frame_index: int) -> list[Track]:
+        """Frames without detection: move boxes by their velocity (one frame's worth)."""
+        for t in self.tracks:
+            vx, vy = t.velocity
+            x, y, w, h = t.box
+            t.box = (x + vx, y + vy, w, h)
+        return self.tracks
+
+    @property
+    def total_tracks(self) -> int:
+        return self._next_id - 1
+
+
+class EmaSmoother:
+    """``probs <- alpha * new + (1 - alpha) * probs`` per track; the label is the top class when
+    its smoothed probability reaches ``threshold``, else ``uncertain``."""
+
+    def __init__(self, class_names: Sequence[str], alpha: float = 0.5, threshold: float = 0.4):
+        if not 0 < alpha <= 1:
+            raise ValueError(f"smoothing alpha must be in (0, 1], got {alpha}")
+        self.class_names = tuple(class_names)
+        self.alpha = alpha
+        self.threshold = threshold
+
+    def observe(self, track: Track, probs: np.ndarray, frame_index: int) -> None:
+        p = np.asarray(probs, dtype=np.float32)
+        track.probs = p.copy() if track.probs is None else self.alpha * p + (1 - self.alpha) * track.probs
+        i = int(np.argmax(track.probs))
+        track.confidence = float(track.probs[i])
+        track.label = self.class_names[i] if track.confidence >= self.threshold else UNCERTAIN
+        track.last_classified_frame = frame_index
