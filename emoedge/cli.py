@@ -3,6 +3,7 @@
     emoedge data inspect DATA        -> emoedge.data.inspect.inspect / write_report
     emoedge train --data D ...       -> emoedge.train.trainer.train
     emoedge evaluate --model M ...   -> emoedge.evaluate.evaluate_model
+    emoedge ensemble A B --flip ...  -> emoedge.train.ensemble.fuse_files
     emoedge convert --model M ...    -> emoedge.convert.pipeline.convert_model (+ convert.report)
     emoedge classify [--image I]     -> emoedge.edge.classify.classify_image
     emoedge run --source S ...       -> emoedge.edge.pipeline.Pipeline(config).run()
@@ -186,6 +187,14 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from emoedge.train.ensemble import fuse_files
+
+    out = fuse_files(args.models, args.out, flip=args.flip)
+    print(f"wrote {out}: mean of {len(args.models)} model(s){' and their mirrored views' if args.flip else ''}")
+    return 0
+
+
 def cmd_run(args) -> int:
     import dataclasses
 
@@ -295,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("ensemble", help="fuse Keras models (and a mirrored view) into one averaging model")
+    p.add_argument("models", nargs="+", help=".keras files with the same input and classes")
+    p.add_argument("--flip", action="store_true", help="also average each member on the mirrored face")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("run", help="the on-device pipeline: camera/file -> faces -> emotions -> sinks")
     p.add_argument("--config", help="a runtime YAML (keys of emoedge.edge.config.RuntimeConfig)")

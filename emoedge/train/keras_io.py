@@ -7,6 +7,7 @@ from pathlib import Path
 from emoedge.train import tf_env  # noqa: F401
 
 from emoedge.edge.interpreter import ModelError
+from emoedge.train import layers as _custom_layers  # noqa: F401  (registers them for loading)
 
 
 def load_keras(path: str | Path):

@@ -19,6 +19,8 @@ from emoedge.train import tf_env  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS befo
 import keras
 from keras import layers
 
+from emoedge.train.layers import ChannelPool
+
 
 def _conv_bn(x, filters, kernel=3, strides=1, name=None, l2=1e-4):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
@@ -79,8 +81,8 @@ def cbam(x, ratio: int = 8, kernel: int = 7, name: str = "cbam"):
     mx = mlp2(mlp1(layers.GlobalMaxPooling2D(keepdims=True, name=name + "_gmp")(x)))
     ca = layers.Activation("sigmoid", name=name + "_channel")(layers.Add(name=name + "_ca_add")([avg, mx]))
     x = layers.Multiply(name=name + "_ca_mul")([x, ca])
-    s_avg = layers.Lambda(lambda t: keras.ops.mean(t, axis=-1, keepdims=True), name=name + "_smean")(x)
-    s_max = layers.Lambda(lambda t: keras.ops.max(t, axis=-1, keepdims=True), name=name + "_smax")(x)
+    s_avg = ChannelPool("mean", name=name + "_smean")(x)
+    s_max = ChannelPool("max", name=name + "_smax")(x)
     s = layers.Concatenate(name=name + "_scat")([s_avg, s_max])
     sa = layers.Conv2D(1, kernel, padding="same", activation="sigmoid", name=name + "_spatial")(s)
     return layers.Multiply(name=name + "_sa_mul")([x, sa])
