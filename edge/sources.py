@@ -238,11 +238,30 @@ class _LatestGrabber:
         self._thread.join(timeout=2.0)
 
 
-class OpenCVCameraSource(FrameSource):
-    """A camera through OpenCV: an index (``0``), a V4L2 device (``/dev/video0``) or a GStreamer
-    pipeline string (ending in ``appsink``), as on Coral boards."""
+class _LiveSource(FrameSource):
+    """A source read by a :class:`_LatestGrabber` thread; subclasses open, grab and release."""
 
     live = True
+    _grabber: _LatestGrabber
+
+    def read(self) -> Frame | None:
+        return self._grabber.read()
+
+    @property
+    def dropped(self) -> int:
+        return self._grabber.dropped
+
+    def close(self) -> None:
+        self._grabber.close()
+        self._release()
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class OpenCVCameraSource(_LiveSource):
+    """A camera through OpenCV: an index (``0``), a V4L2 device (``/dev/video0``) or a GStreamer
+    pipeline string (ending in ``appsink``), as on Coral boards."""
 
     def __init__(self, spec: str | int, width: int | None = None, height: int | None = None,
                  fps: float | None = None, clock: Callable[[], int] = time.monotonic_ns, max_retries: int = 5,
@@ -279,25 +298,15 @@ class OpenCVCameraSource(FrameSource):
         ok, img = self.cap.read()
         return (img, None) if ok and img is not None else None
 
-    def read(self) -> Frame | None:
-        return self._grabber.read()
-
-    @property
-    def dropped(self) -> int:
-        return self._grabber.dropped
-
-    def close(self) -> None:
-        self._grabber.close()
+    def _release(self) -> None:
         if self.cap is not None:
             self.cap.release()
 
 
-class Picamera2Source(FrameSource):
+class Picamera2Source(_LiveSource):
     """The Raspberry Pi camera through Picamera2: a ``main`` RGB stream for display and a
     ``lores`` YUV420 stream whose Y plane is the grayscale image for detection and classification.
     Picamera2 is imported here, when the source is made (it exists only on Raspberry Pi OS)."""
-
-    live = True
 
     def __init__(self, size=(1280, 720), lores=(640, 360), fps: float | None = 30.0,
                  clock: Callable[[], int] = time.monotonic_ns, max_retries: int = 5, backoff_s: float = 0.5):
@@ -315,12 +324,7 @@ class Picamera2Source(FrameSource):
         self._grabber = _LatestGrabber(self._grab, self._open, self.name, clock, max_retries, backoff_s)
 
     def _open(self) -> None:
-        if self.cam is not None:
-            try:
-                self.cam.stop()
-                self.cam.close()
-            except Exception:  # closing a dead camera may fail; we are replacing it anyway
-                log.debug("closing the previous Picamera2 failed", exc_info=True)
+        self._release()
         cam = self._Picamera2()
         controls = {"FrameRate": self.fps} if self.fps else {}
         config = cam.create_video_configuration(main={"size": self.size, "format": "RGB888"},
@@ -342,21 +346,14 @@ class Picamera2Source(FrameSource):
         # work on the lores Y plane; the main stream is only for display.
         return main, np.ascontiguousarray(gray)
 
-    def read(self) -> Frame | None:
-        return self._grabber.read()
-
-    @property
-    def dropped(self) -> int:
-        return self._grabber.dropped
-
-    def close(self) -> None:
-        self._grabber.close()
+    def _release(self) -> None:
         if self.cam is not None:
             try:
                 self.cam.stop()
                 self.cam.close()
-            except Exception:
+            except Exception:  # closing a dead camera may fail; it is being replaced or closed anyway
                 log.debug("closing Picamera2 failed", exc_info=True)
+            self.cam = None
 
 
 def open_source(spec: str, clock: Callable[[], int] = time.monotonic_ns, realtime: bool = False,
