@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -264,3 +265,67 @@ def test_fetch_from_a_local_server_verifies_sha256(local_server, tmp_path, monke
     assert list(dest.iterdir()) == []
     with pytest.raises(ModelError, match="download failed"):
         fetch.fetch("ssd", tmp_path / "x", base_url=local_server + "/missing")
+
+
+class _FakeRequest:
+    def __init__(self, main, yuv):
+        self.main, self.yuv, self.released = main, yuv, False
+
+    def make_array(self, name):
+        return self.main if name == "main" else self.yuv
+
+    def release(self):
+        self.released = True
+
+
+class _FakePicamera2:
+    """Stands in for picamera2.Picamera2: main RGB888 stream and a lores YUV420 stream."""
+    configs = []
+
+    def __init__(self):
+        self.started = False
+
+    def create_video_configuration(self, main, lores, controls):
+        cfg = {"main": main, "lores": lores, "controls": controls}
+        _FakePicamera2.configs.append(cfg)
+        return cfg
+
+    def configure(self, cfg):
+        self.cfg = cfg
+
+    def start(self):
+        self.started = True
+
+    def capture_request(self):
+        w, h = self.cfg["main"]["size"]
+        lw, lh = self.cfg["lores"]["size"]
+        main = np.full((h, w, 3), 90, np.uint8)
+        yuv = np.zeros((lh * 3 // 2, lw), np.uint8)
+        yuv[:lh] = 200                                  # Y plane
+        time.sleep(0.005)
+        return _FakeRequest(main, yuv)
+
+    def stop(self):
+        self.started = False
+
+    def close(self):
+        pass
+
+
+def test_picamera2_lores_y_plane_is_the_grayscale_work_image(monkeypatch, clf):
+    import types
+
+    fake = types.ModuleType("picamera2")
+    fake.Picamera2 = _FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", fake)
+    src = open_source("picamera", width=1280, height=720, lores=(640, 360), fps=30)
+    try:
+        frame = src.read()
+        assert frame.image.shape == (720, 1280, 3)
+        assert frame.gray.shape == (360, 640) and (frame.gray == 200).all()
+        assert _FakePicamera2.configs[-1]["lores"] == {"size": (640, 360), "format": "YUV420"}
+        det = FakeDetector(FakeClock(), [Face(100, 100, 80, 80)], 1.0)
+        s = Pipeline(RuntimeConfig(budget_ms=1000), source=src, detector=det, classifier=clf).run(3)
+        assert s.frames == 3 and s.classifications >= 3
+    finally:
+        src.close()
