@@ -25,6 +25,7 @@ from emoedge.edge.detect import make_detector
 from emoedge.edge.models import resolve_model
 from emoedge.edge.preprocess import preprocess_faces, to_gray
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
+from emoedge.edge.sdnotify import Notifier
 from emoedge.edge.sinks import (Aggregator, DisplaySink, FaceEvent, IntervalSummary, JsonlSink, Sink, SqliteSink,
                                 VideoSink)
 from emoedge.edge.sources import FrameSource, open_source
@@ -150,8 +151,10 @@ class Pipeline:
         labels: Counter = Counter()
         frames = frames_with_faces = classifications = events = intervals = 0
         t_start = self.clock()
-        last_status = t_start
+        last_status = last_pet = t_start
         ms = 1e-6
+        notifier = Notifier()
+        notifier.notify("READY=1")
         try:
             while not self._stop.is_set():
                 if max_frames is not None and frames >= max_frames:
@@ -218,6 +221,9 @@ class Pipeline:
                 times["frame"].append((t7 - t0) * ms)
                 self.scheduler.record(plan, stage_ms, len(chosen))
                 frames += 1
+                if t7 - last_pet >= 1_000_000_000:  # systemd watchdog: frames are flowing
+                    notifier.notify("WATCHDOG=1")
+                    last_pet = t7
                 if self.status and c.status_every_s and (t7 - last_status) * 1e-9 >= c.status_every_s:
                     last_status = t7
                     el = (t7 - t_start) * 1e-9
@@ -229,6 +235,8 @@ class Pipeline:
             self._stopped_by = "error"
             raise
         finally:
+            notifier.notify("STOPPING=1")
+            notifier.close()
             last = self.aggregator.flush()
             if last is not None:
                 try:

@@ -205,7 +205,7 @@ def cmd_run(args) -> int:
     if getattr(args, "profile", None):
         from emoedge.edge.profiles import load_profile
 
-        base = load_profile(args.profile).runtime
+        base = load_profile(args.profile, overrides=args.set or []).runtime
     overrides = {}
     for f in dataclasses.fields(RuntimeConfig):
         v = getattr(args, f.name, None)
@@ -224,6 +224,36 @@ def cmd_run(args) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return 0
+
+
+def cmd_profile(args) -> int:
+    import yaml
+
+    from emoedge.edge.profiles import list_profiles, load_profile
+
+    if args.profile_command == "list":
+        for name in list_profiles():
+            p = load_profile(name)
+            print(f"{name:24s} {p.board.name} ({p.deployment.mode}): {p.runtime.detector}, {p.runtime.model} "
+                  f"{p.runtime.model_format}, budget {p.runtime.budget_ms:.0f} ms")
+        return 0
+    prof = load_profile(args.profile, overrides=args.set or [])
+    if args.profile_command == "check":
+        print(f"{prof.path}: ok ({prof.board.name}, {prof.deployment.mode} mode)")
+    else:
+        print(yaml.safe_dump(prof.to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from emoedge.edge.doctor import FAIL, diagnose
+
+    checks = diagnose(args.root, profile=args.profile, model=args.model, model_format=args.model_format)
+    for c in checks:
+        print(c.line())
+    failed = [c for c in checks if c.status == FAIL]
+    print(f"{len(failed)} problem(s)" if failed else "no problems found")
+    return 1 if failed else 0
 
 
 def cmd_models_fetch(args) -> int:
@@ -336,7 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="SQLite summaries")
     p.add_argument("--video-out", dest="video_out", help="write the overlay video here (stores images)")
     p.add_argument("--summary-json", help="write the run summary here")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a profile value")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("doctor", help="check this board, camera, Edge TPU, interpreter, model and profile")
+    p.add_argument("--profile", help="a profile name or YAML file to check against this board")
+    p.add_argument("--model", help="model to check (default: the profile's, else default)")
+    p.add_argument("--model-format", dest="model_format")
+    p.add_argument("--root", default="/", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_doctor)
+
+    prof = sub.add_parser("profile", help="device profiles (firmware_configs/)").add_subparsers(
+        dest="profile_command", required=True)
+    prof.add_parser("list").set_defaults(func=cmd_profile)
+    for name, what in (("check", "validate a profile file or name"), ("show", "the fully resolved settings")):
+        p = prof.add_parser(name, help=what)
+        p.add_argument("profile", help="a profile name (e.g. rpi4) or a YAML file")
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+        p.set_defaults(func=cmd_profile)
 
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list")
@@ -353,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         print(f"emoedge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

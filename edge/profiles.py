@@ -1,0 +1,196 @@
+"""Device profiles (``firmware_configs/*.yaml``): one file sets up a board.
+
+A profile has three parts, each a typed dataclass: ``board`` (what the hardware is and can do),
+``runtime`` (the :class:`RuntimeConfig` of ``emoedge run``) and ``deployment`` (kiosk or
+classroom sensor: paths, retention, restart policy). ``extends: NAME`` inherits another profile
+(mappings merge key by key); command-line ``--set section.key=value`` overrides come last.
+Validation names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from emoedge.edge.config import ConfigError, RuntimeConfig, build_dataclass, load_yaml
+
+def _profiles_dir() -> Path:
+    """``firmware_configs/`` as installed (package ``emoedge.firmware_configs``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("emoedge.firmware_configs")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the firmware_configs package is not installed with emoedge")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+PROFILES_DIR = _profiles_dir()
+DELEGATES = ("cpu", "edgetpu")
+CAMERAS = ("picamera2", "v4l2", "usb", "file", "none")
+MODES = ("kiosk", "sensor", "dev")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str = "generic"
+    model_match: str = ""                  # prefix of /proc/device-tree/model ("" = any / not a Pi)
+    arch: str = "aarch64"
+    cores: int = 4
+    memory_mb: int = 1024
+    camera: str = "picamera2"
+    delegates: list = field(default_factory=lambda: ["cpu"])
+    # estimated per-frame detection time (ms) at the profile's lores size, per detector; used to
+    # refuse budgets that cannot hold. Estimates, not measurements, unless the profile says so.
+    detector_ms: dict = field(default_factory=dict)
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    mode: str = "dev"                      # kiosk | sensor | dev
+    data_dir: str = "./emoedge-data"       # writable: SQLite, events, logs (a data partition on a read-only root)
+    keep_images: bool = False              # never true for a classroom sensor
+    export_csv: bool = False               # sensor: also export interval summaries as CSV
+    log_max_mb: int = 10                   # log rotation: size per file
+    log_keep: int = 5                      # rotated files kept
+    restart: str = "on-failure"            # systemd Restart=
+    watchdog_s: int = 0                    # systemd WatchdogSec= (0: off)
+    user: str = "emoedge"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: str
+    board: Board
+    runtime: RuntimeConfig
+    deployment: Deployment
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "board": dataclasses.asdict(self.board),
+                "runtime": dataclasses.asdict(self.runtime), "deployment": dataclasses.asdict(self.deployment)}
+
+
+def profile_path(name_or_path: str | Path, search: Path = PROFILES_DIR) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ConfigError(f"{p}: profile file not found")
+        return p
+    cand = search / f"{name_or_path}.yaml"
+    if not cand.is_file():
+        have = sorted(q.stem for q in search.glob("*.yaml"))
+        raise ConfigError(f"{name_or_path}: no such profile in {search} (have: {', '.join(have)})")
+    return cand
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in seen + (path,))
+        raise ConfigError(f"{path}: profile inheritance loops: {chain}")
+    d = load_yaml(path)
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: key 'extends' must be a profile name, got {parent!r}")
+    try:
+        ppath = profile_path(parent, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: key 'extends': {exc}") from None
+    return _merge(_raw(ppath, seen + (path.resolve(),)), d)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, val = text.split("=", 1)
+    return key.split("."), yaml.safe_load(val)
+
+
+def load_profile(name_or_path: str | Path, overrides: Sequence[str] = (), search: Path = PROFILES_DIR) -> Profile:
+    path = profile_path(name_or_path, search)
+    d = _raw(path)
+    for ov in overrides:
+        keys, val = _parse_override(ov)
+        if len(keys) != 2:
+            raise ConfigError(f"override {ov!r}: expected section.key=value with section board, runtime or deployment")
+        d = _merge(d, {keys[0]: {keys[1]: val}})
+    where = str(path)
+    unknown = sorted(set(d) - {"board", "runtime", "deployment", "description"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; allowed: board, runtime, deployment, description")
+    board = build_dataclass(Board, d.get("board") or {}, f"{where}: board")
+    runtime = build_dataclass(RuntimeConfig, d.get("runtime") or {}, f"{where}: runtime")
+    deployment = build_dataclass(Deployment, d.get("deployment") or {}, f"{where}: deployment")
+    prof = Profile(path.stem, where, board, runtime, deployment)
+    validate(prof)
+    return prof
+
+
+def validate(p: Profile) -> None:
+    """Values that are each well-typed but impossible together."""
+    w, b, r, dep = p.path, p.board, p.runtime, p.deployment
+
+    def bad(key: str, msg: str) -> None:
+        raise ConfigError(f"{w}: {key}: {msg}")
+
+    if b.camera not in CAMERAS:
+        bad("board.camera", f"{b.camera!r} is not one of {', '.join(CAMERAS)}")
+    for d in b.delegates:
+        if d not in DELEGATES:
+            bad("board.delegates", f"{d!r} is not one of {', '.join(DELEGATES)}")
+    if r.delegate not in DELEGATES:
+        bad("runtime.delegate", f"{r.delegate!r} is not one of {', '.join(DELEGATES)}")
+    if r.delegate not in b.delegates:
+        bad("runtime.delegate", f"{r.delegate!r} is not available on {b.name} (allowed: {', '.join(b.delegates)})")
+    if r.detector not in ("haar", "blazeface", "ssd"):
+        bad("runtime.detector", f"{r.detector!r} is not one of haar, blazeface, ssd")
+    if r.budget_ms <= 0:
+        bad("runtime.budget_ms", f"must be positive, got {r.budget_ms}")
+    need = b.detector_ms.get(r.detector)
+    if need is not None and r.budget_ms < float(need) * r.min_detect_scale ** 2:
+        bad("runtime.budget_ms", f"{r.budget_ms:g} ms is below what {r.detector} needs on {b.name} even at the "
+                                 f"smallest detection scale ({float(need) * r.min_detect_scale ** 2:.0f} ms of "
+                                 f"{need} ms at full scale); raise the budget or choose another detector "
+                                 f"(estimates: {b.detector_ms})")
+    if r.threads is not None and not 1 <= r.threads <= b.cores:
+        bad("runtime.threads", f"{r.threads} threads on a {b.cores}-core {b.name}; allowed 1..{b.cores}")
+    if not 0 < r.smoothing_alpha <= 1:
+        bad("runtime.smoothing_alpha", f"must be in (0, 1], got {r.smoothing_alpha}")
+    if not 0 <= r.uncertain_below < 1:
+        bad("runtime.uncertain_below", f"must be in [0, 1), got {r.uncertain_below}")
+    if not 0 < r.min_detect_scale <= r.max_detect_scale <= 1:
+        bad("runtime.min_detect_scale", "need 0 < min_detect_scale <= max_detect_scale <= 1")
+    if r.detect_every < 1 or r.max_faces < 1:
+        bad("runtime.detect_every", "detect_every and max_faces must be at least 1")
+    if r.source in ("picamera", "picamera2") and b.camera != "picamera2":
+        bad("runtime.source", f"picamera on {b.name}, whose camera stack is {b.camera}")
+    if dep.mode not in MODES:
+        bad("deployment.mode", f"{dep.mode!r} is not one of {', '.join(MODES)}")
+    if dep.mode == "sensor":
+        if r.display or r.fullscreen:
+            bad("runtime.display", "a classroom sensor runs headless: display and fullscreen must be false")
+        if dep.keep_images or r.video_out:
+            bad("deployment.keep_images", "a classroom sensor keeps no images: keep_images false, no video_out")
+        if not r.db:
+            bad("runtime.db", "a classroom sensor stores interval summaries: set a SQLite path")
+    if dep.mode == "kiosk" and not (r.display or r.fullscreen):
+        bad("runtime.fullscreen", "a kiosk shows the overlay: set fullscreen (or display) true")
+    if r.video_out and not dep.keep_images:
+        bad("runtime.video_out", "writing video stores images: set deployment.keep_images true to allow it")
+
+
+def list_profiles(search: Path = PROFILES_DIR) -> list[str]:
+    return sorted(p.stem for p in search.glob("*.yaml") if not p.stem.startswith("_"))

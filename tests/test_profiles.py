@@ -1,0 +1,176 @@
+"""Device profiles, their validation, inheritance and overrides; doctor on fake /proc and /sys trees."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from emoedge.edge.config import ConfigError
+from emoedge.edge.doctor import FAIL, OK, WARN, diagnose
+from emoedge.edge.profiles import PROFILES_DIR, list_profiles, load_profile
+
+
+def test_every_shipped_profile_loads_and_validates():
+    names = list_profiles()
+    assert {"rpi4", "rpi5", "rpi-zero2w", "coral-devboard", "rpi4-coral-usb", "x86-dev", "kiosk-rpi4",
+            "classroom-sensor-rpi4"} <= set(names)
+    for n in names:
+        p = load_profile(n)
+        assert p.runtime.budget_ms > 0 and p.board.cores >= 1
+    assert load_profile("coral-devboard").runtime.delegate == "edgetpu"
+    sensor = load_profile("classroom-sensor-rpi4")
+    assert sensor.deployment.mode == "sensor" and not sensor.runtime.display and sensor.runtime.db
+
+
+def test_inheritance_and_overrides():
+    p5 = load_profile("rpi5")
+    assert p5.runtime.detector == "blazeface"          # from rpi4
+    assert p5.runtime.budget_ms == 33                   # its own
+    assert p5.runtime.interval_s == 60                  # from _base
+    assert p5.board.detector_ms["haar"] == 18
+    p = load_profile("rpi5", overrides=["runtime.budget_ms=50", "runtime.detector=haar"])
+    assert p.runtime.budget_ms == 50 and p.runtime.detector == "haar"
+
+
+def _write(tmp_path, text, name="p.yaml"):
+    for f in PROFILES_DIR.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,match", [
+    ("extends: rpi4\nruntime:\n  budjet_ms: 10\n", r"runtime: unknown key\(s\) \['budjet_ms'\]; allowed keys: source"),
+    ("extends: rpi4\nruntime:\n  budget_ms: fast\n", r"runtime: key 'budget_ms' must be float, got 'fast'"),
+    ("extends: rpi4\nboard:\n  cores: 4.5\n", r"board: key 'cores' must be int"),
+    ("extends: rpi4\nruntime:\n  budget_ms: 2\n  detector: ssd\n",
+     r"runtime.budget_ms: 2 ms is below what ssd needs on Raspberry Pi 4 Model B"),
+    ("extends: rpi4\nruntime:\n  delegate: edgetpu\n",
+     r"runtime.delegate: 'edgetpu' is not available on Raspberry Pi 4 Model B \(allowed: cpu\)"),
+    ("extends: rpi4\nruntime:\n  delegate: gpu\n", r"runtime.delegate: 'gpu' is not one of cpu, edgetpu"),
+    ("extends: rpi4\nruntime:\n  threads: 8\n", r"runtime.threads: 8 threads on a 4-core"),
+    ("extends: rpi4\nwifi: {}\n", r"unknown section\(s\) \['wifi'\]"),
+    ("extends: nowhere\n", r"key 'extends': nowhere: no such profile"),
+    ("extends: classroom-sensor-rpi4\nruntime:\n  display: true\n", r"a classroom sensor runs headless"),
+    ("extends: classroom-sensor-rpi4\nruntime:\n  db: null\n", r"runtime.db: a classroom sensor stores"),
+    ("extends: rpi4\nruntime:\n  video_out: x.mp4\n", r"runtime.video_out: writing video stores images"),
+    ("extends: x86-dev\nruntime:\n  source: picamera\n", r"runtime.source: picamera on generic x86-64"),
+    ("runtime: [1, 2]\n", r"runtime: expected a mapping"),
+])
+def test_bad_profiles_name_file_key_and_allowed_values(tmp_path, text, match):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as exc:
+        load_profile(path)
+    assert str(path) in str(exc.value)
+
+
+def test_inheritance_loop_is_reported(tmp_path):
+    _write(tmp_path, "extends: b\n", "a.yaml")
+    _write(tmp_path, "extends: a\n", "b.yaml")
+    with pytest.raises(ConfigError, match="inheritance loops"):
+        load_profile(tmp_path / "a.yaml")
+
+
+def test_cli_profile_check_and_show(capsys, tmp_path):
+    from emoedge.cli import main
+
+    assert main(["profile", "check", "rpi4"]) == 0
+    assert main(["profile", "show", "rpi-zero2w", "--set", "runtime.max_faces=1"]) == 0
+    out = capsys.readouterr().out
+    assert "max_faces: 1" in out and "Raspberry Pi Zero 2 W" in out
+    bad = _write(tmp_path, "extends: rpi4\nruntime:\n  detecter: haar\n")
+    assert main(["profile", "check", str(bad)]) == 2
+    assert "unknown key(s) ['detecter']" in capsys.readouterr().err
+
+
+def _tree(tmp_path, model=None, governor="ondemand", temp_mc=48000, throttled=None, usb=None, apex=False,
+          edgetpu_lib=False, videos=()):
+    root = tmp_path / "root"
+    if model:
+        (root / "proc/device-tree").mkdir(parents=True)
+        (root / "proc/device-tree/model").write_text(model + "\x00")
+    cpu = root / "sys/devices/system/cpu/cpu0/cpufreq"
+    cpu.mkdir(parents=True)
+    (cpu / "scaling_governor").write_text(governor + "\n")
+    tz = root / "sys/class/thermal/thermal_zone0"
+    tz.mkdir(parents=True)
+    (tz / "temp").write_text(f"{temp_mc}\n")
+    if throttled is not None:
+        fw = root / "sys/devices/platform/soc/soc:firmware"
+        fw.mkdir(parents=True)
+        (fw / "get_throttled").write_text(throttled + "\n")
+    if usb:
+        d = root / "sys/bus/usb/devices/2-1"
+        d.mkdir(parents=True)
+        (d / "idVendor").write_text(usb[0] + "\n")
+        (d / "idProduct").write_text(usb[1] + "\n")
+    (root / "dev").mkdir(parents=True, exist_ok=True)
+    if apex:
+        (root / "dev/apex_0").write_text("")
+    for v in videos:
+        (root / "dev" / v).write_text("")
+    if edgetpu_lib:
+        lib = root / "usr/lib/aarch64-linux-gnu"
+        lib.mkdir(parents=True)
+        (lib / "libedgetpu.so.1").write_text("")
+    return root
+
+
+def _by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def test_doctor_pi4_missing_camera_stack_and_throttled(tmp_path, tiny_tflite):
+    root = _tree(tmp_path, model="Raspberry Pi 4 Model B Rev 1.4", governor="powersave", temp_mc=82500,
+                 throttled="0x50005", videos=("video0",))
+    c = _by_name(diagnose(root, profile="rpi4", model=str(tiny_tflite), have_picamera2=False))
+    assert c["board"].detail == "Raspberry Pi 4 Model B Rev 1.4"
+    assert c["pi camera stack"].status == FAIL and "python3-picamera2" in c["pi camera stack"].fix
+    assert c["cpu governor"].status == WARN and c["temperature"].status == WARN
+    assert c["throttling"].status == FAIL and "under-voltage now" in c["throttling"].detail
+    assert c["profile"].status == OK and "profile board" not in c
+    assert c["model"].status == OK
+
+
+def test_doctor_pi5_healthy_with_picamera2(tmp_path, tiny_tflite):
+    root = _tree(tmp_path, model="Raspberry Pi 5 Model B Rev 1.0", throttled="0x0")
+    c = _by_name(diagnose(root, profile="rpi5", model=str(tiny_tflite), have_picamera2=True))
+    assert c["pi camera stack"].status == OK and c["throttling"].status == OK
+    assert c["edge tpu"].status != FAIL and "profile board" not in c
+    wrong = _by_name(diagnose(root, profile="rpi4", model=str(tiny_tflite), have_picamera2=True))
+    assert wrong["profile board"].status == WARN
+
+
+def test_doctor_coral_dev_board(tmp_path, tiny_tflite):
+    root = _tree(tmp_path, model="Freescale i.MX8MQ Phanbell", apex=True, edgetpu_lib=True, videos=("video0",))
+    c = _by_name(diagnose(root, profile="coral-devboard", model=str(tiny_tflite), model_format="float32",
+                          have_picamera2=False))
+    assert c["edge tpu"].status == OK and "/dev/apex_0" in c["edge tpu"].detail
+    assert c["pi camera stack"].status != FAIL           # not a Pi: the Pi stack is not expected
+    assert c["v4l2 cameras"].detail == "/dev/video0"
+    no_rt = _tree(tmp_path / "x", model="Raspberry Pi 4 Model B", usb=("18d1", "9302"))
+    c = _by_name(diagnose(no_rt, profile="rpi4-coral-usb", model=str(tiny_tflite), have_picamera2=True))
+    assert c["edge tpu"].status == FAIL and "libedgetpu1-std" in c["edge tpu"].fix
+    assert c["delegate"].status == FAIL
+
+
+def test_doctor_on_this_machine_reports_no_pi_camera_and_no_edgetpu(tiny_tflite):
+    c = _by_name(diagnose("/", profile="x86-dev", model=str(tiny_tflite)))
+    assert c["edge tpu"].status != OK
+    assert c["pi camera stack"].status != OK
+    assert c["tflite interpreter"].status == OK
+
+
+def test_systemd_units_verify_when_available():
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    from pathlib import Path
+
+    units = sorted((Path(__file__).resolve().parents[1] / "deploy" / "systemd").glob("*.service"))
+    assert units
+    for u in units:
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(u)], capture_output=True, text=True)
+        # the ExecStart binary exists only once installed on a board; everything else must verify
+        bad = [ln for ln in r.stderr.splitlines() if ln.strip() and "is not executable" not in ln]
+        assert not bad, r.stderr
