@@ -174,3 +174,23 @@ def test_systemd_units_verify_when_available():
         # the ExecStart binary exists only once installed on a board; everything else must verify
         bad = [ln for ln in r.stderr.splitlines() if ln.strip() and "is not executable" not in ln]
         assert not bad, r.stderr
+
+
+@pytest.mark.parametrize("board,mode,expect", [
+    ("rpi", "sensor", ["python3-picamera2", "--system-site-packages", "numpy<2", "emoedge-sensor.service",
+                       "--profile classroom-sensor-rpi4"]),
+    ("coral", "kiosk", ["libedgetpu1-std", "emoedge-kiosk.service", "--profile coral-devboard"]),
+])
+def test_install_script_dry_run_changes_nothing_and_says_what_it_would_do(board, mode, expect, tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "deploy" / "install.sh"
+    prefix, data = tmp_path / "opt", tmp_path / "data"
+    r = subprocess.run(["bash", str(script), "--board", board, "--mode", mode, "--dry-run", "--prefix", str(prefix),
+                        "--data", str(data)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for e in expect:
+        assert e in r.stdout, (e, r.stdout)
+    assert not prefix.exists() and not data.exists()
+    bad = subprocess.run(["bash", str(script), "--board", "jetson", "--dry-run"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--board must be rpi or coral" in bad.stderr

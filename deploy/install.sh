@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Install emoedge on a board. Idempotent: every step checks before it acts, so running it again
+# changes nothing that is already right. --dry-run prints what it would do and changes nothing.
+#
+#   deploy/install.sh --board rpi   --mode sensor [--dry-run]   # Raspberry Pi OS Bookworm
+#   deploy/install.sh --board coral --mode kiosk  [--dry-run]   # Coral Dev Board (Mendel) / Pi + Coral USB
+#
+# What it does:
+#   1. apt packages: python3-venv, python3-picamera2 (Pi), libedgetpu1-std (Coral; Coral's apt repo)
+#   2. a system user 'emoedge' (groups video, render) and the data folder (writable; the root may be read-only)
+#   3. a venv in PREFIX with --system-site-packages, so apt's picamera2/libcamera are visible, and
+#      numpy<2 inside it: apt's picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x
+#   4. emoedge itself (pip install of this checkout, base extra only: no TensorFlow on the device)
+#   5. the systemd unit of the chosen mode, a journald size cap, and `emoedge doctor` at the end
+set -euo pipefail
+
+BOARD=rpi MODE=sensor DRY=0 PREFIX=/opt/emoedge DATA=/data/emoedge PROFILE=
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --board) BOARD="$2"; shift 2;;
+    --mode) MODE="$2"; shift 2;;
+    --prefix) PREFIX="$2"; shift 2;;
+    --data) DATA="$2"; shift 2;;
+    --profile) PROFILE="$2"; shift 2;;
+    --dry-run) DRY=1; shift;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2;;
+  esac
+done
+case "$BOARD" in rpi|coral) ;; *) echo "install.sh: --board must be rpi or coral, got '$BOARD'" >&2; exit 2;; esac
+case "$MODE" in kiosk|sensor) ;; *) echo "install.sh: --mode must be kiosk or sensor, got '$MODE'" >&2; exit 2;; esac
+
+if [ -z "$PROFILE" ]; then
+  case "$BOARD/$MODE" in
+    rpi/kiosk) PROFILE=kiosk-rpi4;; rpi/sensor) PROFILE=classroom-sensor-rpi4;; coral/*) PROFILE=coral-devboard;;
+  esac
+fi
+
+run() {  # print, and run unless --dry-run
+  echo "+ $*"
+  if [ "$DRY" = 0 ]; then "$@"; fi
+}
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+PKGS=(python3-venv python3-pip)
+[ "$BOARD" = rpi ] && PKGS+=(python3-picamera2)
+[ "$BOARD" = coral ] && PKGS+=(libedgetpu1-std)
+[ "$MODE" = kiosk ] && PKGS+=(python3-opencv)   # GUI OpenCV for the full-screen window
+MISSING=()
+for p in "${PKGS[@]}"; do have_pkg "$p" || MISSING+=("$p"); done
+if [ ${#MISSING[@]} -gt 0 ]; then
+  if [ "$BOARD" = coral ] && [[ " ${MISSING[*]} " == *" libedgetpu1-std "* ]] \
+      && [ ! -f /etc/apt/sources.list.d/coral-edgetpu.list ]; then
+    echo "# libedgetpu1-std comes from Coral's apt repository; add it first:"
+    run sh -c 'echo "deb https://packages.cloud.google.com/apt coral-edgetpu-stable main" > /etc/apt/sources.list.d/coral-edgetpu.list'
+  fi
+  run apt-get update
+  run apt-get install -y "${MISSING[@]}"
+else
+  echo "# apt packages present: ${PKGS[*]}"
+fi
+
+if id emoedge >/dev/null 2>&1; then
+  echo "# user emoedge exists"
+else
+  run useradd --system --create-home --groups video emoedge
+fi
+if [ -d "$DATA" ]; then echo "# $DATA exists"; else run mkdir -p "$DATA"; fi
+run chown emoedge: "$DATA"
+
+if [ -x "$PREFIX/venv/bin/python" ]; then
+  echo "# venv $PREFIX/venv exists"
+else
+  run mkdir -p "$PREFIX"
+  run python3 -m venv --system-site-packages "$PREFIX/venv"
+fi
+run "$PREFIX/venv/bin/pip" install --upgrade "numpy<2" "$SRC"
+
+UNIT="emoedge-$MODE.service"
+RENDERED="$(mktemp)"
+trap 'rm -f "$RENDERED"' EXIT
+sed -e "s#/opt/emoedge#$PREFIX#g" -e "s#/data/emoedge#$DATA#g" -e "s#/var/lib/emoedge#$DATA#g" \
+    -e "s#--profile [A-Za-z0-9._-]*#--profile $PROFILE#" "$SRC/deploy/systemd/$UNIT" > "$RENDERED"
+if cmp -s "$RENDERED" "/etc/systemd/system/$UNIT" 2>/dev/null; then
+  echo "# $UNIT is up to date"
+else
+  run install -m 0644 "$RENDERED" "/etc/systemd/system/$UNIT"
+  run systemctl daemon-reload
+fi
+if [ -f /etc/systemd/journald.conf.d/emoedge.conf ]; then
+  echo "# journald size cap present"
+else
+  run mkdir -p /etc/systemd/journald.conf.d
+  run sh -c 'printf "[Journal]\nSystemMaxUse=50M\n" > /etc/systemd/journald.conf.d/emoedge.conf'
+fi
+run systemctl enable "$UNIT"
+run "$PREFIX/venv/bin/emoedge" doctor --profile "$PROFILE" || true
+echo "done: start it with 'sudo systemctl start $UNIT'; follow it with 'journalctl -u $UNIT -f'"
