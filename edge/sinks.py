@@ -263,3 +263,19 @@ class DisplaySink(Sink):
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
+
+
+def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
+    """Write the interval summaries of a SQLite file as CSV (one column per label); returns rows."""
+    import csv
+
+    rows = read_intervals(db_path)
+    labels = sorted({k for r in rows for k in r["share"]})
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["start_ns", "end_ns", "frames", "faces_seen", "face_observations", "mean_confidence"]
+                   + [f"share_{k}" for k in labels])
+        for r in rows:
+            w.writerow([r["start_ns"], r["end_ns"], r["frames"], r["faces_seen"], r["face_observations"],
+                        f"{r['mean_confidence']:.4f}"] + [f"{r['share'].get(k, 0.0):.4f}" for k in labels])
+    return len(rows)

@@ -245,6 +245,16 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from emoedge.edge.sinks import export_csv
+
+    if not Path(args.db).is_file():
+        raise FileNotFoundError(f"{args.db}: summaries database not found")
+    n = export_csv(args.db, args.csv)
+    print(f"wrote {n} interval(s) to {args.csv}")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from emoedge.edge.doctor import FAIL, diagnose
 
@@ -368,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", help="write the run summary here")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a profile value")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="interval summaries from a sensor's SQLite file as CSV")
+    p.add_argument("--db", required=True)
+    p.add_argument("--csv", required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("doctor", help="check this board, camera, Edge TPU, interpreter, model and profile")
     p.add_argument("--profile", help="a profile name or YAML file to check against this board")

@@ -245,3 +245,18 @@ def test_systemd_notifier_sends_ready_and_watchdog(tmp_path):
     n.close()
     srv.close()
     assert Notifier({}).notify("READY=1") is False
+
+
+def test_export_summaries_as_csv(tmp_path):
+    import csv
+
+    from emoedge.cli import main
+    from emoedge.edge.sinks import IntervalSummary
+
+    db = SqliteSink(tmp_path / "s.sqlite")
+    db.on_interval(IntervalSummary(0, 10, 5, 2, 8, {"happy": 0.75, "uncertain": 0.25}, 0.6))
+    db.close()
+    assert main(["export", "--db", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "s.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert rows[0]["share_happy"] == "0.7500" and rows[0]["faces_seen"] == "2"
+    assert main(["export", "--db", str(tmp_path / "none.sqlite"), "--csv", str(tmp_path / "x.csv")]) == 2
