@@ -1,0 +1,176 @@
+"""Model benchmark: for each artifact, status, size, load and first-inference time, per-face
+latency percentiles per thread count, batched throughput, peak RSS of a process that runs only
+that model, and accuracy / macro-F1 / loss against the float model / top-1 agreement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emoedge.benchmarks.classifiers import ClassifierSpec, class_names_of, open_runner
+from emoedge.metrics import evaluate_predictions
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    threads: int
+    runs: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    file: str
+    format: str
+    status: str                          # ok | failed
+    reason: str = ""
+    size_bytes: int = 0
+    load_ms: float | None = None
+    first_inference_ms: float | None = None
+    latency: tuple[LatencyStats, ...] = ()
+    batch_throughput_fps: dict | None = None     # {batch size: faces per second}
+    peak_rss_mb: float | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    accuracy_loss_pts: float | None = None       # float model's accuracy minus this one's, in points
+    agreement: float | None = None               # top-1 agreement with the float model
+    n_eval: int = 0
+
+    def to_dict(self, samples: bool = False) -> dict:
+        d = asdict(self)
+        for lat in d["latency"]:
+            if not samples:
+                lat.pop("samples_ms", None)
+            else:
+                lat["samples_ms"] = list(lat["samples_ms"])
+        return d
+
+
+def _format_name(path: str) -> str:
+    from emoedge.edge.formats import format_of
+
+    try:
+        return format_of(path).name
+    except ValueError:
+        return Path(path).suffix.lstrip(".") or "?"
+
+
+def time_per_face(runner, x1: np.ndarray, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        runner.predict(x1)
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        runner.predict(x1)
+        out.append((time.perf_counter_ns() - t) / 1e6)
+    return out
+
+
+def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -> float:
+    """Peak RSS of a fresh process that loads only this model and classifies ``runs`` faces."""
+    code = ("import json, resource, sys, numpy as np\n"
+            "from emoedge.benchmarks.classifiers import ClassifierSpec, open_runner\n"
+            "spec = ClassifierSpec(**json.loads(sys.argv[1]))\n"
+            "r = open_runner(spec, 1)\n"
+            "x = spec.prepare(np.zeros((1, 48, 48), np.uint8))\n"
+            f"for _ in range({runs}): r.predict(x)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    args = json.dumps({k: v for k, v in asdict(spec).items() if k != "class_names"})
+    r = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=timeout_s)
+    if r.returncode != 0:
+        raise RuntimeError(f"RSS probe failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    return int(r.stdout.strip().splitlines()[-1]) / 1024.0  # ru_maxrss is in KiB on Linux
+
+
+def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels: np.ndarray | None = None,
+                class_names: Sequence[str] | None = None, reference_probs: np.ndarray | None = None,
+                reference_accuracy: float | None = None, threads: Sequence[int] = (1,), runs: int = 300,
+                warmup: int = 30, batches: Sequence[int] = (8, 32), rss: bool = True) -> tuple[ModelResult, np.ndarray | None]:
+    """Benchmark one classifier. A failure at any step is recorded with its reason, not raised.
+    Returns the result and the class probabilities on ``faces48`` (for the float reference)."""
+    name, path = spec.label, Path(spec.path)
+    fmt = _format_name(spec.path)
+    size = path.stat().st_size if path.is_file() else 0
+    try:
+        t = time.perf_counter_ns()
+        runner = open_runner(spec, threads[0])
+        load_ms = (time.perf_counter_ns() - t) / 1e6
+        x1 = spec.prepare(faces48[:1] if faces48 is not None and len(faces48) else np.zeros((1, 48, 48), np.uint8))
+        t = time.perf_counter_ns()
+        runner.predict(x1)
+        first_ms = (time.perf_counter_ns() - t) / 1e6
+        lats = []
+        for th in threads:
+            r = runner if th == threads[0] else open_runner(spec, th)
+            s = time_per_face(r, x1, runs, warmup)
+            p50, p95, p99 = np.percentile(s, [50, 95, 99])
+            lats.append(LatencyStats(th, runs, float(p50), float(p95), float(p99), float(np.mean(s)), tuple(s)))
+        thr = {}
+        for b in batches:
+            xb = np.repeat(x1, b, axis=0)
+            try:
+                runner.predict(xb)
+                t = time.perf_counter_ns()
+                n_rep = max(3, runs // (4 * b))
+                for _ in range(n_rep):
+                    runner.predict(xb)
+                thr[str(b)] = b * n_rep / ((time.perf_counter_ns() - t) / 1e9)
+            except Exception as exc:  # a back-end without batching: recorded, not fatal
+                thr[str(b)] = f"failed: {exc}"
+        probs = acc = f1 = loss = agree = None
+        n = 0
+        if faces48 is not None and labels is not None:
+            names = tuple(class_names or class_names_of(spec))
+            probs = runner.predict(spec.prepare(faces48))
+            if probs.shape[1] != len(names):
+                raise ValueError(f"outputs {probs.shape[1]} classes, the labels have {len(names)}")
+            ev = evaluate_predictions(labels, probs, names)
+            acc, f1, n = ev.accuracy, ev.macro_f1, ev.n
+            if reference_accuracy is not None:
+                loss = 100 * (reference_accuracy - acc)
+            if reference_probs is not None:
+                agree = float((probs.argmax(1) == reference_probs.argmax(1)).mean())
+        peak = peak_rss_mb(spec) if rss else None
+        return ModelResult(name, str(path), fmt, "ok", "", size, load_ms, first_ms, tuple(lats), thr, peak, acc, f1,
+                           loss, agree, n), probs
+    except Exception as exc:  # every failure becomes a row with its reason
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return ModelResult(name, str(path), fmt, "failed", f"{type(exc).__name__}: {msg}", size), None
+
+
+def bench_models(specs: Sequence[ClassifierSpec], faces48=None, labels=None, class_names=None,
+                 reference: str | None = None, **kw) -> list[ModelResult]:
+    """Benchmark several; ``reference`` (a spec path/label) is the float model for loss and agreement
+    (default: the first spec in float32 or keras format)."""
+    order = list(specs)
+    ref = None
+    if reference:
+        ref = next((s for s in order if reference in (s.path, s.label)), None)
+    if ref is None:
+        ref = next((s for s in order if _format_name(s.path) in ("float32", "keras")), None)
+    results: dict[str, ModelResult] = {}
+    ref_probs = ref_acc = None
+    if ref is not None:
+        r, ref_probs = bench_model(ref, faces48, labels, class_names, **kw)
+        results[ref.path] = r
+        ref_acc = r.accuracy
+        if ref_probs is not None:
+            results[ref.path] = ModelResult(**{**asdict(r), "latency": r.latency, "accuracy_loss_pts": 0.0,
+                                               "agreement": 1.0})
+    for s in order:
+        if s.path in results:
+            continue
+        results[s.path], _ = bench_model(s, faces48, labels, class_names, ref_probs, ref_acc, **kw)
+    return [results[s.path] for s in order]
