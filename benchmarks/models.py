@@ -4,6 +4,7 @@ that model, and accuracy / macro-F1 / loss against the float model / top-1 agree
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -160,17 +161,16 @@ def bench_models(specs: Sequence[ClassifierSpec], faces48=None, labels=None, cla
         ref = next((s for s in order if reference in (s.path, s.label)), None)
     if ref is None:
         ref = next((s for s in order if _format_name(s.path) in ("float32", "keras")), None)
-    results: dict[str, ModelResult] = {}
+    results: dict[int, ModelResult] = {}
     ref_probs = ref_acc = None
     if ref is not None:
+        i = order.index(ref)
         r, ref_probs = bench_model(ref, faces48, labels, class_names, **kw)
-        results[ref.path] = r
-        ref_acc = r.accuracy
         if ref_probs is not None:
-            results[ref.path] = ModelResult(**{**asdict(r), "latency": r.latency, "accuracy_loss_pts": 0.0,
-                                               "agreement": 1.0})
-    for s in order:
-        if s.path in results:
-            continue
-        results[s.path], _ = bench_model(s, faces48, labels, class_names, ref_probs, ref_acc, **kw)
-    return [results[s.path] for s in order]
+            r = dataclasses.replace(r, accuracy_loss_pts=0.0, agreement=1.0)
+        results[i] = r
+        ref_acc = r.accuracy
+    for i, s in enumerate(order):
+        if i not in results:
+            results[i], _ = bench_model(s, faces48, labels, class_names, ref_probs, ref_acc, **kw)
+    return [results[i] for i in range(len(order))]

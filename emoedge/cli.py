@@ -277,6 +277,72 @@ def cmd_models_fetch(args) -> int:
     return 0
 
 
+def _bench_write(args, models=None, pipelines=None, targets=None) -> int:
+    from emoedge.benchmarks.report import build_results, compare, write_report
+
+    out = Path(args.out)
+    prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    res = build_results(settings={"command": " ".join(sys.argv)})
+    res["models"] = [m.to_dict(samples=True) for m in models] if models is not None else prev.get("models", [])
+    res["pipelines"] = [p.to_dict() for p in pipelines] if pipelines is not None else prev.get("pipelines", [])
+    res["targets"] = targets if targets is not None else prev.get("targets", [])
+    md = write_report(res, out)
+    print(md.read_text())
+    if args.reference:
+        ref = json.loads(Path(args.reference).read_text())
+        rows = compare(res, ref, args.tolerance)
+        (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+        for r in rows:
+            print(f"  {r['kind']:8s} {r['name']}: {r['status']}")
+    print(f"wrote {out}/results.json and {md}")
+    return 0
+
+
+def cmd_bench_models(args) -> int:
+    import numpy as np
+
+    from emoedge.benchmarks.classifiers import ClassifierSpec
+    from emoedge.benchmarks.models import bench_models
+    from emoedge.edge.models import resolve_model
+
+    specs = []
+    for m in args.model or []:
+        name, _, fmt = m.partition("@")
+        path = resolve_model(name, fmt or "float32") if not Path(m).exists() else Path(m)
+        specs.append(ClassifierSpec(str(path), name=path.name))
+    specs += [ClassifierSpec.parse(p) for p in args.peer or []]
+    if not specs:
+        raise ValueError("give at least one --model or --peer")
+    faces = labels = names = None
+    if args.data:
+        from emoedge.data.datasets import load_dataset
+        from emoedge.evaluate import select_split
+
+        ds = select_split(load_dataset(args.data), args.usage)
+        idx = np.arange(len(ds))
+        if args.eval_size and args.eval_size < len(ds):
+            idx = np.sort(np.random.default_rng(0).choice(len(ds), args.eval_size, replace=False))
+        faces, labels, names = ds.images[idx], ds.labels[idx], ds.class_names
+    threads = [int(t) for t in args.threads.split(",")]
+    results = bench_models(specs, faces, labels, names, reference=args.float_reference, threads=threads,
+                           runs=args.runs, rss=not args.no_rss)
+    return _bench_write(args, models=results)
+
+
+def cmd_bench_pipeline(args) -> int:
+    from emoedge.benchmarks.pipeline import bench_pipeline
+
+    rows = []
+    for det in args.detector.split(","):
+        for model in args.model.split(","):
+            rows.append(bench_pipeline(f"runtime {det} {model}@{args.format}", args.source, det, model, args.format,
+                                       args.budget_ms, args.max_frames, args.detector_dir, args.threads))
+    if args.naive_keras:
+        rows.append(bench_pipeline("naive baseline", args.source, max_frames=args.max_frames,
+                                   naive_keras_model=args.naive_keras))
+    return _bench_write(args, pipelines=rows)
+
+
 def cmd_models_list(args) -> int:
     from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
 
@@ -399,6 +465,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("profile", help="a profile name (e.g. rpi4) or a YAML file")
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
         p.set_defaults(func=cmd_profile)
+
+    bench = sub.add_parser("bench", help="benchmarks: models and pipelines").add_subparsers(
+        dest="bench_command", required=True)
+    p = bench.add_parser("models", help="size, load, latency percentiles, throughput, RSS, accuracy per artifact")
+    p.add_argument("--model", action="append", help="a file, or shipped NAME@FORMAT (e.g. default@int8)")
+    p.add_argument("--peer", action="append", help="an external classifier: PATH:size=64,norm=signed,name=fer")
+    p.add_argument("--data", help="labelled dataset for accuracy")
+    p.add_argument("--usage", default="PublicTest")
+    p.add_argument("--eval-size", type=int, help="score a random subset of this size")
+    p.add_argument("--float-reference", help="the float model (path or name) for loss and agreement")
+    p.add_argument("--threads", default="1", help="comma-separated thread counts")
+    p.add_argument("--runs", type=int, default=300)
+    p.add_argument("--no-rss", action="store_true")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reference", help="reference results.json to compare with")
+    p.add_argument("--tolerance", type=float, default=0.25)
+    p.set_defaults(func=cmd_bench_models)
+    p = bench.add_parser("pipeline", help="end-to-end FPS, stage latency, budget hit rate, CPU, RSS")
+    p.add_argument("--source", required=True)
+    p.add_argument("--detector", default="haar", help="comma-separated")
+    p.add_argument("--model", default="default", help="comma-separated shipped names or files")
+    p.add_argument("--format", default="int8")
+    p.add_argument("--budget-ms", type=float, default=66.0)
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--detector-dir")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--naive-keras", help="also run the naive baseline with this Keras model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reference")
+    p.add_argument("--tolerance", type=float, default=0.25)
+    p.set_defaults(func=cmd_bench_pipeline)
 
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list")

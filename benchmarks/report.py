@@ -1,0 +1,229 @@
+"""Benchmark results as JSON (with the machine they ran on), a Markdown report with plots, and
+a comparison against reference results kept per board (tolerance; missing rows reported, not fatal)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emoedge.benchmarks.machine import machine_info
+from emoedge.benchmarks.models import ModelResult
+from emoedge.benchmarks.pipeline import PipelineResult
+
+SCHEMA_VERSION = 1
+REQUIRED = {"schema_version", "created", "machine", "models", "pipelines", "targets"}
+
+
+def build_results(models: Sequence[ModelResult] = (), pipelines: Sequence[PipelineResult] = (),
+                  targets: Sequence[dict] = (), settings: dict | None = None) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine_info(), "settings": settings or {},
+            "models": [m.to_dict(samples=True) for m in models], "pipelines": [p.to_dict() for p in pipelines],
+            "targets": list(targets)}
+
+
+def validate(results: dict) -> list[str]:
+    """Problems with a results document (empty when it is complete)."""
+    problems = [f"missing key {k!r}" for k in sorted(REQUIRED - set(results))]
+    for i, m in enumerate(results.get("models", [])):
+        for k in ("name", "file", "format", "status", "size_bytes"):
+            if k not in m:
+                problems.append(f"models[{i}] lacks {k!r}")
+        if m.get("status") == "ok" and not m.get("latency"):
+            problems.append(f"models[{i}] ({m.get('name')}) is ok but has no latency")
+        if m.get("status") == "failed" and not m.get("reason"):
+            problems.append(f"models[{i}] ({m.get('name')}) failed without a reason")
+    for i, p in enumerate(results.get("pipelines", [])):
+        for k in ("name", "status", "fps"):
+            if k not in p:
+                problems.append(f"pipelines[{i}] lacks {k!r}")
+    for k in ("cpu", "cores", "python", "libraries", "git_revision"):
+        if k not in results.get("machine", {}):
+            problems.append(f"machine lacks {k!r}")
+    return problems
+
+
+def _p50(m: dict, threads: int = 1) -> float | None:
+    for lat in m.get("latency") or []:
+        if lat["threads"] == threads:
+            return lat["p50_ms"]
+    return None
+
+
+def plot_latency_cdf(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m in results["models"]:
+        for lat in (m.get("latency") or [])[:1]:
+            s = np.sort(np.asarray(lat.get("samples_ms") or [], dtype=float))
+            if s.size:
+                ax.plot(s, np.arange(1, s.size + 1) / s.size, label=f"{m['name']} ({lat['threads']} thr)")
+    ax.set_xscale("log")
+    ax.set_xlabel("per-face latency (ms, log scale)")
+    ax.set_ylabel("fraction of runs")
+    ax.set_title("latency CDF per artifact")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracy_vs_latency(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m in results["models"]:
+        lat = _p50(m)
+        if m.get("accuracy") is not None and lat is not None:
+            ax.scatter(lat, 100 * m["accuracy"], s=30)
+            ax.annotate(m["name"], (lat, 100 * m["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("per-face latency p50, 1 thread (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("accuracy vs latency per artifact")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_stage_breakdown(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [p for p in results["pipelines"] if p.get("status") == "ok" and p.get("latency")]
+    stages = ["capture", "detect", "track", "preprocess", "classify", "sinks"]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * max(2, len(rows)) + 1.5))
+    for i, p in enumerate(rows):
+        left = 0.0
+        lat = p["latency"]
+        if "detect" not in lat:  # the naive baseline only has whole-frame times
+            ax.barh(i, lat["frame"]["mean_ms"], color="gray", label="whole frame" if i == 0 else None)
+            continue
+        for j, s in enumerate(stages):
+            v = lat.get(s, {}).get("mean_ms", 0.0)
+            ax.barh(i, v, left=left, color=f"C{j}", label=s if i == 0 else None)
+            left += v
+    ax.set_yticks(range(len(rows)), [p["name"] for p in rows])
+    ax.set_xlabel("mean time per frame (ms)")
+    ax.set_title("per-stage time per frame")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_markdown(results: dict, plots: dict[str, str]) -> str:
+    m = results["machine"]
+    lines = ["# emoedge benchmark", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('board') or m['machine']}, governor "
+             f"{m.get('governor') or 'n/a'}; Python {m['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + f"; emoedge git {m.get('git_revision')}.",
+             f"Created {results['created']}.", ""]
+    if results["models"]:
+        lines += ["## Models", "",
+                  "| artifact | format | status | size (KiB) | load (ms) | first (ms) | p50 / p95 / p99 ms (threads) | "
+                  "batch faces/s | peak RSS (MB) | accuracy | loss (pts) | agreement |",
+                  "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+        for r in results["models"]:
+            if r["status"] != "ok":
+                lines.append(f"| {r['name']} | {r['format']} | **failed**: {r['reason']} | {r['size_bytes'] / 1024:.0f} "
+                             "| | | | | | | | |")
+                continue
+            lat = "; ".join(f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f} / {x['p99_ms']:.3f} ({x['threads']})"
+                            for x in r["latency"])
+            thr = ", ".join(f"b{k}: {v:.0f}" if isinstance(v, (int, float)) else f"b{k}: {v}"
+                            for k, v in (r.get("batch_throughput_fps") or {}).items())
+            fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+            lines.append(f"| {r['name']} | {r['format']} | ok | {r['size_bytes'] / 1024:.0f} | {fmt(r['load_ms'], '.1f')} "
+                         f"| {fmt(r['first_inference_ms'], '.2f')} | {lat} | {thr} | {fmt(r['peak_rss_mb'], '.0f')} | "
+                         f"{fmt(r['accuracy'], '.4f')} | {fmt(r['accuracy_loss_pts'], '+.2f')} | {fmt(r['agreement'], '.4f')} |")
+        lines.append("")
+    if results["pipelines"]:
+        lines += ["## Pipelines", "",
+                  "| run | status | detector | model | frames | FPS | faces/frame | budget hit rate | frame p50 / p95 ms | "
+                  "CPU s | peak RSS (MB) |", "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+        for p in results["pipelines"]:
+            if p["status"] != "ok":
+                lines.append(f"| {p['name']} | **failed**: {p['reason']} | | | | | | | | | |")
+                continue
+            fl = p["latency"]["frame"]
+            hr = "" if p["budget_hit_rate"] is None else f"{p['budget_hit_rate']:.1%} of {p['budget_ms']:.0f} ms"
+            lines.append(f"| {p['name']} | ok | {p['detector']} | {p['model']} | {p['frames']} | {p['fps']:.1f} | "
+                         f"{p['faces_per_frame']:.2f} | {hr} | {fl['p50_ms']:.1f} / {fl['p95_ms']:.1f} | "
+                         f"{p['cpu_s']:.1f} | {p['peak_rss_mb']:.0f} |")
+        lines.append("")
+    if results["targets"]:
+        lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+        for t in results["targets"]:
+            lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no** (' + t.get('by', '') + ')'} |")
+        lines.append("")
+    for title, file in plots.items():
+        lines += [f"![{title}]({file})", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plots = {}
+    if any(m.get("latency") for m in results["models"]):
+        plot_latency_cdf(results, out / "latency_cdf.png")
+        plots["latency CDF per artifact"] = "latency_cdf.png"
+        plot_accuracy_vs_latency(results, out / "accuracy_vs_latency.png")
+        plots["accuracy vs latency"] = "accuracy_vs_latency.png"
+    if any(p.get("status") == "ok" for p in results["pipelines"]):
+        plot_stage_breakdown(results, out / "stage_breakdown.png")
+        plots["per-stage time breakdown"] = "stage_breakdown.png"
+    (out / "report.md").write_text(render_markdown(results, plots))
+    return out / "report.md"
+
+
+def compare(results: dict, reference: dict, tolerance: float = 0.25) -> list[dict]:
+    """Rows of this run against a reference file: latency p50 (1 thread) and FPS may be worse by
+    ``tolerance`` (a fraction), accuracy by 0.5 points. Rows missing on either side are reported."""
+    out = []
+    ref_models = {m["name"]: m for m in reference.get("models", [])}
+    for m in results.get("models", []):
+        r = ref_models.pop(m["name"], None)
+        if r is None:
+            out.append({"kind": "model", "name": m["name"], "status": "new (no reference row)"})
+            continue
+        a, b = _p50(m), _p50(r)
+        row = {"kind": "model", "name": m["name"], "p50_ms": a, "reference_p50_ms": b, "status": "ok"}
+        if a is None or b is None:
+            row["status"] = "not comparable (failed on one side)"
+        elif a > b * (1 + tolerance):
+            row["status"] = f"slower by {100 * (a / b - 1):.0f}%"
+        if m.get("accuracy") is not None and r.get("accuracy") is not None and m["accuracy"] < r["accuracy"] - 0.005:
+            row["status"] = f"less accurate by {100 * (r['accuracy'] - m['accuracy']):.2f} pts"
+        out.append(row)
+    for name in ref_models:
+        out.append({"kind": "model", "name": name, "status": "missing in this run"})
+    ref_p = {p["name"]: p for p in reference.get("pipelines", [])}
+    for p in results.get("pipelines", []):
+        r = ref_p.pop(p["name"], None)
+        if r is None:
+            out.append({"kind": "pipeline", "name": p["name"], "status": "new (no reference row)"})
+            continue
+        ok = p.get("fps", 0) >= r.get("fps", 0) * (1 - tolerance)
+        out.append({"kind": "pipeline", "name": p["name"], "fps": p.get("fps"), "reference_fps": r.get("fps"),
+                    "status": "ok" if ok else f"slower: {p.get('fps', 0):.1f} vs {r.get('fps', 0):.1f} FPS"})
+    for name in ref_p:
+        out.append({"kind": "pipeline", "name": name, "status": "missing in this run"})
+    return out

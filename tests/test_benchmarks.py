@@ -1,0 +1,70 @@
+"""The benchmark harness on a tiny model and a few real frames: complete, schema-valid JSON and a
+Markdown report with plots; a failing format is a row with its reason; reference comparison."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import MEDIA, need_shared
+
+from emoedge.benchmarks.classifiers import ClassifierSpec
+from emoedge.benchmarks.models import bench_models
+from emoedge.benchmarks.report import build_results, compare, validate, write_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(tiny_tflite, tmp_path_factory):
+    from emoedge.benchmarks.pipeline import bench_pipeline
+
+    need_shared(MEDIA / "short_hamilton_clip.mp4")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (40, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 40)
+    broken = tmp_path_factory.mktemp("b") / "broken.int8.tflite"
+    broken.write_bytes(b"not a model")
+    specs = [ClassifierSpec(str(tiny_tflite)), ClassifierSpec(str(broken)),
+             ClassifierSpec(str(tiny_tflite), name="as-peer", input_size=64, normalization="signed")]
+    models = bench_models(specs, faces, labels, threads=(1, 2), runs=20, warmup=3)
+    video = str(MEDIA / "short_hamilton_clip.mp4")
+    pipes = [bench_pipeline("runtime haar", video, "haar", str(tiny_tflite), "float32", max_frames=15),
+             bench_pipeline("runtime missing", video, "blazeface", str(tiny_tflite), "float32", max_frames=5,
+                            detector_dir="/nonexistent")]
+    return build_results(models, pipes, [{"target": "t", "measured": "1", "met": False, "by": "1"}])
+
+
+def test_results_are_complete_and_failures_are_rows(results):
+    assert validate(results) == []
+    ok, broken, peer = results["models"]
+    assert ok["status"] == "ok" and ok["agreement"] == 1.0 and ok["accuracy_loss_pts"] == 0.0
+    assert [lat["threads"] for lat in ok["latency"]] == [1, 2] and ok["latency"][0]["p50_ms"] > 0
+    assert ok["peak_rss_mb"] > 10 and ok["load_ms"] > 0 and ok["size_bytes"] > 0
+    assert broken["status"] == "failed" and "not a loadable TFLite model" in broken["reason"]
+    assert peer["status"] == "ok" and peer["name"] == "as-peer"
+    run, missing = results["pipelines"]
+    assert run["status"] == "ok" and run["frames"] == 15 and run["fps"] > 0 and run["peak_rss_mb"] > 10
+    assert missing["status"] == "failed" and "emoedge models fetch blazeface" in missing["reason"]
+    for k in ("cpu", "cores", "python", "libraries", "git_revision"):
+        assert k in results["machine"]
+
+
+def test_markdown_report_with_plots(results, tmp_path):
+    md = write_report(results, tmp_path)
+    text = md.read_text()
+    assert "| ok |" in text and "**failed**" in text and "latency_cdf.png" in text
+    for png in ("latency_cdf.png", "accuracy_vs_latency.png", "stage_breakdown.png"):
+        assert (tmp_path / png).stat().st_size > 2000
+    assert validate(json.loads((tmp_path / "results.json").read_text())) == []
+
+
+def test_compare_with_a_reference_that_lacks_rows(results):
+    ref = json.loads(json.dumps(results))
+    ref["models"] = ref["models"][:1]
+    ref["models"][0]["latency"][0]["p50_ms"] /= 10          # the reference was 10x faster
+    ref["pipelines"].append({"name": "old run", "status": "ok", "fps": 5.0})
+    rows = {(r["kind"], r["name"]): r["status"] for r in compare(results, ref)}
+    assert rows[("model", results["models"][0]["name"])].startswith("slower by")
+    assert rows[("model", "broken.int8.tflite")] == "new (no reference row)"
+    assert rows[("pipeline", "old run")] == "missing in this run"
+    assert validate({"models": []}) != []
