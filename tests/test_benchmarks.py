@@ -25,7 +25,7 @@ def results(tiny_tflite, tmp_path_factory):
     broken = tmp_path_factory.mktemp("b") / "broken.int8.tflite"
     broken.write_bytes(b"not a model")
     specs = [ClassifierSpec(str(tiny_tflite)), ClassifierSpec(str(broken)),
-             ClassifierSpec(str(tiny_tflite), name="as-peer", input_size=64, normalization="signed")]
+             ClassifierSpec(str(tiny_tflite), name="as-peer", input_size=48, normalization="signed")]
     models = bench_models(specs, faces, labels, threads=(1, 2), runs=20, warmup=3)
     video = str(MEDIA / "short_hamilton_clip.mp4")
     pipes = [bench_pipeline("runtime haar", video, "haar", str(tiny_tflite), "float32", max_frames=15),
