@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.tflite import atomic_write_bytes, convert_file
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.models import MODELS_DIR, SHIPPED, manifest_path
@@ -16,7 +17,10 @@ from emoedge.modelcard import render_model_card
 
 
 def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usage: str = "PublicTest",
-         models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
+         models_dir: str | Path = MODELS_DIR, formats: tuple[str, ...] = (),
+         calibration: CalibrationSet | None = None, report_dir: str | Path | None = None) -> dict[str, Path]:
+    """Ship ``run_dir``'s model as ``name``; ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are
+    converted beside it from ``calibration`` and scored in a quantization report in ``report_dir``."""
     import keras
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
@@ -44,6 +48,56 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
     shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
     files = {p.name: p.stat().st_size for p in (keras_path, tfl)}
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command)
+    extra = {}
+    out = {"keras": keras_path, "tflite": tfl}
+    if formats:
+        from emoedge.convert.pipeline import convert_model, write_summary
+        from emoedge.convert.report import quantization_report
+
+        results = convert_model(keras_path, [f for f in formats if f != "float32"], models_dir, class_names,
+                                calibration, stem=name)
+        arts = [r.path for r in results if r.status == "ok" and r.path is not None]
+        for r in results:
+            if r.path is not None:
+                files[r.path.name] = r.size_bytes
+                out[r.format] = r.path
+        rdir = Path(report_dir) if report_dir else models_dir / f"{name}.reports"
+        rdir.mkdir(parents=True, exist_ok=True)
+        write_summary(results, rdir)
+        rep = quantization_report(keras_path, [tfl] + arts, dataset, usage, rdir, calibration, layers=True)
+        extra["Quantization"] = quantization_section(rep, results)
+        out["report"] = rdir / "quantization_report.md"
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
     (models_dir / f"{name}.md").write_text(card)
-    return {"keras": keras_path, "tflite": tfl, "card": models_dir / f"{name}.md"}
+    out["card"] = models_dir / f"{name}.md"
+    return out
+
+
+def quantization_section(rep: dict, results) -> str:
+    """The model card's quantization table and the conversion targets, from the report."""
+    arts = {a["format"]: a for a in rep["artifacts"]}
+    f32 = arts.get("float32")
+    lines = [f"On {rep['data']} `{rep['split']}` (n={rep['n']}), against the float Keras model:", "",
+             "| artifact | format | size (KiB) | accuracy | delta (pts) | macro-F1 | agreement | mean KL |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for a in rep["artifacts"]:
+        lines.append(f"| `{a['file']}` | {a['format']} | {a['size_bytes'] / 1024:.0f} | {a['accuracy']:.4f} | "
+                     f"{a['delta_accuracy_pts']:+.2f} | {a['macro_f1']:.4f} | {a['agreement']:.4f} | {a['mean_kl']:.5f} |")
+    for r in results:
+        if r.status != "ok":
+            lines.append(f"| - | {r.format} | | | | | | {r.status}: {r.message} |")
+    i8 = arts.get("int8")
+    if i8 and f32:
+        ok_loss = -i8["delta_accuracy_pts"] <= 0.3
+        ok_agree = i8["agreement"] >= 0.98
+        ok_size = i8["size_bytes"] <= f32["size_bytes"] / 3
+        lines += ["", "Targets (int8): accuracy loss <= 0.3 pts: "
+                  f"{-i8['delta_accuracy_pts']:.2f} pts ({'met' if ok_loss else 'NOT met'}); agreement >= 98%: "
+                  f"{i8['agreement']:.2%} ({'met' if ok_agree else 'NOT met'}); size <= 1/3 of float TFLite: "
+                  f"{i8['size_bytes'] / f32['size_bytes']:.2f} ({'met' if ok_size else 'NOT met'})."]
+    if rep.get("layers"):
+        flagged = rep["layers"]["flagged"]
+        lines += ["", f"Per-layer error (TFLite quantization debugger): {len(rep['layers']['table'])} tensors, "
+                  f"{len(flagged)} flagged above RMSE/scale {rep['layers']['flag_above']}"
+                  + (f": {', '.join(flagged)}" if flagged else "") + "."]
+    return "\n".join(lines)

@@ -343,6 +343,21 @@ def cmd_bench_pipeline(args) -> int:
     return _bench_write(args, pipelines=rows)
 
 
+def cmd_models_ship(args) -> int:
+    from emoedge.convert.calibration import from_dataset
+    from emoedge.convert.ship import ship
+    from emoedge.data.datasets import load_dataset
+
+    ds = load_dataset(args.data, labels=args.labels)
+    formats = tuple(f for f in args.to.split(",") if f) if args.to else ()
+    cal = from_dataset(ds, size=args.calib_size) if formats else None
+    out = ship(args.run, args.name, ds, command=args.command or " ".join(sys.argv), usage=args.usage,
+               formats=formats, calibration=cal, report_dir=args.report_dir or Path("docs/models") / args.name)
+    for k, v in out.items():
+        print(f"{k:10s} {v}")
+    return 0
+
+
 def cmd_models_list(args) -> int:
     from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
 
@@ -500,6 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list")
     p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("ship", help="put a training run into the package as a shipped model (+ conversions)")
+    p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")
+    p.add_argument("--name", required=True, choices=["default", "fast"])
+    p.add_argument("--data", required=True, help="the dataset to evaluate on (and calibrate from)")
+    p.add_argument("--labels", default="auto", choices=["auto", "fer2013", "ferplus"])
+    p.add_argument("--usage", default="PublicTest")
+    p.add_argument("--to", default="int8,uint8,edgetpu,onnx,onnx-int8", help="formats to convert beside it")
+    p.add_argument("--calib-size", type=int, default=300)
+    p.add_argument("--report-dir", help="where the quantization report goes (default: docs/models/NAME)")
+    p.add_argument("--command", help="the training command to record in the model card")
+    p.set_defaults(func=cmd_models_ship)
     p = models.add_parser("fetch", help="download detector files (sha256 pinned)")
     p.add_argument("name", choices=["blazeface", "ssd", "all"])
     p.add_argument("--dest", help="folder (default: $EMOEDGE_MODELS or ~/.cache/emoedge/models)")

@@ -89,5 +89,5 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "explicitly asked to.",
     ]
     for title, body in (extra_sections or {}).items():
-        lines += ["", f"## {title}", body]
+        lines += ["", f"## {title}", "", body]
     return "\n".join(lines) + "\n"
