@@ -12,6 +12,7 @@ from emoedge.edge.detect import Face, HaarDetector
 from emoedge.edge.interpreter import ModelError, TFLiteClassifier, check_classes
 from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.preprocess import preprocess_faces
+from emoedge.edge.temperature import apply_temperature
 from emoedge.edge.tracking import UNCERTAIN
 
 
@@ -97,6 +98,12 @@ class FaceClassifier:
         self._detector = detector
         self.min_confidence = min_confidence
         self.margin = margin
+        # temperature scaling fitted on validation data (emoedge calibrate); 1.0 = none
+        self.temperature = float(manifest.get("temperature", 1.0))
+
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for a batch of preprocessed faces."""
+        return apply_temperature(self.model.predict(faces), self.temperature)
 
     @property
     def detector(self):
@@ -111,7 +118,7 @@ class FaceClassifier:
     def classify_faces(self, image: np.ndarray, faces: list[Face]) -> list[FacePrediction]:
         if not faces:
             return []
-        probs = self.model.predict(preprocess_faces(image, [f.box for f in faces], self.margin))
+        probs = self.predict(preprocess_faces(image, [f.box for f in faces], self.margin))
         out = []
         for face, p in zip(faces, probs):
             i = int(np.argmax(p))

@@ -187,7 +187,7 @@ class Pipeline:
                     gray = to_gray(work)
                     batch = preprocess_faces(gray, [t.int_box() for t in chosen], self.classifier.margin)
                     t4 = self.clock()
-                    probs = self.classifier.model.predict(batch)
+                    probs = self.classifier.predict(batch)
                     t5 = self.clock()
                     pre_ms, cls_ms = (t4 - t3) * ms, (t5 - t4) * ms
                     for t, p in zip(chosen, probs):

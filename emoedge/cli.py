@@ -187,6 +187,16 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from emoedge.calibrate import calibrate
+
+    ds = _dataset(args)
+    r = calibrate(args.model, ds, usage=args.usage, out_dir=args.out, write_to=args.also or [])
+    print(f"{r['model']}: temperature {r['temperature']:.3f} fitted on {r['split']} (n={r['n']}); "
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from emoedge.train.ensemble import fuse_files
 
@@ -425,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("calibrate", help="fit temperature scaling on validation data; record it in the manifests")
+    p.add_argument("--model", required=True)
+    _add_data_args(p)
+    p.add_argument("--usage", default="val", help="split to fit on (default: validation carved from training)")
+    p.add_argument("--also", action="append", help="other artifacts of the same model to record T in")
+    p.add_argument("--out", help="folder for calibration.json and reliability.png")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("ensemble", help="fuse Keras models (and a mirrored view) into one averaging model")
     p.add_argument("models", nargs="+", help=".keras files with the same input and classes")
