@@ -67,6 +67,20 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
         rep = quantization_report(keras_path, [tfl] + arts, dataset, usage, rdir, calibration, layers=True)
         extra["Quantization"] = quantization_section(rep, results)
         out["report"] = rdir / "quantization_report.md"
+    # the runtime's drift monitor compares live predictions with this reference
+    import numpy as np
+
+    pred = ev.probs.argmax(axis=1)
+    reference = {c: float((pred == i).mean()) for i, c in enumerate(class_names)}
+    abstention = float((ev.probs.max(axis=1) < 0.4).mean())
+    for mp in sorted(models_dir.glob(f"{name}.*json")):
+        if mp.name.endswith((".eval.json", ".run.json")):
+            continue
+        m = json.loads(mp.read_text())
+        m["reference_distribution"] = reference
+        m["reference_abstention"] = abstention
+        m["reference_source"] = f"predictions of {tfl.name} on {Path(dataset.source).name} {usage} (n={len(pred)})"
+        mp.write_text(json.dumps(m, indent=2) + "\n")
     card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"

@@ -48,6 +48,10 @@ class RuntimeConfig:
     lores_height: int = 360
     max_frames: int | None = None
     status_every_s: float = 1.0           # status line period (0: off)
+    metrics_port: int | None = None       # health/metrics HTTP endpoint (None: off)
+    metrics_host: str = "127.0.0.1"       # loopback only unless configured otherwise
+    drift_window: int = 500               # classifications in the drift monitor's window
+    drift_threshold: float = 0.1          # JS divergence from the model card's reference that counts as drift
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "configuration") -> "RuntimeConfig":

@@ -22,7 +22,8 @@ import numpy as np
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.config import RuntimeConfig
 from emoedge.edge.detect import make_detector
-from emoedge.edge.models import resolve_model
+from emoedge.edge.models import read_manifest, resolve_model
+from emoedge.edge.monitor import DriftMonitor, MetricsServer
 from emoedge.edge.preprocess import preprocess_faces, to_gray
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
@@ -111,6 +112,10 @@ class Pipeline:
             self.scheduler = BudgetScheduler(c.budget_ms, c.detect_every, c.max_faces, c.adapt, c.min_detect_scale,
                                              c.max_detect_scale)
             self.aggregator = Aggregator(self.class_names, c.interval_s)
+            self.monitor = self._make_monitor()
+            self.snapshot: dict = {"frames": 0}
+            self.metrics = MetricsServer(lambda: dict(self.snapshot), c.metrics_host, c.metrics_port) \
+                if c.metrics_port is not None else None
             if sinks is None:
                 sinks = []
                 if c.events:
@@ -125,6 +130,17 @@ class Pipeline:
         except BaseException:
             self.source.close()
             raise
+
+    def _make_monitor(self) -> DriftMonitor | None:
+        """Drift monitoring against the reference distribution the model's manifest records."""
+        manifest = read_manifest(self.classifier.model_path) if hasattr(self.classifier, "model_path") else None
+        ref = (manifest or {}).get("reference_distribution")
+        if not ref:
+            if self.status:
+                self.status("drift monitoring off: the model's manifest has no reference_distribution")
+            return None
+        return DriftMonitor(self.class_names, ref, self.config.drift_window, self.config.drift_threshold,
+                            float((manifest or {}).get("reference_abstention", 0.0)))
 
     def stop(self, reason: str = "signal") -> None:
         self._stopped_by = reason
@@ -193,6 +209,12 @@ class Pipeline:
                     for t, p in zip(chosen, probs):
                         before = t.label
                         self.smoother.observe(t, p, frames)
+                        if self.monitor is not None:
+                            drift = self.monitor.observe(t.label, t.confidence, frame.timestamp_ns)
+                            if drift is not None:
+                                for s in self.sinks:
+                                    s.on_event(drift)
+                                events += 1
                         if t.label != before:
                             ev = FaceEvent(frame.timestamp_ns, frame.index, t.track_id, t.label, before,
                                            round(t.confidence, 4), t.int_box())
@@ -221,6 +243,12 @@ class Pipeline:
                 times["frame"].append((t7 - t0) * ms)
                 self.scheduler.record(plan, stage_ms, len(chosen))
                 frames += 1
+                self.snapshot = {"frames": frames, "faces": len(tracks), "classifications": classifications,
+                                 "budget_misses": self.scheduler.stats.misses, "frame_ms": (t7 - t0) * ms,
+                                 "js": self.monitor.js if self.monitor else 0.0,
+                                 "drifting": bool(self.monitor and self.monitor.drifting),
+                                 "shares": self.monitor.distribution() if self.monitor and frames % 30 == 0
+                                 else self.snapshot.get("shares", {})}
                 if t7 - last_pet >= 1_000_000_000:  # systemd watchdog: frames are flowing
                     notifier.notify("WATCHDOG=1")
                     last_pet = t7
@@ -264,6 +292,8 @@ class Pipeline:
         return 1
 
     def _close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         for s in self.sinks:
             try:
                 s.close()

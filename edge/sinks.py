@@ -99,7 +99,7 @@ class Aggregator:
 
 class Sink:
     def on_frame(self, frame, tracks: Sequence[Track], scale: float) -> None: ...
-    def on_event(self, event: FaceEvent) -> None: ...
+    def on_event(self, event) -> None: ...          # FaceEvent or a monitor's DriftEvent
     def on_interval(self, summary: IntervalSummary) -> None: ...
     def close(self) -> None: ...
 
@@ -116,7 +116,7 @@ class JsonlSink(Sink):
         self.fh.write(json.dumps(d) + "\n")
         self.fh.flush()
 
-    def on_event(self, event: FaceEvent) -> None:
+    def on_event(self, event) -> None:
         self._write(event.to_dict())
 
     def on_interval(self, summary: IntervalSummary) -> None:

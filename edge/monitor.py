@@ -1,0 +1,152 @@
+"""On-device monitoring: a rolling distribution of predicted classes, confidence and abstention
+compared with the model card's reference (drift events), and a local health/metrics endpoint in
+the Prometheus text format, bound to 127.0.0.1 unless configured otherwise."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from emoedge.edge.tracking import UNCERTAIN
+
+log = logging.getLogger(__name__)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of two distributions."""
+    p = np.asarray(p, dtype=np.float64) + 1e-12
+    q = np.asarray(q, dtype=np.float64) + 1e-12
+    p /= p.sum()
+    q /= q.sum()
+    m = (p + q) / 2
+    return float(0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum())
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    timestamp_ns: int
+    kind: str                     # drift | recovered
+    js_divergence: float
+    abstention_rate: float
+    mean_confidence: float
+    window: int
+    distribution: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"type": self.kind, **{k: v for k, v in self.__dict__.items() if k != "kind"}}
+
+
+class DriftMonitor:
+    """Rolling window of (label, confidence) observations, one per classification.
+
+    Fires a ``drift`` event when the window's predicted-class distribution (without
+    ``uncertain``) is further than ``threshold`` (JS divergence) from the reference, or the
+    abstention rate exceeds the reference's by ``abstention_margin``; a ``recovered`` event when
+    it comes back. Needs ``window`` observations before judging.
+    """
+
+    def __init__(self, class_names: Sequence[str], reference: dict[str, float], window: int = 500,
+                 threshold: float = 0.1, reference_abstention: float = 0.0, abstention_margin: float = 0.25):
+        self.class_names = tuple(class_names)
+        self.reference = np.array([reference.get(c, 0.0) for c in self.class_names], dtype=np.float64)
+        if self.reference.sum() <= 0:
+            raise ValueError("the drift reference distribution is empty")
+        self.window = window
+        self.threshold = threshold
+        self.reference_abstention = reference_abstention
+        self.abstention_margin = abstention_margin
+        self._obs: deque = deque(maxlen=window)
+        self.drifting = False
+        self.js = 0.0
+
+    def distribution(self) -> dict[str, float]:
+        labels = [lab for lab, _ in self._obs if lab != UNCERTAIN]
+        n = max(1, len(labels))
+        return {c: labels.count(c) / n for c in self.class_names}
+
+    def observe(self, label: str, confidence: float, timestamp_ns: int) -> DriftEvent | None:
+        self._obs.append((label, confidence))
+        if len(self._obs) < self.window:
+            return None
+        dist = self.distribution()
+        self.js = js_divergence(np.array([dist[c] for c in self.class_names]), self.reference)
+        abst = sum(1 for lab, _ in self._obs if lab == UNCERTAIN) / len(self._obs)
+        conf = float(np.mean([c for _, c in self._obs]))
+        bad = self.js > self.threshold or abst > self.reference_abstention + self.abstention_margin
+        if bad != self.drifting:
+            self.drifting = bad
+            ev = DriftEvent(timestamp_ns, "drift" if bad else "recovered", self.js, abst, conf, len(self._obs), dist)
+            (log.warning if bad else log.info)("%s: JS divergence %.3f (threshold %.3f), abstention %.1f%%",
+                                               ev.kind, self.js, self.threshold, 100 * abst)
+            return ev
+        return None
+
+
+class MetricsServer:
+    """``/metrics`` (Prometheus text format) and ``/health`` (JSON) from a snapshot function."""
+
+    def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 9108):
+        self.snapshot = snapshot
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/metrics"):
+                    body = render_prometheus(outer.snapshot()).encode()
+                    ctype = "text/plain; version=0.0.4"
+                elif self.path.startswith("/health"):
+                    snap = outer.snapshot()
+                    body = json.dumps({"status": "ok", "frames": snap.get("frames", 0),
+                                       "drifting": snap.get("drifting", False)}).encode()
+                    ctype = "application/json"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.address = self.httpd.server_address
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def render_prometheus(s: dict) -> str:
+    lines = []
+
+    def metric(name, kind, help_, value, labels=None):
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        if labels is None:
+            lines.append(f"{name} {value}")
+        else:
+            for k, v in labels.items():
+                lines.append(f'{name}{{label="{k}"}} {v}')
+
+    metric("emoedge_frames_total", "counter", "Frames processed.", s.get("frames", 0))
+    metric("emoedge_faces_tracked", "gauge", "Faces tracked on the last frame.", s.get("faces", 0))
+    metric("emoedge_classifications_total", "counter", "Faces classified.", s.get("classifications", 0))
+    metric("emoedge_budget_misses_total", "counter", "Frames over the latency budget.", s.get("budget_misses", 0))
+    metric("emoedge_frame_latency_ms", "gauge", "Last frame's latency in milliseconds.", s.get("frame_ms", 0.0))
+    metric("emoedge_drift_js_divergence", "gauge", "JS divergence of predicted classes from the reference.",
+           s.get("js", 0.0))
+    metric("emoedge_drifting", "gauge", "1 while the prediction distribution has drifted.", int(s.get("drifting", False)))
+    metric("emoedge_label_share", "gauge", "Share of recent predictions per label.", None, s.get("shares", {}))
+    return "\n".join(lines) + "\n"
