@@ -59,6 +59,10 @@ def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int |
         return ONNXClassifier(path, num_threads)
     if engine in ("litert", "edgetpu"):
         return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
+    if engine == "numpy":
+        from emoedge.edge.handcrafted import HogLbpClassifier
+
+        return HogLbpClassifier(path)
     raise ModelError(f"{path}: {engine} models are not run on the device; convert it to TFLite or ONNX")
 
 
@@ -88,11 +92,11 @@ class FaceClassifier:
                  min_confidence: float = 0.0, margin: float = 0.0, delegate: str = "cpu"):
         self.model_path = Path(model_path)
         manifest = read_manifest(self.model_path) or {}
-        names = class_names or manifest.get("class_names")
+        self.model = open_model(self.model_path, delegate, num_threads)
+        names = class_names or manifest.get("class_names") or getattr(self.model, "class_names", None)
         if not names:
             raise ModelError(f"{self.model_path}: no class names (no manifest beside the model; pass class_names)")
         self.class_names = tuple(names)
-        self.model = open_model(self.model_path, delegate, num_threads)
         check_classes(self.model, self.class_names)
         check_manifest(self.model, manifest)
         self._detector = detector

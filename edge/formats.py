@@ -14,7 +14,7 @@ from pathlib import Path
 class Format:
     name: str
     suffix: str
-    engine: str               # keras | litert | onnxruntime | edgetpu
+    engine: str               # keras | litert | onnxruntime | edgetpu | numpy
     needs_calibration: bool
     description: str
 
@@ -29,6 +29,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("edgetpu", ".uint8_edgetpu.tflite", "edgetpu", True, "the uint8 model compiled by edgetpu_compiler"),
     Format("onnx", ".onnx", "onnxruntime", False, "ONNX via tf2onnx, float32"),
     Format("onnx-int8", ".int8.onnx", "onnxruntime", True, "ONNX with onnxruntime static QDQ int8 quantization"),
+    Format("hoglbp", ".hoglbp.npz", "numpy", False, "HOG+LBP features and a linear classifier (numpy only)"),
 )}
 
 

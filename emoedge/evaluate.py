@@ -87,7 +87,8 @@ def evaluate_model(model_path: str | Path, dataset: FaceDataset, usage: str | No
     among them.
     """
     clf = load_classifier(model_path, num_threads=num_threads)
-    names = tuple(class_names or model_class_names(model_path) or dataset.class_names)
+    names = tuple(class_names or model_class_names(model_path) or getattr(clf, "class_names", None)
+                  or dataset.class_names)
     check_classes(clf, names)
     sub = select_split(dataset, usage)
     if tuple(sub.class_names) != names:
