@@ -206,6 +206,45 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    import cv2
+
+    from emoedge.explain import attention_maps, explain_grid, grad_cam, overlay
+    from emoedge.train.keras_io import load_keras
+
+    model = load_keras(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.image:
+        from emoedge.edge.detect import HaarDetector
+        from emoedge.edge.preprocess import preprocess_faces
+
+        img = cv2.imread(str(args.image))
+        if img is None:
+            raise FileNotFoundError(f"{args.image}: not a readable image")
+        faces = HaarDetector().detect(img)
+        if not faces:
+            print(f"{args.image}: no face found")
+            return 1
+        x = preprocess_faces(img, [f.box for f in faces])
+        cams = grad_cam(model, x)
+        att = attention_maps(model, x)
+        for i in range(len(faces)):
+            cv2.imwrite(str(out / f"face{i}_gradcam.png"), overlay(x[i], cams[i]))
+            for name, maps in att.items():
+                cv2.imwrite(str(out / f"face{i}_{name}.png"), overlay(x[i], maps[i]))
+        print(f"wrote Grad-CAM overlays of {len(faces)} face(s) to {out}")
+        return 0
+    if not args.data:
+        raise ValueError("give --image or --data")
+    from emoedge.evaluate import select_split
+
+    ds = select_split(_dataset(args), args.usage)
+    path = explain_grid(model, ds.images, ds.labels, ds.class_names, out / "gradcam_grid.png", args.per_class)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from emoedge.train.ensemble import fuse_files
 
@@ -452,6 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--also", action="append", help="other artifacts of the same model to record T in")
     p.add_argument("--out", help="folder for calibration.json and reliability.png")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("explain", help="Grad-CAM (and CBAM attention) overlays: where the model looks")
+    p.add_argument("--model", required=True, help="a Keras model")
+    p.add_argument("--image", help="a photo: every face found gets an overlay")
+    _add_data_args(p, required=False)
+    p.add_argument("--usage", default="PublicTest")
+    p.add_argument("--per-class", type=int, default=3)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("ensemble", help="fuse Keras models (and a mirrored view) into one averaging model")
     p.add_argument("models", nargs="+", help=".keras files with the same input and classes")
