@@ -81,6 +81,16 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
         m["reference_abstention"] = abstention
         m["reference_source"] = f"predictions of {tfl.name} on {Path(dataset.source).name} {usage} (n={len(pred)})"
         mp.write_text(json.dumps(m, indent=2) + "\n")
+    # temperature scaling on the validation split carved from training, recorded in every manifest
+    from emoedge.calibrate import calibrate
+
+    rdir = Path(report_dir) if report_dir else models_dir / f"{name}.reports"
+    others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
+    cal = calibrate(keras_path, dataset, usage="val", out_dir=rdir, write_to=others)
+    extra["Calibration"] = (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "
+                            f"{cal['temperature']:.3f}; expected calibration error {cal['ece_before']:.4f} before, "
+                            f"{cal['ece_after']:.4f} after. The runtime applies T before smoothing and before the "
+                            f"`uncertain` threshold. Reliability diagram: `reliability.png` in the report folder.")
     card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"

@@ -69,3 +69,42 @@ def test_model_without_class_names_is_refused(tiny_tflite, tmp_path):
         FaceClassifier(bare)
     with pytest.raises(ModelError, match="outputs 7 classes but the class list has 2"):
         FaceClassifier(bare, class_names=["a", "b"])
+
+
+def test_backend_choice_is_said_and_fallback_is_explicit(tiny_tflite, monkeypatch):
+    import builtins
+
+    _, choice = make_interpreter(tiny_tflite)
+    assert choice.backend == "litert" and choice.reason == "LiteRT is installed"
+    real_import = builtins.__import__
+
+    def no_litert(name, *a, **k):
+        if name.startswith("ai_edge_litert") or name.startswith("tflite_runtime"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: no_litert(name))
+    with pytest.raises(ModelError, match="no TFLite interpreter is installed.*pip install ai-edge-litert"):
+        make_interpreter(tiny_tflite)
+
+
+@pytest.mark.shared
+def test_cross_dataset_check_with_a_class_mapping(tmp_path, fer2013, tiny_tflite):
+    """A 7-class model scored on a folder dataset whose folders are named differently."""
+    from emoedge.data.datasets import load_folder, select_classes
+    from emoedge.evaluate import evaluate_model
+
+    names = {"joy": "happy", "calm": "neutral", "shock": "surprise"}
+    part = fer2013.split("PublicTest")
+    for folder, cls in names.items():
+        d = tmp_path / "lab" / folder
+        d.mkdir(parents=True)
+        for i in np.flatnonzero(part.labels == fer2013.class_names.index(cls))[:6]:
+            cv2.imwrite(str(d / f"{i}.png"), part.images[i])
+    ds = select_classes(load_folder(tmp_path / "lab"), rename=names)
+    assert set(ds.class_names) == {"happy", "neutral", "surprise"}
+    run = evaluate_model(tiny_tflite, ds)
+    assert run.evaluation.n == 18 and run.evaluation.class_names == fer2013.class_names
