@@ -48,6 +48,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
     shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
     files = {p.name: p.stat().st_size for p in (keras_path, tfl)}
+    rdir = Path(report_dir) if report_dir else Path("docs/models") / name
     extra = {}
     out = {"keras": keras_path, "tflite": tfl}
     if formats:
@@ -61,7 +62,6 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
             if r.path is not None:
                 files[r.path.name] = r.size_bytes
                 out[r.format] = r.path
-        rdir = Path(report_dir) if report_dir else models_dir / f"{name}.reports"
         rdir.mkdir(parents=True, exist_ok=True)
         write_summary(results, rdir)
         rep = quantization_report(keras_path, [tfl] + arts, dataset, usage, rdir, calibration, layers=True)
@@ -84,7 +84,6 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     # temperature scaling on the validation split carved from training, recorded in every manifest
     from emoedge.calibrate import calibrate
 
-    rdir = Path(report_dir) if report_dir else models_dir / f"{name}.reports"
     others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
     cal = calibrate(keras_path, dataset, usage="val", out_dir=rdir, write_to=others)
     extra["Calibration"] = (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "

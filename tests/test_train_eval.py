@@ -145,7 +145,8 @@ def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_su
     from emoedge.edge.classify import FaceClassifier
 
     ds = load_fer2013_csv(real_subset)
-    out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", models_dir=tmp_path)
+    out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", models_dir=tmp_path,
+               report_dir=tmp_path.parent / "rep")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["fast.eval.json", "fast.keras", "fast.keras.json", "fast.md", "fast.run.json",
                      "fast.tflite", "fast.tflite.json"]
@@ -155,6 +156,8 @@ def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_su
     ev = json.loads((tmp_path / "fast.eval.json").read_text())
     card = out["card"].read_text()
     assert f"{ev['accuracy']:.2%}" in card and "emoedge train ..." in card and "| disgust |" in card
+    assert "Temperature scaling fitted on the validation split" in card
+    assert manifest["temperature"] > 0 and set(manifest["reference_distribution"]) == set(FER2013_CLASSES)
     clf = FaceClassifier(out["tflite"])
     assert clf.class_names == FER2013_CLASSES
 
