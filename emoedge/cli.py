@@ -391,10 +391,12 @@ def cmd_bench_pipeline(args) -> int:
     from emoedge.benchmarks.pipeline import bench_pipeline
 
     rows = []
+    pipeline_models = getattr(args, "pipeline_model", None) or args.model
+    threads = args.threads if isinstance(args.threads, int) or args.threads is None else int(args.threads.split(",")[0])
     for det in args.detector.split(","):
-        for model in args.model.split(","):
+        for model in pipeline_models.split(","):
             rows.append(bench_pipeline(f"runtime {det} {model}@{args.format}", args.source, det, model, args.format,
-                                       args.budget_ms, args.max_frames, args.detector_dir, args.threads))
+                                       args.budget_ms, args.max_frames, args.detector_dir, threads))
     if args.naive_keras:
         rows.append(bench_pipeline("naive baseline", args.source, max_frames=args.max_frames,
                                    naive_keras_model=args.naive_keras))
@@ -414,6 +416,19 @@ def cmd_models_ship(args) -> int:
     for k, v in out.items():
         print(f"{k:10s} {v}")
     return 0
+
+
+def cmd_bench_all(args) -> int:
+    """Models (ours + the peer) and pipelines (runtime + naive baseline) in one run, with targets."""
+    from emoedge.benchmarks.targets import evaluate_targets
+
+    args.peer = args.peer or []
+    cmd_bench_models(args)
+    if args.source:
+        cmd_bench_pipeline(args)
+    res = json.loads((Path(args.out) / "results.json").read_text())
+    targets = evaluate_targets(res, peer_name=args.peer_name)
+    return _bench_write(args, targets=targets)
 
 
 def cmd_models_list(args) -> int:
@@ -586,6 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference")
     p.add_argument("--tolerance", type=float, default=0.25)
     p.set_defaults(func=cmd_bench_pipeline)
+
+    p = bench.add_parser("all", help="models + pipelines + the targets, in one run")
+    for a, kw in (("--model", {"action": "append"}), ("--peer", {"action": "append"}), ("--data", {}),
+                  ("--usage", {"default": "PublicTest"}), ("--eval-size", {"type": int}),
+                  ("--float-reference", {}), ("--threads", {"default": "1"}), ("--runs", {"type": int, "default": 300}),
+                  ("--source", {}), ("--detector", {"default": "haar"}), ("--format", {"default": "int8"}),
+                  ("--budget-ms", {"type": float, "default": 66.0}), ("--max-frames", {"type": int}),
+                  ("--detector-dir", {}), ("--naive-keras", {}), ("--peer-name", {"default": "fer"}),
+                  ("--out", {"required": True}), ("--reference", {}), ("--tolerance", {"type": float, "default": 0.25})):
+        p.add_argument(a, **kw)
+    p.add_argument("--no-rss", action="store_true")
+    p.add_argument("--pipeline-model", dest="pipeline_model", default="default")
+    p.set_defaults(func=cmd_bench_all)
 
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list")

@@ -68,3 +68,25 @@ def test_compare_with_a_reference_that_lacks_rows(results):
     assert rows[("model", "broken.int8.tflite")] == "new (no reference row)"
     assert rows[("pipeline", "old run")] == "missing in this run"
     assert validate({"models": []}) != []
+
+
+def test_targets_from_one_results_document():
+    from emoedge.benchmarks.targets import evaluate_targets
+
+    lat = lambda ms: [{"threads": 1, "p50_ms": ms, "p95_ms": ms, "p99_ms": ms, "mean_ms": ms}]  # noqa: E731
+    res = {"models": [
+        {"name": "fer", "format": "float32", "status": "ok", "latency": lat(0.4), "accuracy": 0.655},
+        {"name": "fast.int8.tflite", "format": "int8", "status": "ok", "latency": lat(0.3), "accuracy": 0.66,
+         "accuracy_loss_pts": 0.1, "agreement": 0.99},
+        {"name": "default.int8.tflite", "format": "int8", "status": "ok", "latency": lat(0.5), "accuracy": 0.70,
+         "accuracy_loss_pts": 0.5, "agreement": 0.97}],
+        "pipelines": [{"name": "runtime haar default", "status": "ok", "fps": 60, "faces_per_frame": 1.0,
+                       "peak_rss_mb": 120},
+                      {"name": "naive baseline", "status": "ok", "fps": 10, "faces_per_frame": 1.05, "peak_rss_mb": 800}]}
+    rows = {r["target"]: r for r in evaluate_targets(res)}
+    assert rows["fast int8 classifies a face in no more time than the fer peer (1 thread, p50)"]["met"]
+    assert rows["fast int8 is more accurate than the fer peer"]["met"]
+    assert not rows["default.int8.tflite: int8 loses <= 0.3 pts of accuracy against float"]["met"]
+    assert rows["default.int8.tflite: int8 loses <= 0.3 pts of accuracy against float"]["by"] == "0.20 pts over"
+    assert rows["runtime with Haar runs at >= 5x the naive baseline's FPS"]["met"]
+    assert rows["runtime haar default: peak RSS < 150 MB"]["met"]

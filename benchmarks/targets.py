@@ -1,0 +1,63 @@
+"""The issue's targets, judged from one results document (ratios measured in the same run)."""
+
+from __future__ import annotations
+
+
+def _model(results: dict, pred) -> dict | None:
+    return next((m for m in results["models"] if m.get("status") == "ok" and pred(m)), None)
+
+
+def _p50(m: dict | None, threads: int = 1) -> float | None:
+    if not m:
+        return None
+    return next((x["p50_ms"] for x in m.get("latency") or [] if x["threads"] == threads), None)
+
+
+def _row(target: str, measured: str, met: bool | None, by: str = "") -> dict:
+    return {"target": target, "measured": measured, "met": bool(met), "by": "" if met else by}
+
+
+def evaluate_targets(results: dict, peer_name: str = "fer", rss_limit_mb: float = 150.0,
+                     fps_ratio: float = 5.0) -> list[dict]:
+    rows = []
+    peer = _model(results, lambda m: m["name"] == peer_name)
+    fast = _model(results, lambda m: m["name"].startswith("fast") and m["format"] == "int8")
+    default = _model(results, lambda m: m["name"].startswith("default") and m["format"] == "int8")
+    if peer and fast:
+        lf, lp = _p50(fast), _p50(peer)
+        rows.append(_row(f"fast int8 classifies a face in no more time than the {peer_name} peer (1 thread, p50)",
+                         f"{lf:.3f} ms vs {lp:.3f} ms ({lf / lp:.2f}x)", lf <= lp, f"{100 * (lf / lp - 1):.0f}% slower"))
+        if fast.get("accuracy") is not None and peer.get("accuracy") is not None:
+            rows.append(_row(f"fast int8 is more accurate than the {peer_name} peer",
+                             f"{fast['accuracy']:.2%} vs {peer['accuracy']:.2%}", fast["accuracy"] > peer["accuracy"],
+                             f"{100 * (peer['accuracy'] - fast['accuracy']):.2f} pts behind"))
+    if default and peer:
+        rows.append(_row("default int8 beside them (information)",
+                         f"{_p50(default):.3f} ms, accuracy "
+                         f"{default['accuracy']:.2%}" if default.get("accuracy") is not None else f"{_p50(default):.3f} ms",
+                         True))
+    for m in results["models"]:
+        if m.get("status") == "ok" and m["format"] == "int8" and m.get("accuracy_loss_pts") is not None \
+                and m.get("agreement") is not None:
+            rows.append(_row(f"{m['name']}: int8 loses <= 0.3 pts of accuracy against float",
+                             f"{m['accuracy_loss_pts']:+.2f} pts", m["accuracy_loss_pts"] <= 0.3,
+                             f"{m['accuracy_loss_pts'] - 0.3:.2f} pts over"))
+            rows.append(_row(f"{m['name']}: int8 agrees with float on >= 98% of faces", f"{m['agreement']:.2%}",
+                             m["agreement"] >= 0.98, f"{100 * (0.98 - m['agreement']):.2f} pts short"))
+    pipes = [p for p in results["pipelines"] if p.get("status") == "ok"]
+    naive = next((p for p in pipes if p["name"].startswith("naive")), None)
+    haar = next((p for p in pipes if p["name"].startswith("runtime haar")), None)
+    if naive and haar:
+        ratio = haar["fps"] / naive["fps"] if naive["fps"] else float("inf")
+        rows.append(_row(f"runtime with Haar runs at >= {fps_ratio:.0f}x the naive baseline's FPS",
+                         f"{haar['fps']:.1f} vs {naive['fps']:.1f} FPS ({ratio:.1f}x)", ratio >= fps_ratio,
+                         f"{ratio:.1f}x, {fps_ratio - ratio:.1f}x short"))
+        rows.append(_row("... with the same faces found (faces per frame, runtime vs naive)",
+                         f"{haar['faces_per_frame']:.2f} vs {naive['faces_per_frame']:.2f}",
+                         haar["faces_per_frame"] >= 0.9 * naive["faces_per_frame"],
+                         "the runtime finds fewer faces"))
+    for p in pipes:
+        if p["name"].startswith("runtime"):
+            rows.append(_row(f"{p['name']}: peak RSS < {rss_limit_mb:.0f} MB", f"{p['peak_rss_mb']:.0f} MB",
+                             p["peak_rss_mb"] < rss_limit_mb, f"{p['peak_rss_mb'] - rss_limit_mb:.0f} MB over"))
+    return rows
