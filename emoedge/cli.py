@@ -250,6 +250,15 @@ def cmd_ensemble(args) -> int:
 
     out = fuse_files(args.models, args.out, flip=args.flip)
     print(f"wrote {out}: mean of {len(args.models)} model(s){' and their mirrored views' if args.flip else ''}")
+    if args.data:
+        from emoedge.train.ensemble import compare_members
+
+        rows = compare_members(args.models, out, _dataset(args), args.usage)
+        print("| model | role | accuracy | macro-F1 | ms/face (float TFLite, 1 thread) |\n|---|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
+                  f"{r['latency_ms_per_face']:.3f} |")
+        Path(out).with_suffix(".members.json").write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
@@ -520,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help=".keras files with the same input and classes")
     p.add_argument("--flip", action="store_true", help="also average each member on the mirrored face")
     p.add_argument("--out", required=True)
+    _add_data_args(p, required=False)
+    p.add_argument("--usage", default="PublicTest", help="split to compare members and ensemble on")
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("run", help="the on-device pipeline: camera/file -> faces -> emotions -> sinks")

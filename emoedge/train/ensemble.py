@@ -46,3 +46,35 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     return out
+
+
+def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
+                    runs: int = 200) -> list[dict]:
+    """Accuracy and per-face latency (float32 TFLite, 1 thread) of each member and of the fusion."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from emoedge.convert.tflite import convert_keras
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.evaluate import evaluate_model
+    from emoedge.train.keras_io import load_keras
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in [*member_paths, fused_path]:
+            run = evaluate_model(p, dataset, usage=usage)
+            tfl = Path(tmp) / (Path(p).stem + ".tflite")
+            tfl.write_bytes(convert_keras(load_keras(p), "float32"))
+            clf = TFLiteClassifier(tfl, num_threads=1)
+            x = np.zeros((1, 48, 48, 1), np.float32)
+            for _ in range(20):
+                clf.predict(x)
+            t = time.perf_counter()
+            for _ in range(runs):
+                clf.predict(x)
+            rows.append({"model": Path(p).name, "role": "ensemble" if p == fused_path else "member",
+                         "accuracy": run.evaluation.accuracy, "macro_f1": run.evaluation.macro_f1,
+                         "latency_ms_per_face": (time.perf_counter() - t) * 1000 / runs})
+    return rows
