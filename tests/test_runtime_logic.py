@@ -260,3 +260,17 @@ def test_export_summaries_as_csv(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert rows[0]["share_happy"] == "0.7500" and rows[0]["faces_seen"] == "2"
     assert main(["export", "--db", str(tmp_path / "none.sqlite"), "--csv", str(tmp_path / "x.csv")]) == 2
+
+
+def test_display_on_headless_opencv_is_a_clear_error():
+    import cv2
+
+    from emoedge.edge.sinks import DisplaySink
+
+    try:
+        sink = DisplaySink()
+    except RuntimeError as exc:
+        assert "no window support" in str(exc) and "--no-display" in str(exc)
+    else:  # a GUI OpenCV with a display: the window opened
+        sink.close()
+        assert hasattr(cv2, "imshow")
