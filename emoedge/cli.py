@@ -282,10 +282,17 @@ def cmd_run(args) -> int:
     print(f"emoedge run: source {config.source}, model {config.model} ({config.model_format}), detector "
           f"{config.detector}, budget {config.budget_ms:.0f} ms", file=sys.stderr)
 
-    def status(line: str) -> None:
-        print("\r" + line + " " * 8, end="", file=sys.stderr, flush=True)
+    tty = sys.stderr.isatty()
+    calls = [0]
 
-    summary = Pipeline(config, status=status if sys.stderr.isatty() else None).run()
+    def status(line: str) -> None:
+        if tty:  # one line, rewritten in place
+            print("\r" + line + " " * 8, end="", file=sys.stderr, flush=True)
+        elif calls[0] % 10 == 0:  # a log (journal, file): a line every 10th status
+            print(line, file=sys.stderr, flush=True)
+        calls[0] += 1
+
+    summary = Pipeline(config, status=status).run()
     print("", file=sys.stderr)
     print(summary.text())
     if args.summary_json:
