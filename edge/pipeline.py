@@ -29,7 +29,7 @@ from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
 from emoedge.edge.sinks import (Aggregator, DisplaySink, FaceEvent, IntervalSummary, JsonlSink, Sink, SqliteSink,
                                 VideoSink)
-from emoedge.edge.sources import FrameSource, open_source
+from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.tracking import EmaSmoother, IoUTracker
 
 
@@ -62,7 +62,7 @@ class RunSummary:
     latency: dict[str, StageLatency]      # per stage and "frame"
     events_written: int
     intervals_written: int
-    stopped_by: str                       # end | max_frames | signal | display | error
+    stopped_by: str                       # end | max_frames | signal | display | source_failed | error
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +97,7 @@ class Pipeline:
         self.status = status
         self._stop = threading.Event()
         self._stopped_by = "end"
+        self.error: str | None = None
         self.source = source or open_source(c.source, clock=clock, realtime=c.realtime, width=c.width,
                                             height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height))
         try:
@@ -145,6 +146,7 @@ class Pipeline:
     def stop(self, reason: str = "signal") -> None:
         self._stopped_by = reason
         self._stop.set()
+        self.source.interrupt()
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
@@ -177,10 +179,17 @@ class Pipeline:
                     self._stopped_by = "max_frames"
                     break
                 t0 = self.clock()
-                frame = self.source.read()
+                try:
+                    frame = self.source.read()
+                except SourceError as exc:  # the camera is gone after its reconnect attempts: stop cleanly
+                    self._stopped_by = "source_failed"
+                    self.error = str(exc)
+                    print(f"emoedge: {exc}; stopping (everything recorded so far is kept)", file=sys.stderr)
+                    break
                 t1 = self.clock()
                 if frame is None:
-                    self._stopped_by = "end"
+                    if not self._stop.is_set():
+                        self._stopped_by = "end"
                     break
                 work = frame.gray if frame.gray is not None else frame.image
                 scale = frame.image.shape[1] / work.shape[1]

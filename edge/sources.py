@@ -46,6 +46,9 @@ class FrameSource:
     def read(self) -> Frame | None:
         raise NotImplementedError
 
+    def interrupt(self) -> None:
+        """Make a blocked ``read()`` return ``None`` soon (the pipeline is stopping)."""
+
     @property
     def dropped(self) -> int:
         return 0
@@ -243,9 +246,25 @@ class _LiveSource(FrameSource):
 
     live = True
     _grabber: _LatestGrabber
+    _interrupted: threading.Event | None = None
 
     def read(self) -> Frame | None:
-        return self._grabber.read()
+        """The newest frame; waits through reconnects; ``None`` once interrupted; SourceError
+        when the camera is gone for good."""
+        if self._interrupted is None:
+            self._interrupted = threading.Event()
+        while not self._interrupted.is_set():
+            frame = self._grabber.read(timeout_s=0.5)
+            if frame is not None:
+                return frame
+            if not self._grabber._thread.is_alive() and self._grabber._failed is None:
+                return None
+        return None
+
+    def interrupt(self) -> None:
+        if self._interrupted is None:
+            self._interrupted = threading.Event()
+        self._interrupted.set()
 
     @property
     def dropped(self) -> int:

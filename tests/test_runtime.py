@@ -328,3 +328,46 @@ def test_picamera2_lores_y_plane_is_the_grayscale_work_image(monkeypatch, clf):
         assert s.frames == 3 and s.classifications >= 3
     finally:
         src.close()
+
+
+class _DyingCamera(FrameSource):
+    """A live camera that delivers a few frames, then fails for good (after its reconnects)."""
+    live = True
+    name = "camera:dying"
+
+    def __init__(self, clock, good):
+        self.clock, self.good, self.i = clock, good, 0
+
+    def read(self):
+        if self.i >= self.good:
+            raise SourceError("camera:dying: no frames after 5 reconnect attempts")
+        self.i += 1
+        self.clock.advance_ms(1)
+        return Frame(np.zeros((120, 160, 3), np.uint8), None, self.i - 1, self.clock())
+
+
+def test_a_camera_that_dies_mid_run_stops_cleanly_and_keeps_the_record(clf, tmp_path):
+    clock = FakeClock()
+    det = FakeDetector(clock, [Face(10, 10, 50, 50)], 1.0)
+    cfg = RuntimeConfig(budget_ms=1000, interval_s=3600, db=str(tmp_path / "d.db"), events=str(tmp_path / "e.jsonl"))
+    s = Pipeline(cfg, source=_DyingCamera(clock, 12), detector=det, classifier=clf, clock=clock).run()
+    assert s.stopped_by == "source_failed" and s.frames == 12
+    assert read_intervals(tmp_path / "d.db")[0]["frames"] == 12
+
+
+def test_live_source_read_waits_through_reconnects_and_can_be_interrupted():
+    from emoedge.edge.sources import OpenCVCameraSource
+
+    class Stub(OpenCVCameraSource):
+        def _open(self):
+            self.cap = None
+
+        def _grab(self):
+            time.sleep(0.01)
+            return None                           # never a frame: reconnecting forever (within retries)
+
+    src = Stub("0", clock=FakeClock(), max_retries=100, backoff_s=0.05)
+    threading.Timer(0.3, src.interrupt).start()
+    t = time.monotonic()
+    assert src.read() is None and time.monotonic() - t < 3
+    src.close()
