@@ -21,7 +21,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
          calibration: CalibrationSet | None = None, report_dir: str | Path | None = None) -> dict[str, Path]:
     """Ship ``run_dir``'s model as ``name``; ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are
     converted beside it from ``calibration`` and scored in a quantization report in ``report_dir``."""
-    import keras
+    from emoedge.train.keras_io import load_keras
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     if name not in SHIPPED:
@@ -31,7 +31,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # re-save without optimizer state: half the size, same predictions
-        model = keras.models.load_model(run_dir / "model.keras", compile=False, safe_mode=False)
+        model = load_keras(run_dir / "model.keras")
         tmp_keras = Path(tmp) / f"{name}.keras"
         model.save(tmp_keras)
         atomic_write_bytes(models_dir / f"{name}.keras", tmp_keras.read_bytes())

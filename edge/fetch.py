@@ -105,6 +105,9 @@ def fetch(name: str, dest: str | Path | None = None, base_url: str | None = None
             if h.hexdigest() != f.sha256:
                 raise ModelError(f"{url}: sha256 {h.hexdigest()} does not match the pinned {f.sha256}; "
                                  f"the file was not kept")
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
             os.replace(tmp, target)
         except OSError as exc:
             raise ModelError(f"{url}: download failed: {exc}") from exc

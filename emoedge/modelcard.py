@@ -39,6 +39,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         f"- Architecture: `{cfg['arch']}` {cfg.get('arch_kwargs') or ''}, {run['params']:,} parameters; input "
         f"48x48x1 float32 in [0, 1] (`{run['preprocessing']['name']}` preprocessing contract), output softmax "
         f"over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.",
+        *([f"- Fusion: {run['fusion']}"] if run.get("fusion") else []),
         "- Files: " + ", ".join(f"`{f}` ({s / 1024:.0f} KiB)" for f, s in files.items()) + ".",
         "",
         "## Data",

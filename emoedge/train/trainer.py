@@ -289,7 +289,9 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         if config.init_from:
-            model = keras.models.load_model(config.init_from, safe_mode=False)
+            from emoedge.train.keras_io import load_keras
+
+            model = load_keras(config.init_from)
             if model.output_shape[-1] != k:
                 model = replace_head(model, k)
         else:
