@@ -58,3 +58,18 @@ def machine_info() -> dict:
         "os": platform.platform(), "python": platform.python_version(), "libraries": libs,
         "git_revision": git_revision(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Unlike ``ru_maxrss``, which Linux carries across
+    ``execve`` from the parent (a child of a big process reports the parent's peak), VmHWM belongs
+    to this process image alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

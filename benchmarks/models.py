@@ -81,18 +81,19 @@ def time_per_face(runner, x1: np.ndarray, runs: int, warmup: int) -> list[float]
 
 def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -> float:
     """Peak RSS of a fresh process that loads only this model and classifies ``runs`` faces."""
-    code = ("import json, resource, sys, numpy as np\n"
+    code = ("import json, sys, numpy as np\n"
             "from emoedge.benchmarks.classifiers import ClassifierSpec, open_runner\n"
+            "from emoedge.benchmarks.machine import peak_rss_mb\n"
             "spec = ClassifierSpec(**json.loads(sys.argv[1]))\n"
             "r = open_runner(spec, 1)\n"
             "x = spec.prepare(np.zeros((1, 48, 48), np.uint8))\n"
             f"for _ in range({runs}): r.predict(x)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "print(peak_rss_mb())\n")
     args = json.dumps({k: v for k, v in asdict(spec).items() if k != "class_names"})
     r = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
         raise RuntimeError(f"RSS probe failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-    return int(r.stdout.strip().splitlines()[-1]) / 1024.0  # ru_maxrss is in KiB on Linux
+    return float(r.stdout.strip().splitlines()[-1])
 
 
 def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels: np.ndarray | None = None,

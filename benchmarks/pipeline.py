@@ -54,7 +54,9 @@ def _child(kind: str, args: dict) -> dict:
         out = _naive(args)
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    out.update({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024.0})
+    from emoedge.benchmarks.machine import peak_rss_mb
+
+    out.update({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": peak_rss_mb()})
     return out
 
 
