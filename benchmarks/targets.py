@@ -59,5 +59,5 @@ def evaluate_targets(results: dict, peer_name: str = "fer", rss_limit_mb: float 
     for p in pipes:
         if p["name"].startswith("runtime"):
             rows.append(_row(f"{p['name']}: peak RSS < {rss_limit_mb:.0f} MB", f"{p['peak_rss_mb']:.0f} MB",
-                             p["peak_rss_mb"] < rss_limit_mb, f"{p['peak_rss_mb'] - rss_limit_mb:.0f} MB over"))
+                             p["peak_rss_mb"] < rss_limit_mb, f"{p['peak_rss_mb'] - rss_limit_mb:.1f} MB over"))
     return rows
