@@ -53,6 +53,8 @@ class RunSummary:
     dropped_frames: int
     faces_seen: int                       # distinct tracks
     frames_with_faces: int
+    detection_frames: int                 # frames on which the detector ran
+    detections: int                       # faces the detector returned, summed over those frames
     classifications: int
     labels: dict[str, int]                # label -> face-frames with that smoothed label
     budget_ms: float
@@ -168,6 +170,7 @@ class Pipeline:
         times["frame"] = []
         labels: Counter = Counter()
         frames = frames_with_faces = classifications = events = intervals = 0
+        detection_frames = detections = 0
         t_start = self.clock()
         last_status = last_pet = t_start
         ms = 1e-6
@@ -200,6 +203,8 @@ class Pipeline:
                 if plan.detect:
                     faces = self.detector.detect(work, plan.detect_scale)
                     t2 = self.clock()
+                    detection_frames += 1
+                    detections += len(faces)
                     detect_ms = (t2 - t1) * ms
                     tracks = self.tracker.update(faces, frames)
                 else:
@@ -290,7 +295,8 @@ class Pipeline:
             detector=getattr(self.detector, "name", type(self.detector).__name__), frames=frames,
             duration_s=duration, fps=frames / duration if duration > 0 else 0.0,
             dropped_frames=self.source.dropped, faces_seen=self.tracker.total_tracks,
-            frames_with_faces=frames_with_faces, classifications=classifications, labels=dict(labels),
+            frames_with_faces=frames_with_faces, detection_frames=detection_frames, detections=detections,
+            classifications=classifications, labels=dict(labels),
             budget_ms=c.budget_ms, budget_hits=st.hits, budget_misses=st.misses,
             misses_by_stage=dict(st.misses_by_stage), latency={k: _latency(v) for k, v in times.items()},
             events_written=events, intervals_written=intervals, stopped_by=self._stopped_by)
