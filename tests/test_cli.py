@@ -43,3 +43,21 @@ def test_models_list(capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "default" in out and "fast" in out
+
+
+def test_run_and_doctor_and_export(tiny_tflite, tmp_path, capsys):
+    from emoedge.edge.sinks import read_intervals
+
+    db = tmp_path / "s.sqlite"
+    assert main(["run", "--source", "demo", "--model", str(tiny_tflite), "--max-frames", "4", "--db", str(db),
+                 "--summary-json", str(tmp_path / "sum.json")]) == 0
+    out = capsys.readouterr().out
+    assert "4 frames" in out and "stopped by max_frames" in out
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert summary["frames"] == 4 and summary["faces_seen"] == 1 and summary["detection_frames"] >= 1
+    assert read_intervals(db)[0]["frames"] == 4
+    assert main(["export", "--db", str(db), "--csv", str(tmp_path / "s.csv")]) == 0
+    assert main(["doctor", "--profile", "x86-dev", "--model", str(tiny_tflite)]) == 0
+    assert "edge tpu" in capsys.readouterr().out
+    assert main(["run", "--source", str(tmp_path / "missing.mp4"), "--model", str(tiny_tflite)]) == 2
+    assert "missing.mp4: video file not found" in capsys.readouterr().err
