@@ -377,12 +377,20 @@ def cmd_bench_models(args) -> int:
 
     from emoedge.benchmarks.classifiers import ClassifierSpec
     from emoedge.benchmarks.models import bench_models
-    from emoedge.edge.models import resolve_model
+    from emoedge.edge.formats import get_format
+    from emoedge.edge.interpreter import ModelError
+    from emoedge.edge.models import MODELS_DIR, resolve_model
 
     specs = []
     for m in args.model or []:
         name, _, fmt = m.partition("@")
-        path = resolve_model(name, fmt or "float32") if not Path(m).exists() else Path(m)
+        if Path(m).exists() or "@" not in m:
+            path = Path(m)
+        else:  # a shipped NAME@FORMAT; a missing one becomes a failed row, not an error
+            try:
+                path = resolve_model(name, fmt)
+            except ModelError:
+                path = MODELS_DIR / f"{name}{get_format(fmt).suffix}"
         specs.append(ClassifierSpec(str(path), name=path.name))
     specs += [ClassifierSpec.parse(p) for p in args.peer or []]
     if not specs:

@@ -61,3 +61,18 @@ def test_run_and_doctor_and_export(tiny_tflite, tmp_path, capsys):
     assert "edge tpu" in capsys.readouterr().out
     assert main(["run", "--source", str(tmp_path / "missing.mp4"), "--model", str(tiny_tflite)]) == 2
     assert "missing.mp4: video file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_convert_and_bench_from_the_command_line(tiny_tflite, csv_path, tmp_path, capsys):
+    keras_path = tiny_tflite.with_name("tiny.keras")
+    out = tmp_path / "conv"
+    assert main(["convert", "--model", str(keras_path), "--to", "int8,onnx", "--calib", str(csv_path),
+                 "--calib-size", "20", "--class-names", "angry,disgust,fear,happy,sad,surprise,neutral",
+                 "--out", str(out), "--report", "--data", str(csv_path), "--usage", "PublicTest"]) == 0
+    assert (out / "tiny.int8.tflite").is_file() and (out / "quantization_report.md").is_file()
+    capsys.readouterr()
+    assert main(["bench", "models", "--model", str(out / "tiny.int8.tflite"), "--model", str(tmp_path / "nope.tflite"),
+                 "--runs", "5", "--no-rss", "--out", str(tmp_path / "b")]) == 0
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [m["status"] for m in res["models"]] == ["ok", "failed"]
