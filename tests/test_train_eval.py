@@ -186,3 +186,51 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, rng, monkeypatch)
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert res.epochs_run == 3 and len(hist["loss"]) == 3
     assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_soften_keeps_the_ranking_and_spreads_the_mass():
+    from emoedge.train.trainer import soften
+
+    p = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9]], np.float32)
+    np.testing.assert_allclose(soften(p, 1.0), p, atol=1e-6)
+    s = soften(p, 3.0)
+    np.testing.assert_allclose(s.sum(axis=1), 1.0, atol=1e-6)
+    assert (s.argmax(1) == p.argmax(1)).all()
+    assert (s.max(1) < p.max(1)).all()
+    with pytest.raises(ValueError, match="soft_temperature"):
+        soften(p, 0.0)
+
+
+def test_continuing_a_run_starts_from_its_weights(trained, real_subset, tmp_path):
+    """init_from with the same classes rebuilds the architecture and copies the weights."""
+    import keras
+
+    from emoedge.train.trainer import TrainConfig, train
+
+    src = keras.models.load_model(trained.model_path, compile=False)
+    cfg = TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 1,
+                                 "learning_rate": 1e-9, "warmup_epochs": 0})
+    res = train(cfg, load_fer2013_csv(real_subset), tmp_path / "cont", verbose=0)
+    got = keras.models.load_model(res.model_path, compile=False)
+    for name in ("b1_conv", "b3_conv"):
+        np.testing.assert_allclose(got.get_layer(name).get_weights()[0], src.get_layer(name).get_weights()[0],
+                                   atol=1e-5)
+
+
+def test_distillation_from_a_teacher(trained, real_subset, tmp_path, rng):
+    from emoedge.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 1, "soft_targets_from": str(trained.model_path),
+                                 "soft_weight": 0.5, "soft_temperature": 2.0})
+    res = train(cfg, load_fer2013_csv(real_subset), tmp_path / "kd", verbose=0)
+    run = json.loads((res.out_dir / "run.json").read_text())
+    assert run["config"]["soft_targets_from"] == str(trained.model_path)
+    # a teacher with another class set is refused by name
+    imgs, labels = face_like(rng, 60, 3)
+    ds = select_classes(load_fer2013_csv(write_fer_csv(tmp_path / "t.csv", imgs, labels, ["Training"] * 60)),
+                        ["angry", "disgust", "fear"])
+    with pytest.raises(ValueError, match="teacher has 7 classes, the data 3"):
+        train(cfg, ds, tmp_path / "kd3", verbose=0)
+    with pytest.raises(ValueError, match="soft_weight"):
+        train(TrainConfig.from_dict({**TINY, "soft_targets_from": str(trained.model_path), "soft_weight": 2}),
+              ds, tmp_path / "kd4", verbose=0)

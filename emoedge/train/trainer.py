@@ -55,6 +55,11 @@ class TrainConfig:
     mixed_precision: bool = False        # bfloat16 compute (needs oneDNN to be fast)
     init_from: str | None = None         # fine-tune from this .keras model (new head if classes differ)
     max_train_items: int | None = None   # cap for quick runs (stratified by seed)
+    # Knowledge distillation: train on a mix of a teacher's class probabilities (the mean over the
+    # face and its mirror, softened by soft_temperature) and the one-hot labels.
+    soft_targets_from: str | None = None  # teacher .keras model with the same classes
+    soft_weight: float = 0.7             # share of the teacher in the target (0..1)
+    soft_temperature: float = 2.0        # > 1 softens the teacher's distribution
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -206,6 +211,33 @@ def replace_head(model, num_classes: int):
     return keras.Model(model.input, out, name=model.name + "_finetuned")
 
 
+def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Class probabilities at a higher temperature: softmax(log(p) / T)."""
+    if temperature <= 0:
+        raise ValueError(f"soft_temperature must be > 0, got {temperature}")
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def teacher_targets(config: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, k: int) -> np.ndarray:
+    """The teacher's softened probabilities for each (un-augmented) training face, mean of face and mirror."""
+    from emoedge.train.keras_io import load_keras
+
+    if not 0.0 <= config.soft_weight <= 1.0:
+        raise ValueError(f"soft_weight must be in [0, 1], got {config.soft_weight}")
+    teacher = load_keras(config.soft_targets_from)
+    if teacher.output_shape[-1] != k:
+        raise ValueError(f"{config.soft_targets_from}: the teacher has {teacher.output_shape[-1]} classes, "
+                         f"the data {k}")
+    p = (predict_probs(teacher, x_train) + predict_probs(teacher, x_train[:, :, ::-1])) / 2.0
+    print(f"soft targets from {config.soft_targets_from}: the teacher agrees with "
+          f"{float(np.mean(p.argmax(1) == y_train)):.1%} of the training labels; T={config.soft_temperature}, "
+          f"weight {config.soft_weight}", file=sys.stderr)
+    return soften(p, config.soft_temperature)
+
+
 def _read_history(path: Path) -> dict[str, list[float]]:
     """The per-epoch log written by CSVLogger (all segments of a resumed run)."""
     import csv
@@ -285,15 +317,30 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     x_train, y_train = normalize(train_ds.images), train_ds.labels
     x_val, y_val = normalize(val_ds.images), val_ds.labels
 
+    soft = teacher_targets(config, x_train, y_train, k) if config.soft_targets_from else None
+
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    rebuilt = True  # the model is the zoo's config.arch (so it can be rebuilt in float32 for export)
     try:
         if config.init_from:
             from emoedge.train.keras_io import load_keras
 
-            model = load_keras(config.init_from)
-            if model.output_shape[-1] != k:
-                model = replace_head(model, k)
+            src = load_keras(config.init_from)
+            model = None
+            if src.output_shape[-1] == k:
+                # Same classes: continue training. Rebuild config.arch under the current precision
+                # policy and copy the weights (a loaded model keeps its saved float32 policy).
+                candidate = zoo.build(config.arch, k, **config.arch_kwargs)
+                if [w.shape for w in candidate.weights] == [w.shape for w in src.weights]:
+                    candidate.set_weights(src.get_weights())
+                    model = candidate
+                else:
+                    print(f"init_from {config.init_from}: its layers differ from arch {config.arch} "
+                          f"{config.arch_kwargs}; training the loaded model as saved (float32)", file=sys.stderr)
+            if model is None:
+                rebuilt = False
+                model = src if src.output_shape[-1] == k else replace_head(src, k)
         else:
             model = zoo.build(config.arch, k, **config.arch_kwargs)
     finally:
@@ -320,6 +367,8 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
 
     augment = make_augmenter(config.augment, config.seed)
     y_train_1h = np.eye(k, dtype=np.float32)[y_train]
+    if soft is not None:
+        y_train_1h = config.soft_weight * soft + (1.0 - config.soft_weight) * y_train_1h
     y_val_1h = np.eye(k, dtype=np.float32)[y_val]
     cw = _class_weights(y_train, k, config.class_balance)
     if cw is not None:
@@ -380,7 +429,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     model.load_weights(str(ckpt))
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("float32")
-        f32 = zoo.build(config.arch, k, **config.arch_kwargs) if not config.init_from else None
+        f32 = zoo.build(config.arch, k, **config.arch_kwargs) if rebuilt else None
         if f32 is not None:
             f32.set_weights(model.get_weights())
             model = f32
