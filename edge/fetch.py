@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +92,8 @@ def fetch(name: str, dest: str | Path | None = None, base_url: str | None = None
         fd, tmp = tempfile.mkstemp(prefix=f.name + ".", suffix=".part", dir=dest)
         try:
             h = hashlib.sha256()
+            import urllib.request  # here, not at import: it loads ssl (~4 MB RSS) into every runtime
+
             with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 total = int(resp.headers.get("Content-Length") or 0)
                 done = 0

@@ -4,7 +4,6 @@ the Prometheus text format, bound to 127.0.0.1 unless configured otherwise."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import threading
@@ -95,6 +94,8 @@ class MetricsServer:
     def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 9108):
         self.snapshot = snapshot
         outer = self
+
+        import http.server  # here, not at import: it loads ssl (~4 MB RSS) into every runtime
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
