@@ -26,9 +26,13 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     if name not in SHIPPED:
         raise ValueError(f"{name!r} is not a shipped model name ({sorted(SHIPPED)})")
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir / 'run.json'}: not a training run (no run.json)")
     run = json.loads((run_dir / "run.json").read_text())
     class_names = run["class_names"]
     models_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "model.hoglbp.npz").is_file() and not (run_dir / "model.keras").is_file():
+        return _ship_handcrafted(run_dir, name, run, dataset, command, usage, models_dir, report_dir)
     with tempfile.TemporaryDirectory() as tmp:
         # re-save without optimizer state: half the size, same predictions
         model = load_keras(run_dir / "model.keras")
@@ -67,11 +71,20 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
         rep = quantization_report(keras_path, [tfl] + arts, dataset, usage, rdir, calibration, layers=True)
         extra["Quantization"] = quantization_section(rep, results)
         out["report"] = rdir / "quantization_report.md"
-    # the runtime's drift monitor compares live predictions with this reference
-    import numpy as np
+    _write_reference(models_dir, name, ev, tfl.name, dataset, usage)
+    # temperature scaling on the validation split carved from training, recorded in every manifest
+    others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
+    extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
+    (models_dir / f"{name}.md").write_text(card)
+    out["card"] = models_dir / f"{name}.md"
+    return out
 
+
+def _write_reference(models_dir: Path, name: str, ev, source_name: str, dataset: FaceDataset, usage: str) -> None:
+    """The class distribution the runtime's drift monitor compares live predictions with, in every manifest."""
     pred = ev.probs.argmax(axis=1)
-    reference = {c: float((pred == i).mean()) for i, c in enumerate(class_names)}
+    reference = {c: float((pred == i).mean()) for i, c in enumerate(ev.evaluation.class_names)}
     abstention = float((ev.probs.max(axis=1) < 0.4).mean())
     for mp in sorted(models_dir.glob(f"{name}.*json")):
         if mp.name.endswith((".eval.json", ".run.json")):
@@ -79,21 +92,47 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
         m = json.loads(mp.read_text())
         m["reference_distribution"] = reference
         m["reference_abstention"] = abstention
-        m["reference_source"] = f"predictions of {tfl.name} on {Path(dataset.source).name} {usage} (n={len(pred)})"
+        m["reference_source"] = f"predictions of {source_name} on {Path(dataset.source).name} {usage} (n={len(pred)})"
         mp.write_text(json.dumps(m, indent=2) + "\n")
-    # temperature scaling on the validation split carved from training, recorded in every manifest
+
+
+def _calibration_section(model_path: Path, dataset: FaceDataset, rdir: Path, others) -> str:
     from emoedge.calibrate import calibrate
 
-    others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
-    cal = calibrate(keras_path, dataset, usage="val", out_dir=rdir, write_to=others)
-    extra["Calibration"] = (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "
-                            f"{cal['temperature']:.3f}; expected calibration error {cal['ece_before']:.4f} before, "
-                            f"{cal['ece_after']:.4f} after. The runtime applies T before smoothing and before the "
-                            f"`uncertain` threshold. Reliability diagram: `reliability.png` in the report folder.")
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
+    cal = calibrate(model_path, dataset, usage="val", out_dir=rdir, write_to=others)
+    return (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "
+            f"{cal['temperature']:.3f}; expected calibration error {cal['ece_before']:.4f} before, "
+            f"{cal['ece_after']:.4f} after. The runtime applies T before smoothing and before the "
+            f"`uncertain` threshold. Reliability diagram: `reliability.png` in the report folder.")
+
+
+def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset, command: str, usage: str,
+                      models_dir: Path, report_dir) -> dict[str, Path]:
+    """Ship a HOG+LBP run: the .hoglbp.npz (numpy only on the device), manifest, evaluation, calibration, card."""
+    from emoedge.edge.preprocess import PREPROCESSING
+
+    src = run_dir / "model.hoglbp.npz"
+    dst = models_dir / f"{name}.hoglbp.npz"
+    atomic_write_bytes(dst, src.read_bytes())
+    from emoedge.convert.tflite import sha256_file
+
+    manifest = {"format": "hoglbp", "mode": "hoglbp", "file": dst.name, "sha256": sha256_file(dst),
+                "size_bytes": dst.stat().st_size, "class_names": run["class_names"],
+                "preprocessing": run.get("preprocessing", PREPROCESSING), "training_run": run["config"],
+                "data_fingerprint": run["data"]["fingerprint_sha256"]}
+    atomic_write_bytes(manifest_path(dst), (json.dumps(manifest, indent=2) + "\n").encode())
+    ev = evaluate_model(dst, dataset, usage=usage)
+    ev_dict = {"model": dst.name, "data": Path(dataset.source).name, "split": usage, **ev.evaluation.to_dict()}
+    (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
+    shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
+    _write_reference(models_dir, name, ev, dst.name, dataset, usage)
+    rdir = Path(report_dir) if report_dir else Path("docs/models") / name
+    extra = {"Calibration": _calibration_section(dst, dataset, rdir, []),
+             "Runtime": ("Runs on numpy and OpenCV alone, with no interpreter: `emoedge run --model " + name
+                         + " --model-format hoglbp`. No quantization: the features and the linear layer are float32.")}
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, {dst.name: dst.stat().st_size}, command, extra)
     (models_dir / f"{name}.md").write_text(card)
-    out["card"] = models_dir / f"{name}.md"
-    return out
+    return {"hoglbp": dst, "card": models_dir / f"{name}.md"}
 
 
 def quantization_section(rep: dict, results) -> str:

@@ -10,7 +10,9 @@ from emoedge.edge.interpreter import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # What each shipped name is for.
-SHIPPED = {"default": "accuracy first (VGG-style CNN)", "fast": "for the smallest boards (separable CNN)"}
+SHIPPED = {"default": "accuracy first (VGG-style CNN)",
+           "fast": "for the smallest boards (narrow VGG-style CNN)",
+           "hoglbp": "very low power, no neural network (HOG + LBP features, linear classifier, numpy only)"}
 
 
 def shipped_models() -> dict[str, list[str]]:

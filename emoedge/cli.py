@@ -434,6 +434,10 @@ def cmd_models_ship(args) -> int:
 
     ds = load_dataset(args.data, labels=args.labels)
     formats = tuple(f for f in args.to.split(",") if f) if args.to else ()
+    if formats and not (Path(args.run) / "model.keras").is_file() and (Path(args.run) / "model.hoglbp.npz").is_file():
+        print(f"{args.run}: a HOG+LBP run is shipped as .hoglbp.npz only (no TFLite/ONNX conversion); "
+              f"ignoring --to {args.to}", file=sys.stderr)
+        formats = ()
     cal = from_dataset(ds, size=args.calib_size) if formats else None
     out = ship(args.run, args.name, ds, command=args.command or " ".join(sys.argv), usage=args.usage,
                formats=formats, calibration=cal, report_dir=args.report_dir or Path("docs/models") / args.name)
@@ -646,7 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("ship", help="put a training run into the package as a shipped model (+ conversions)")
     p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")
-    p.add_argument("--name", required=True, choices=["default", "fast"])
+    from emoedge.edge.models import SHIPPED
+
+    p.add_argument("--name", required=True, choices=sorted(SHIPPED))
     p.add_argument("--data", required=True, help="the dataset to evaluate on (and calibrate from)")
     p.add_argument("--labels", default="auto", choices=["auto", "fer2013", "ferplus"])
     p.add_argument("--usage", default="PublicTest")

@@ -27,7 +27,33 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
     ``files`` {file name: size in bytes}."""
     cfg = run["config"]
     minutes = run["train_seconds"] / 60
-    v = run["versions"]
+    v = run.get("versions") or {}
+    neural = "epochs" in cfg
+    if neural:
+        arch_line = (f"- Architecture: `{cfg['arch']}` {cfg.get('arch_kwargs') or ''}, {run['params']:,} parameters; "
+                     f"input 48x48x1 float32 in [0, 1] (`{run['preprocessing']['name']}` preprocessing contract), "
+                     f"output softmax over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
+        best = (f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
+                f"{run['epochs_run']}.")
+        time_line = f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min for {run['epochs_run']} epochs."
+        settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']} "
+                    f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
+                    f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
+                    f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
+                    f"{'on' if cfg.get('onednn') else 'off'}, "
+                    f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
+                    + (f" Distilled from `{Path(cfg['soft_targets_from']).name}` (weight {cfg['soft_weight']}, "
+                       f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
+                    + (f" Continued from `{Path(cfg['init_from']).name}`." if cfg.get("init_from") else ""))
+    else:  # a handcrafted (HOG+LBP) model
+        arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
+                     f"then a linear classifier; {run.get('params', 0):,} parameters; input the same 48x48 grayscale "
+                     f"crop (`{run['preprocessing']['name']}` preprocessing contract); output softmax over "
+                     f"{len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
+        best = f"- Validation accuracy {run['val']['accuracy']:.2%}."
+        time_line = f"- Time on this machine (2 x86 cores, no GPU): {run['train_seconds']:.0f} s."
+        settings = (f"- Settings: regularization C={cfg.get('C')}, class balance `{cfg.get('class_balance')}`, "
+                    f"seed {cfg.get('seed')}.")
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -36,9 +62,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         f"**Purpose:** {purpose}",
         "",
         "## Model",
-        f"- Architecture: `{cfg['arch']}` {cfg.get('arch_kwargs') or ''}, {run['params']:,} parameters; input "
-        f"48x48x1 float32 in [0, 1] (`{run['preprocessing']['name']}` preprocessing contract), output softmax "
-        f"over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.",
+        arch_line,
         *([f"- Fusion: {run['fusion']}"] if run.get("fusion") else []),
         "- Files: " + ", ".join(f"`{f}` ({s / 1024:.0f} KiB)" for f, s in files.items()) + ".",
         "",
@@ -56,8 +80,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "## Results on FER2013 PublicTest",
         f"- **Top-1 accuracy {test_eval['accuracy']:.2%}**, macro-F1 {test_eval['macro_f1']:.4f} "
         f"(n={test_eval['n']}; model `{Path(test_eval['model']).name}`).",
-        f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
-        f"{run['epochs_run']}.",
+        best,
         "",
         _per_class_table(test_eval),
         "",
@@ -67,14 +90,9 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "",
         "## Training",
         f"- Command: `{command}`",
-        f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min for {run['epochs_run']} epochs.",
-        f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']} "
-        f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
-        f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
-        f"{', '.join(f'{k}={v}' for k, v in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
-        f"{'on' if cfg.get('onednn') else 'off'}, {'bfloat16' if cfg.get('mixed_precision') else 'float32'} "
-        "compute; exported in float32.",
-        f"- Versions: TensorFlow {v['tensorflow']}, Keras {v['keras']}, numpy {v['numpy']}, Python {v['python']}.",
+        time_line,
+        settings,
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
         "## Intended and unintended uses",
         "- Intended: aggregate, anonymous estimates of displayed facial expressions (e.g. share of smiling "

@@ -33,3 +33,35 @@ def test_hoglbp_baseline_beats_chance_on_real_fer2013(fer2013, tmp_path):
     assert rec["test"]["accuracy"] > 0.33, rec["test"]["accuracy"]
     run = evaluate_model(tmp_path / "model.hoglbp.npz", fer2013, usage="PublicTest")
     assert run.evaluation.accuracy == pytest.approx(rec["test"]["accuracy"])
+
+
+def test_ship_the_handcrafted_baseline_runs_without_an_interpreter(tmp_path, rng):
+    """A HOG+LBP run ships as name.hoglbp.npz + manifest + evaluation + calibration + generated card,
+    and the device classifier reads it through the same factory as the CNNs."""
+    import json
+
+    from conftest import face_like, write_fer_csv
+
+    from emoedge.convert.ship import ship
+    from emoedge.data.datasets import load_fer2013_csv
+    from emoedge.edge.classify import FaceClassifier
+    from emoedge.train.handcrafted import train_hoglbp
+
+    imgs, labels = face_like(rng, 280, 7)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["Training"] * 210 + ["PublicTest"] * 70)
+    ds = load_fer2013_csv(csv)
+    train_hoglbp(ds, tmp_path / "run")
+    models = tmp_path / "models"
+    out = ship(tmp_path / "run", "hoglbp", ds, command="emoedge train --config hoglbp ...", models_dir=models,
+               report_dir=tmp_path / "rep")
+    assert sorted(p.name for p in models.iterdir()) == ["hoglbp.eval.json", "hoglbp.hoglbp.npz",
+                                                        "hoglbp.hoglbp.npz.json", "hoglbp.md", "hoglbp.run.json"]
+    manifest = json.loads((models / "hoglbp.hoglbp.npz.json").read_text())
+    assert manifest["format"] == "hoglbp" and manifest["temperature"] > 0
+    assert set(manifest["reference_distribution"]) == set(ds.class_names)
+    card = out["card"].read_text()
+    ev = json.loads((models / "hoglbp.eval.json").read_text())
+    assert f"{ev['accuracy']:.2%}" in card and "linear classifier" in card and "scikit-learn" in card
+    clf = FaceClassifier(out["hoglbp"])
+    assert clf.class_names == ds.class_names and clf.temperature == manifest["temperature"]
+    assert clf.predict(imgs[:3, :, :, None] / 255.0).shape == (3, 7)

@@ -8,7 +8,7 @@ import pytest
 from emoedge.edge.formats import format_of
 from emoedge.edge.models import MODELS_DIR, SHIPPED, manifest_path, read_manifest
 
-ARTIFACTS = sorted(p for p in MODELS_DIR.glob("*") if p.is_file() and p.suffix in (".tflite", ".onnx", ".keras"))
+ARTIFACTS = sorted(p for p in MODELS_DIR.glob("*") if p.is_file() and p.suffix in (".tflite", ".onnx", ".keras", ".npz"))
 
 
 def test_something_is_shipped():
@@ -31,7 +31,7 @@ def test_manifest_matches_the_file(path):
     assert m.get("temperature", 1.0) > 0 and set(m.get("reference_distribution", {})) <= set(m["class_names"])
 
 
-@pytest.mark.parametrize("path", [p for p in ARTIFACTS if p.suffix == ".tflite"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in ARTIFACTS if p.suffix in (".tflite", ".npz")], ids=lambda p: p.name)
 def test_tflite_tensors_match_the_manifest_and_run(path):
     from emoedge.edge.classify import FaceClassifier, demo_image
 

@@ -15,6 +15,16 @@ from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import evaluate_predictions
 
 
+def versions() -> dict[str, str]:
+    import platform
+
+    import cv2
+    import sklearn
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+            "opencv": cv2.__version__, "platform": platform.platform(), "machine": platform.machine()}
+
+
 def train_hoglbp(dataset: FaceDataset, out_dir: str | Path, val_fraction: float = 0.1, seed: int = 1,
                  c: float = 0.05, max_train_items: int | None = None, class_balance: str = "none") -> dict:
     from sklearn.linear_model import LogisticRegression
@@ -53,6 +63,7 @@ def train_hoglbp(dataset: FaceDataset, out_dir: str | Path, val_fraction: float 
               "class_names": list(dataset.class_names), "preprocessing": PREPROCESSING,
               "data": {"source": dataset.source, "fingerprint_sha256": dataset.fingerprint(),
                        "train_items": len(train), "val_items": len(sp["val"])},
-              "train_seconds": round(seconds, 1), "command": " ".join(sys.argv), **evals}
+              "params": int(coef.size + icpt.size + 2 * x.shape[1]), "train_seconds": round(seconds, 1),
+              "versions": versions(), "command": " ".join(sys.argv), **evals}
     (out / "run.json").write_text(json.dumps(record, indent=2))
     return record
