@@ -59,6 +59,10 @@ def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int |
         return ONNXClassifier(path, num_threads)
     if engine in ("litert", "edgetpu"):
         return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
+    if engine == "ensemble":
+        from emoedge.edge.ensemble import EnsembleClassifier
+
+        return EnsembleClassifier(path, delegate, num_threads)
     if engine == "numpy":
         from emoedge.edge.handcrafted import HogLbpClassifier
 

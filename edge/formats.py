@@ -14,9 +14,10 @@ from pathlib import Path
 class Format:
     name: str
     suffix: str
-    engine: str               # keras | litert | onnxruntime | edgetpu | numpy
+    engine: str               # keras | litert | onnxruntime | edgetpu | numpy | ensemble
     needs_calibration: bool
     description: str
+    converted: bool = True    # made from a Keras model by `emoedge convert` (False: trained or written directly)
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
@@ -29,7 +30,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("edgetpu", ".uint8_edgetpu.tflite", "edgetpu", True, "the uint8 model compiled by edgetpu_compiler"),
     Format("onnx", ".onnx", "onnxruntime", False, "ONNX via tf2onnx, float32"),
     Format("onnx-int8", ".int8.onnx", "onnxruntime", True, "ONNX with onnxruntime static QDQ int8 quantization"),
-    Format("hoglbp", ".hoglbp.npz", "numpy", False, "HOG+LBP features and a linear classifier (numpy only)"),
+    Format("hoglbp", ".hoglbp.npz", "numpy", False, "HOG+LBP features and a linear classifier (numpy only)",
+           converted=False),
+    Format("ensemble", ".ensemble.json", "ensemble", False,
+           "several models of these formats combined by mean, vote or stacking (edge/ensemble.py)", converted=False),
 )}
 
 

@@ -136,7 +136,7 @@ def cmd_convert(args) -> int:
 
     formats = [f.strip() for f in args.to.split(",") if f.strip()]
     if formats == ["all"]:
-        formats = [f for f in FORMATS if f != "keras"]
+        formats = [f for f, v in FORMATS.items() if v.converted and f != "keras"]
     cal = None
     if args.calib:
         cal = load_calibration(args.calib, size=args.calib_size, labels=args.labels)
@@ -246,6 +246,12 @@ def cmd_explain(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
+    if not str(args.out).endswith(".keras"):
+        return _cmd_device_ensemble(args)
+    bad = [m for m in args.models if not str(m).endswith((".keras", ".h5", ".hdf5"))]
+    if bad:
+        raise ValueError(f"{bad[0]}: a fused .keras ensemble takes Keras members only; for TFLite/ONNX/HOG+LBP "
+                         f"members give --out a folder (a device ensemble spec per --method)")
     from emoedge.train.ensemble import fuse_files
 
     out = fuse_files(args.models, args.out, flip=args.flip)
@@ -259,6 +265,38 @@ def cmd_ensemble(args) -> int:
             print(f"| {r['model']} | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
                   f"{r['latency_ms_per_face']:.3f} |")
         Path(out).with_suffix(".members.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _cmd_device_ensemble(args) -> int:
+    """Members of any format -> NAME-METHOD.ensemble.json specs (+ a report against the members with --data)."""
+    from emoedge.edge.ensemble import METHODS, write_spec
+    from emoedge.evaluate import model_class_names
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.method else list(METHODS)
+    if args.flip:
+        raise ValueError("--flip fuses Keras members into one .keras model: give --out NAME.keras")
+    if args.data:
+        from emoedge.ensembles import evaluate_ensembles
+
+        res = evaluate_ensembles(args.models, _dataset(args), args.usage, methods, args.out, args.name,
+                                 num_threads=args.threads)
+        from emoedge.ensembles import render_markdown
+
+        print(render_markdown(res))
+        print(f"wrote {args.out}/ensembles.json, ensembles.md and {len(res['specs'])} ensemble spec(s)")
+        return 0
+    if "stack" in methods:
+        raise ValueError("stacking is fitted on the validation split: give --data (or --method mean,vote)")
+    names = model_class_names(args.models[0])
+    if not names and not str(args.models[0]).endswith(".keras"):
+        from emoedge.edge.classify import open_model
+
+        names = getattr(open_model(args.models[0]), "class_names", None)
+    if not names:
+        raise ValueError(f"{args.models[0]}: no class names (no manifest beside it)")
+    for m in methods:
+        print("wrote", write_spec(Path(args.out) / f"{args.name}-{m}.ensemble.json", args.models, m, names))
     return 0
 
 
@@ -544,10 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("ensemble", help="fuse Keras models (and a mirrored view) into one averaging model")
-    p.add_argument("models", nargs="+", help=".keras files with the same input and classes")
-    p.add_argument("--flip", action="store_true", help="also average each member on the mirrored face")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("ensemble", help="combine models: a fused .keras (mean, optional mirror view), or device "
+                                        "ensembles of any format by mean, vote and stacking, scored against members")
+    p.add_argument("models", nargs="+", help="model files with the same classes (.keras for a fused .keras; any "
+                                             "format of the table for a device ensemble)")
+    p.add_argument("--flip", action="store_true", help="fused .keras only: also average each member on the mirror")
+    p.add_argument("--out", required=True, help="NAME.keras (fused Keras model) or a folder (device ensembles)")
+    p.add_argument("--method", help="device ensembles: comma-separated of mean,vote,stack (default all)")
+    p.add_argument("--name", default="ensemble", help="device ensembles: file name stem")
+    p.add_argument("--threads", type=int, default=1, help="threads for the latency per face")
     _add_data_args(p, required=False)
     p.add_argument("--usage", default="PublicTest", help="split to compare members and ensemble on")
     p.set_defaults(func=cmd_ensemble)

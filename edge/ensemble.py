@@ -1,0 +1,140 @@
+"""Ensembles on the device: several classifiers of any format (TFLite, ONNX, HOG+LBP) combined by
+averaging, voting or stacking, behind the same ``predict`` as a single model.
+
+An ensemble is a small JSON spec (``name.ensemble.json``)::
+
+    {"method": "mean" | "vote" | "stack",
+     "members": ["default.int8.tflite", "fast.int8.tflite", "hoglbp.hoglbp.npz"],   # relative to the spec
+     "class_names": [...],
+     "stack": {"coef": [[...]], "intercept": [...]}}        # stack only: a linear layer over the
+                                                            # members' concatenated probabilities
+
+Members are opened once, when the ensemble is; each runs on every face (the latency is the sum).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from emoedge.edge.interpreter import ModelError
+
+METHODS = ("mean", "vote", "stack")
+
+
+def combine_mean(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of the members' class probabilities."""
+    return np.mean(np.stack([np.asarray(p, np.float32) for p in probs]), axis=0)
+
+
+def combine_vote(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """Majority vote of the members' top-1 classes, as a distribution (share of votes per class).
+    Ties go to the class with the higher mean probability (a tiny bonus, it never changes a majority)."""
+    p = np.stack([np.asarray(x, np.float32) for x in probs])          # (members, n, k)
+    m, n, k = p.shape
+    votes = np.zeros((n, k), np.float32)
+    top = p.argmax(axis=2)
+    for i in range(m):
+        votes[np.arange(n), top[i]] += 1.0
+    votes += 1e-3 * p.mean(axis=0)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def combine_stack(probs: Sequence[np.ndarray], coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """Softmax of a linear layer over the members' concatenated probabilities (fitted on validation data)."""
+    x = np.concatenate([np.asarray(p, np.float32) for p in probs], axis=1)
+    if x.shape[1] != coef.shape[1]:
+        raise ModelError(f"stacking expects {coef.shape[1]} inputs (members x classes), got {x.shape[1]}")
+    z = x @ coef.T + intercept
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def combine(method: str, probs: Sequence[np.ndarray], stack: dict | None = None) -> np.ndarray:
+    if method == "mean":
+        return combine_mean(probs)
+    if method == "vote":
+        return combine_vote(probs)
+    if method == "stack":
+        if not stack:
+            raise ModelError("a stacking ensemble needs its fitted 'stack' weights")
+        return combine_stack(probs, np.asarray(stack["coef"], np.float32), np.asarray(stack["intercept"], np.float32))
+    raise ModelError(f"unknown ensemble method {method!r}; choose one of {list(METHODS)}")
+
+
+def write_spec(path: str | Path, members: Sequence[str | Path], method: str, class_names: Sequence[str],
+               stack: dict | None = None) -> Path:
+    """Write an ensemble spec; member paths are stored relative to the spec's folder when possible."""
+    path = Path(path)
+    if not path.name.endswith(".ensemble.json"):
+        raise ValueError(f"{path}: an ensemble spec must be named NAME.ensemble.json")
+    if method not in METHODS:
+        raise ValueError(f"unknown ensemble method {method!r}; choose one of {list(METHODS)}")
+    base = path.parent.resolve()
+    rel = []
+    for m in members:
+        mp = Path(m).resolve()
+        try:
+            rel.append(str(mp.relative_to(base)))
+        except ValueError:
+            rel.append(str(mp))
+    spec = {"method": method, "members": rel, "class_names": list(class_names)}
+    if method == "stack":
+        spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(), "intercept": np.asarray(stack["intercept"]).tolist()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=2) + "\n")
+    return path
+
+
+class EnsembleClassifier:
+    """Opens every member once; ``predict`` runs each on the faces and combines their probabilities."""
+
+    def __init__(self, path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
+        from emoedge.edge.classify import open_model
+
+        self.path = Path(path)
+        try:
+            spec = json.loads(self.path.read_text())
+        except OSError as exc:
+            raise ModelError(f"{self.path}: cannot read the ensemble spec: {exc}") from exc
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: not JSON: {exc}") from exc
+        unknown = sorted(set(spec) - {"method", "members", "class_names", "stack"})
+        if unknown:
+            raise ModelError(f"{self.path}: unknown key(s) {unknown}; allowed: method, members, class_names, stack")
+        self.method = spec.get("method", "mean")
+        if self.method not in METHODS:
+            raise ModelError(f"{self.path}: unknown method {self.method!r}; choose one of {list(METHODS)}")
+        if not spec.get("members"):
+            raise ModelError(f"{self.path}: an ensemble needs at least one member")
+        self.stack = spec.get("stack")
+        if self.method == "stack" and not self.stack:
+            raise ModelError(f"{self.path}: method 'stack' needs its fitted 'stack' weights")
+        self.class_names = tuple(spec.get("class_names") or ())
+        self.member_paths = [(self.path.parent / m) if not Path(m).is_absolute() else Path(m) for m in spec["members"]]
+        self.members = []
+        for mp in self.member_paths:
+            if not mp.is_file():
+                raise ModelError(f"{self.path}: member {mp} not found")
+            self.members.append(open_model(mp, delegate, num_threads))
+        ks = {getattr(m, "num_classes", None) for m in self.members} - {None}
+        if len(ks) > 1:
+            raise ModelError(f"{self.path}: members disagree on the number of classes: {sorted(ks)}")
+        self.num_classes = ks.pop() if ks else len(self.class_names)
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ModelError(f"{self.path}: {len(self.class_names)} class names for {self.num_classes} outputs")
+        sizes = {int(getattr(m, "input_size", 48)) for m in self.members}
+        if sizes != {48}:
+            raise ModelError(f"{self.path}: every member must take the 48x48 preprocessing contract's input, "
+                             f"got sizes {sorted(sizes)}")
+        self.input_size = 48
+
+    def member_probs(self, faces: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(m.predict(faces), np.float32) for m in self.members]
+
+    def predict(self, faces: np.ndarray, batch_size: int = 0) -> np.ndarray:
+        return combine(self.method, self.member_probs(faces), self.stack)
