@@ -6,7 +6,6 @@ Writes a device ensemble spec per method (``edge/ensemble.py`` runs it) and a re
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -34,15 +33,10 @@ def fit_stack(member_probs: Sequence[np.ndarray], labels: np.ndarray, k: int, c:
 
 def latency_ms_per_face(clf, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one single-face ``predict`` (the runtime classifies faces one by one)."""
+    from emoedge.benchmarks.models import time_per_face
+
     x = np.random.default_rng(0).random((1, 48, 48, 1), dtype=np.float32)
-    for _ in range(warmup):
-        clf.predict(x)
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        clf.predict(x)
-        t.append(time.perf_counter() - t0)
-    return float(np.median(t) * 1000)
+    return float(np.median(time_per_face(clf, x, runs, warmup)))
 
 
 def evaluate_ensembles(members: Sequence[str | Path], dataset: FaceDataset, usage: str = "PublicTest",
