@@ -35,6 +35,12 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                      f"output softmax over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
         best = (f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
                 f"{run['epochs_run']}.")
+        if run.get("members"):
+            best = "- Each member alone (validation / PublicTest accuracy, single pass): " + "; ".join(
+                f"`{Path(m['model']).parent.name}` {m['val_accuracy']:.2%} / "
+                + (f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-")
+                + f" after {m['epochs_run']} epochs" + (" (continued from the previous)" if m.get("init_from") else "")
+                for m in run["members"]) + "."
         time_line = f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min for {run['epochs_run']} epochs."
         settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']} "
                     f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "

@@ -49,3 +49,41 @@ def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
     assert [r["role"] for r in rows] == ["member", "member", "ensemble"]
     assert all(0 <= r["accuracy"] <= 1 and r["latency_ms_per_face"] > 0 for r in rows)
     assert rows[2]["latency_ms_per_face"] > rows[0]["latency_ms_per_face"]      # 4 passes cost more than 1
+
+
+def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
+    import json
+
+    from emoedge.edge.preprocess import PREPROCESSING
+    from emoedge.modelcard import render_model_card
+    from emoedge.train.ensemble import fused_run_record
+
+    pc = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 5}
+    ev = {"n": 10, "accuracy": 0.7, "macro_f1": 0.6, "per_class": {"a": pc, "b": pc},
+          "confusion_matrix": [[3, 2], [2, 3]], "class_names": ["a", "b"]}
+    cfg = {"arch": "vgg", "arch_kwargs": {}, "epochs": 3, "batch_size": 8, "learning_rate": 0.001, "schedule": "cosine",
+           "warmup_epochs": 1, "label_smoothing": 0.0, "class_balance": "none", "augment": {"flip": True},
+           "seed": 1, "val_fraction": 0.1}
+    paths = []
+    for i, (secs, acc) in enumerate(((100.0, 0.61), (50.0, 0.64))):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        run = {"config": {**cfg, "init_from": str(tmp_path / "run0/model.keras") if i else None},
+               "class_names": ["a", "b"], "preprocessing": PREPROCESSING, "params": 10, "best_epoch": 2,
+               "epochs_run": 3, "train_seconds": secs, "versions": {"keras": "3"},
+               "data": {"fingerprint_sha256": "f" * 64, "train_items": 9, "val_items": 1},
+               "val": {**ev, "accuracy": acc}, "test": {**ev, "accuracy": acc - 0.01}}
+        (d / "run.json").write_text(json.dumps(run))
+        paths.append(d / "model.keras")
+    rec = fused_run_record(paths, flip=True, params=20)
+    assert rec["train_seconds"] == 150.0 and rec["epochs_run"] == 6 and rec["params"] == 20
+    assert "each on the face and on its mirror image" in rec["fusion"] and "run1/model.keras" in rec["fusion"]
+    card = render_model_card("default", "test", rec, {**ev, "model": "default.tflite"}, {}, "cmd")
+    assert "`run0` 61.00% / 60.00% after 3 epochs" in card and "(continued from the previous)" in card
+    assert "Fusion: mean of the class probabilities of 2 member(s)" in card
+    bad = json.loads((tmp_path / "run1/run.json").read_text())
+    bad["data"]["fingerprint_sha256"] = "0" * 64
+    (tmp_path / "run1/run.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="different data or classes"):
+        fused_run_record(paths, flip=False, params=20)
+    assert fused_run_record([tmp_path / "nowhere/model.keras"], flip=False, params=1) is None

@@ -45,7 +45,42 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
+    record = fused_run_record(paths, flip, int(model.count_params()))
+    if record is not None and out.name == "model.keras":  # a run folder `emoedge models ship --run` takes
+        import json
+
+        (out.parent / "run.json").write_text(json.dumps(record, indent=2))
     return out
+
+
+def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int) -> dict | None:
+    """A training record for the fusion, from the members' run.json files (None if one is missing):
+    the last member's record with the summed training time and epochs, and what was fused."""
+    import json
+
+    runs = []
+    for p in paths:
+        rj = Path(p).parent / "run.json"
+        if not rj.is_file():
+            return None
+        runs.append(json.loads(rj.read_text()))
+    names = {tuple(r["class_names"]) for r in runs}
+    fps = {r["data"]["fingerprint_sha256"] for r in runs}
+    if len(names) != 1 or len(fps) != 1:
+        raise ValueError("members were trained on different data or classes; their fusion has no single record")
+    rec = dict(runs[-1])
+    rec["params"] = params
+    rec["train_seconds"] = round(sum(r["train_seconds"] for r in runs), 1)
+    rec["epochs_run"] = sum(r["epochs_run"] for r in runs)
+    rec["members"] = [{"model": str(p), "params": r.get("params"), "epochs_run": r["epochs_run"],
+                       "train_seconds": r["train_seconds"], "init_from": r["config"].get("init_from"),
+                       "val_accuracy": r["val"]["accuracy"],
+                       "test_accuracy": (r.get("test") or {}).get("accuracy")} for p, r in zip(paths, runs)]
+    rec["fusion"] = (f"mean of the class probabilities of {len(runs)} member(s)"
+                     + (", each on the face and on its mirror image" if flip else "") + ": "
+                     + "; ".join(f"`{Path(p).parent.name}/{Path(p).name}` ({r['epochs_run']} epochs, "
+                                 f"val {r['val']['accuracy']:.2%})" for p, r in zip(paths, runs)))
+    return rec
 
 
 def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
