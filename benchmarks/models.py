@@ -48,6 +48,7 @@ class ModelResult:
     accuracy_loss_pts: float | None = None       # float model's accuracy minus this one's, in points
     agreement: float | None = None               # top-1 agreement with the float model
     n_eval: int = 0
+    per_class_recall: dict | None = None         # {class: recall (per-class accuracy)} on the labelled split
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -131,7 +132,7 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
                 thr[str(b)] = b * n_rep / ((time.perf_counter_ns() - t) / 1e9)
             except Exception as exc:  # a back-end without batching: recorded, not fatal
                 thr[str(b)] = f"failed: {exc}"
-        probs = acc = f1 = loss = agree = None
+        probs = acc = f1 = loss = agree = recall = None
         n = 0
         if faces48 is not None and labels is not None:
             names = tuple(class_names or class_names_of(spec))
@@ -140,13 +141,14 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
                 raise ValueError(f"outputs {probs.shape[1]} classes, the labels have {len(names)}")
             ev = evaluate_predictions(labels, probs, names)
             acc, f1, n = ev.accuracy, ev.macro_f1, ev.n
+            recall = {c.name: c.recall for c in ev.per_class}
             if reference_accuracy is not None:
                 loss = 100 * (reference_accuracy - acc)
             if reference_probs is not None:
                 agree = float((probs.argmax(1) == reference_probs.argmax(1)).mean())
         peak = peak_rss_mb(spec) if rss else None
         return ModelResult(name, str(path), fmt, "ok", "", size, load_ms, first_ms, tuple(lats), thr, peak, acc, f1,
-                           loss, agree, n), probs
+                           loss, agree, n, recall), probs
     except Exception as exc:  # every failure becomes a row with its reason
         msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return ModelResult(name, str(path), fmt, "failed", f"{type(exc).__name__}: {msg}", size), None

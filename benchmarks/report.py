@@ -99,6 +99,30 @@ def plot_accuracy_vs_latency(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_per_class(results: dict, path: Path) -> None:
+    """Per-class accuracy (recall) of every scored artifact, grouped by class: float beside int8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [m for m in results["models"] if m.get("status") == "ok" and m.get("per_class_recall")]
+    classes = list(rows[0]["per_class_recall"])
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(classes)), 4))
+    width = 0.8 / len(rows)
+    for j, m in enumerate(rows):
+        ax.bar([i + (j - (len(rows) - 1) / 2) * width for i in range(len(classes))],
+               [100 * m["per_class_recall"].get(c, 0.0) for c in classes], width, label=f"{m['name']} ({m['format']})")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_ylabel("per-class accuracy (recall, %)")
+    ax.set_title("per-class accuracy per artifact")
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_stage_breakdown(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -187,6 +211,9 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         plots["latency CDF per artifact"] = "latency_cdf.png"
         plot_accuracy_vs_latency(results, out / "accuracy_vs_latency.png")
         plots["accuracy vs latency"] = "accuracy_vs_latency.png"
+    if any(m.get("per_class_recall") for m in results["models"] if m.get("status") == "ok"):
+        plot_per_class(results, out / "per_class_accuracy.png")
+        plots["per-class accuracy, float vs int8"] = "per_class_accuracy.png"
     if any(p.get("status") == "ok" for p in results["pipelines"]):
         plot_stage_breakdown(results, out / "stage_breakdown.png")
         plots["per-stage time breakdown"] = "stage_breakdown.png"
