@@ -26,6 +26,14 @@ def last_conv_layer(model):
     raise ValueError(f"{model.name}: no convolutional feature map to explain")
 
 
+def _has_feature_map(model) -> bool:
+    try:
+        last_conv_layer(model)
+        return True
+    except ValueError:
+        return False
+
+
 def grad_cam(model, faces: np.ndarray, class_index: int | Sequence[int] | None = None,
              layer_name: str | None = None) -> np.ndarray:
     """Grad-CAM maps in [0, 1], resized to the input (N, H, W), for ``class_index`` (default: the
@@ -33,6 +41,14 @@ def grad_cam(model, faces: np.ndarray, class_index: int | Sequence[int] | None =
     import keras
     import tensorflow as tf
 
+    members = [l for l in model.layers if isinstance(l, keras.Model)]
+    if layer_name is None and members and not _has_feature_map(model):
+        # a fused ensemble: the mean of its members' maps (on the face as given) for the ensemble's class
+        if class_index is None:
+            class_index = np.asarray(model(np.asarray(faces, np.float32), training=False)).argmax(axis=1)
+        cams = np.mean([grad_cam(m, faces, class_index) for m in members], axis=0)
+        peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
+        return np.where(peak > 0, cams / np.maximum(peak, 1e-12), cams).astype(np.float32)
     layer = model.get_layer(layer_name) if layer_name else last_conv_layer(model)
     grad_model = keras.Model(model.inputs, [layer.output, model.output])
     x = tf.convert_to_tensor(np.asarray(faces, dtype=np.float32))
