@@ -91,6 +91,24 @@ def open_runner(spec: ClassifierSpec, num_threads: int | None = None):
     return open_model(path, "cpu", num_threads)
 
 
+def describe_engine(runner) -> str:
+    """What ran the model: interpreter, delegate and threads (recorded with every result)."""
+    choice = getattr(runner, "choice", None)
+    if choice is not None:  # TFLite
+        return (f"{choice.backend} {choice.delegate}"
+                + (" + XNNPACK" if choice.backend == "litert" and choice.delegate == "cpu" else "")
+                + f", {choice.num_threads or 'default'} thread(s) ({choice.reason})")
+    session = getattr(runner, "session", None)
+    if session is not None:  # ONNX Runtime
+        return f"onnxruntime {', '.join(session.get_providers())}"
+    members = getattr(runner, "members", None)
+    if members is not None:  # a device ensemble
+        return f"ensemble ({getattr(runner, 'method', '?')}) of: " + "; ".join(describe_engine(m) for m in members)
+    if isinstance(runner, _KerasRunner):
+        return "keras (TensorFlow)"
+    return f"{type(runner).__name__} (numpy)"
+
+
 def class_names_of(spec: ClassifierSpec) -> tuple[str, ...]:
     if spec.class_names:
         return spec.class_names

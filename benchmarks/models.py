@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from emoedge.benchmarks.classifiers import ClassifierSpec, class_names_of, open_runner
+from emoedge.benchmarks.classifiers import ClassifierSpec, class_names_of, describe_engine, open_runner
 from emoedge.metrics import evaluate_predictions
 
 
@@ -49,6 +49,7 @@ class ModelResult:
     agreement: float | None = None               # top-1 agreement with the float model
     n_eval: int = 0
     per_class_recall: dict | None = None         # {class: recall (per-class accuracy)} on the labelled split
+    engine: str = ""                             # interpreter, delegate, threads of the first thread count
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -148,7 +149,7 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
                 agree = float((probs.argmax(1) == reference_probs.argmax(1)).mean())
         peak = peak_rss_mb(spec) if rss else None
         return ModelResult(name, str(path), fmt, "ok", "", size, load_ms, first_ms, tuple(lats), thr, peak, acc, f1,
-                           loss, agree, n, recall), probs
+                           loss, agree, n, recall, describe_engine(runner)), probs
     except Exception as exc:  # every failure becomes a row with its reason
         msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return ModelResult(name, str(path), fmt, "failed", f"{type(exc).__name__}: {msg}", size), None

@@ -176,6 +176,9 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
             lines.append(f"| {r['name']} | {r['format']} | ok | {r['size_bytes'] / 1024:.0f} | {fmt(r['load_ms'], '.1f')} "
                          f"| {fmt(r['first_inference_ms'], '.2f')} | {lat} | {thr} | {fmt(r['peak_rss_mb'], '.0f')} | "
                          f"{fmt(r['accuracy'], '.4f')} | {fmt(r['accuracy_loss_pts'], '+.2f')} | {fmt(r['agreement'], '.4f')} |")
+        engines = [(r["name"], r.get("engine")) for r in results["models"] if r["status"] == "ok" and r.get("engine")]
+        if engines:
+            lines += ["", "Engines: " + "; ".join(f"{n}: {e}" for n, e in engines) + "."]
         lines.append("")
     if results["pipelines"]:
         lines += ["## Pipelines", "",

@@ -40,6 +40,7 @@ def test_results_are_complete_and_failures_are_rows(results):
     assert ok["status"] == "ok" and ok["agreement"] == 1.0 and ok["accuracy_loss_pts"] == 0.0
     assert [lat["threads"] for lat in ok["latency"]] == [1, 2] and ok["latency"][0]["p50_ms"] > 0
     assert ok["peak_rss_mb"] > 10 and ok["load_ms"] > 0 and ok["size_bytes"] > 0
+    assert ok["engine"].startswith("litert cpu + XNNPACK, 1 thread(s)")
     assert len(ok["per_class_recall"]) == 7 and all(0 <= v <= 1 for v in ok["per_class_recall"].values())
     assert broken["status"] == "failed" and "not a loadable TFLite model" in broken["reason"]
     assert peer["status"] == "ok" and peer["name"] == "as-peer"
