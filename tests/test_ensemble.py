@@ -78,6 +78,8 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     rec = fused_run_record(paths, flip=True, params=20)
     assert rec["train_seconds"] == 150.0 and rec["epochs_run"] == 6 and rec["params"] == 20
     assert "each on the face and on its mirror image" in rec["fusion"] and "run1/model.keras" in rec["fusion"]
+    alone = fused_run_record(paths[1:], flip=True, params=10)     # run1 continued run0: both runs count
+    assert alone["train_seconds"] == 150.0 and alone["epochs_run"] == 6 and len(alone["runs_included"]) == 2
     card = render_model_card("default", "test", rec, {**ev, "model": "default.tflite"}, {}, "cmd")
     assert "`run0` 61.00% / 60.00% after 3 epochs" in card and "(continued from the previous)" in card
     assert "Fusion: mean of the class probabilities of 2 member(s)" in card

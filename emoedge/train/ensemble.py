@@ -70,8 +70,18 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int) -> di
         raise ValueError("members were trained on different data or classes; their fusion has no single record")
     rec = dict(runs[-1])
     rec["params"] = params
-    rec["train_seconds"] = round(sum(r["train_seconds"] for r in runs), 1)
-    rec["epochs_run"] = sum(r["epochs_run"] for r in runs)
+    # every run that went into the members, once: the members and the runs they were continued from
+    spent: dict[str, dict] = {}
+    for p, r in zip(paths, runs):
+        spent[str(Path(p).resolve())] = r
+        src = r["config"].get("init_from")
+        while src and (Path(src).parent / "run.json").is_file() and str(Path(src).resolve()) not in spent:
+            prev = json.loads((Path(src).parent / "run.json").read_text())
+            spent[str(Path(src).resolve())] = prev
+            src = prev["config"].get("init_from")
+    rec["train_seconds"] = round(sum(r["train_seconds"] for r in spent.values()), 1)
+    rec["epochs_run"] = sum(r["epochs_run"] for r in spent.values())
+    rec["runs_included"] = sorted(spent)
     rec["members"] = [{"model": str(p), "params": r.get("params"), "epochs_run": r["epochs_run"],
                        "train_seconds": r["train_seconds"], "init_from": r["config"].get("init_from"),
                        "val_accuracy": r["val"]["accuracy"],
