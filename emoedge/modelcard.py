@@ -50,7 +50,8 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                     f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
                     + (f" Distilled from `{Path(cfg['soft_targets_from']).name}` (weight {cfg['soft_weight']}, "
                        f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
-                    + (f" Continued from `{Path(cfg['init_from']).name}`." if cfg.get("init_from") else ""))
+                    + (f" Continued from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
+                       if cfg.get("init_from") else ""))
     else:  # a handcrafted (HOG+LBP) model
         arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
                      f"then a linear classifier; {run.get('params', 0):,} parameters; input the same 48x48 grayscale "
