@@ -61,6 +61,15 @@ class ModelResult:
         return d
 
 
+def _stem(spec: ClassifierSpec) -> str:
+    from emoedge.edge.formats import stem_of
+
+    try:
+        return stem_of(spec.path)
+    except ValueError:
+        return Path(spec.path).stem
+
+
 def _format_name(path: str) -> str:
     from emoedge.edge.formats import format_of
 
@@ -158,23 +167,33 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
 def bench_models(specs: Sequence[ClassifierSpec], faces48=None, labels=None, class_names=None,
                  reference: str | None = None, **kw) -> list[ModelResult]:
     """Benchmark several; ``reference`` (a spec path/label) is the float model for loss and agreement
-    (default: the first spec in float32 or keras format)."""
+    (default: the first spec in float32 or keras format). A model whose stem has a float model of its
+    own in the run (``fast.int8.tflite`` and ``fast.tflite``) is compared with that one instead."""
     order = list(specs)
     ref = None
     if reference:
         ref = next((s for s in order if reference in (s.path, s.label)), None)
     if ref is None:
         ref = next((s for s in order if _format_name(s.path) in ("float32", "keras")), None)
+    # one float reference per model family (stem), the asked-for reference first
+    refs = [ref] if ref is not None else []
+    stems = [_stem(s) for s in order]
+    for s in order:
+        if _format_name(s.path) in ("float32", "keras") and stems.count(_stem(s)) > 1 \
+                and _stem(s) not in {_stem(r) for r in refs}:
+            refs.append(s)
     results: dict[int, ModelResult] = {}
-    ref_probs = ref_acc = None
-    if ref is not None:
-        i = order.index(ref)
-        r, ref_probs = bench_model(ref, faces48, labels, class_names, **kw)
-        if ref_probs is not None:
+    ref_out: dict[str, tuple] = {}
+    for rs in refs:
+        i = order.index(rs)
+        r, probs = bench_model(rs, faces48, labels, class_names, **kw)
+        if probs is not None:
             r = dataclasses.replace(r, accuracy_loss_pts=0.0, agreement=1.0)
         results[i] = r
-        ref_acc = r.accuracy
+        ref_out[_stem(rs)] = (probs, r.accuracy)
+    default_ref = ref_out.get(_stem(ref), (None, None)) if ref is not None else (None, None)
     for i, s in enumerate(order):
         if i not in results:
-            results[i], _ = bench_model(s, faces48, labels, class_names, ref_probs, ref_acc, **kw)
+            probs, acc = ref_out.get(_stem(s), default_ref)
+            results[i], _ = bench_model(s, faces48, labels, class_names, probs, acc, **kw)
     return [results[i] for i in range(len(order))]

@@ -92,3 +92,35 @@ def test_targets_from_one_results_document():
     assert rows["default.int8.tflite: int8 loses <= 0.3 pts of accuracy against float"]["by"] == "0.20 pts over"
     assert rows["runtime with Haar runs at >= 5x the naive baseline's FPS"]["met"]
     assert rows["runtime haar default: peak RSS < 150 MB"]["met"]
+
+
+def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp_path):
+    """fast.int8 is judged against fast's float model, not against the run's main reference."""
+    import shutil
+
+    from emoedge.convert.tflite import convert_keras
+    from emoedge.train import models
+
+    from emoedge.edge.interpreter import TFLiteClassifier
+
+    rng = np.random.default_rng(1)
+    faces = rng.integers(0, 255, (30, 48, 48), dtype=np.uint8)
+    x = faces[..., None].astype(np.float32) / 255.0
+    tiny_top = TFLiteClassifier(tiny_tflite).predict(x).argmax(1)
+    m = models.build("small_cnn", 7, width=4)
+    w, b = m.layers[-1].get_weights()
+    b[:] = 0
+    b[(int(np.bincount(tiny_top).argmax()) + 1) % 7] = 20.0    # another network, another answer
+    m.layers[-1].set_weights([w, b])
+    other = tmp_path / "other.tflite"
+    other.write_bytes(convert_keras(m, "float32"))
+    shutil.copy(other, tmp_path / "other.dynamic.tflite")     # the same network under another format name
+    labels = rng.integers(0, 7, 30)
+    specs = [ClassifierSpec(str(tiny_tflite)), ClassifierSpec(str(other)),
+             ClassifierSpec(str(tmp_path / "other.dynamic.tflite"))]
+    main, ref, same = bench_models(specs, faces, labels, reference=str(tiny_tflite), runs=5, warmup=1, rss=False)
+    assert main.accuracy_loss_pts == 0.0 and main.agreement == 1.0
+    # the two networks disagree, so judging `same` against the main reference would show it
+    assert (tiny_top != TFLiteClassifier(other).predict(x).argmax(1)).mean() > 0.5
+    assert ref.agreement == 1.0 and ref.accuracy_loss_pts == 0.0
+    assert same.agreement == 1.0 and same.accuracy_loss_pts == 0.0
