@@ -46,16 +46,16 @@ def evaluate_targets(results: dict, peer_name: str = "fer", rss_limit_mb: float 
                              m["agreement"] >= 0.98, f"{100 * (0.98 - m['agreement']):.2f} pts short"))
     pipes = [p for p in results["pipelines"] if p.get("status") == "ok"]
     naive = next((p for p in pipes if p["name"].startswith("naive")), None)
-    haar = next((p for p in pipes if p["name"].startswith("runtime haar")), None)
-    if naive and haar:
+    for haar in [p for p in pipes if p["name"].startswith("runtime haar")] if naive else []:
         ratio = haar["fps"] / naive["fps"] if naive["fps"] else float("inf")
-        rows.append(_row(f"runtime with Haar runs at >= {fps_ratio:.0f}x the naive baseline's FPS",
+        rows.append(_row(f"{haar['name']}: >= {fps_ratio:.0f}x the naive baseline's FPS",
                          f"{haar['fps']:.1f} vs {naive['fps']:.1f} FPS ({ratio:.1f}x)", ratio >= fps_ratio,
                          f"{ratio:.1f}x, {fps_ratio - ratio:.1f}x short"))
         a = haar.get("faces_per_detection", haar["faces_per_frame"])
         b = naive.get("faces_per_detection", naive["faces_per_frame"])
         rows.append(_row("... with the same faces found (faces per detection, runtime vs naive)",
-                         f"{a:.2f} vs {b:.2f}", a >= 0.9 * b, "the runtime's detector finds fewer faces"))
+                         f"{a:.2f} vs {b:.2f}", a >= 0.9 * b,
+                         f"{100 * (1 - a / b):.0f}% fewer: detection shrank to fit the budget" if b else "no faces"))
     for p in pipes:
         if p["name"].startswith("runtime"):
             rows.append(_row(f"{p['name']}: peak RSS < {rss_limit_mb:.0f} MB", f"{p['peak_rss_mb']:.0f} MB",

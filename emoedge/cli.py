@@ -459,6 +459,10 @@ def cmd_bench_pipeline(args) -> int:
         for model in pipeline_models.split(","):
             rows.append(bench_pipeline(f"runtime {det} {model}@{args.format}", args.source, det, model, args.format,
                                        args.budget_ms, args.max_frames, args.detector_dir, threads))
+            if getattr(args, "full_scale_too", False):
+                rows.append(bench_pipeline(f"runtime {det} {model}@{args.format} full-scale detection", args.source,
+                                           det, model, args.format, args.budget_ms, args.max_frames, args.detector_dir,
+                                           threads, min_detect_scale=1.0))
     if args.naive_keras:
         rows.append(bench_pipeline("naive baseline", args.source, max_frames=args.max_frames,
                                    naive_keras_model=args.naive_keras))
@@ -670,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector-dir")
     p.add_argument("--threads", type=int)
     p.add_argument("--naive-keras", help="also run the naive baseline with this Keras model")
+    p.add_argument("--full-scale-too", action="store_true",
+                   help="also run each configuration with detection kept at full resolution (min_detect_scale=1)")
     p.add_argument("--out", required=True)
     p.add_argument("--reference")
     p.add_argument("--tolerance", type=float, default=0.25)
@@ -686,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(a, **kw)
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--pipeline-model", dest="pipeline_model", default="default")
+    p.add_argument("--full-scale-too", action="store_true",
+                   help="also run each pipeline with detection kept at full resolution (min_detect_scale=1)")
     p.set_defaults(func=cmd_bench_all)
 
     models = sub.add_parser("models", help="shipped models").add_subparsers(dest="models_command", required=True)
