@@ -55,7 +55,7 @@ def evaluate_targets(results: dict, peer_name: str = "fer", rss_limit_mb: float 
         b = naive.get("faces_per_detection", naive["faces_per_frame"])
         rows.append(_row("... with the same faces found (faces per detection, runtime vs naive)",
                          f"{a:.2f} vs {b:.2f}", a >= 0.9 * b,
-                         f"{100 * (1 - a / b):.0f}% fewer: detection shrank to fit the budget" if b else "no faces"))
+                         f"{100 * (1 - a / b):.0f}% fewer faces per detection" if b else "no faces"))
     for p in pipes:
         if p["name"].startswith("runtime"):
             rows.append(_row(f"{p['name']}: peak RSS < {rss_limit_mb:.0f} MB", f"{p['peak_rss_mb']:.0f} MB",
