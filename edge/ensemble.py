@@ -74,14 +74,10 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
         raise ValueError(f"{path}: an ensemble spec must be named NAME.ensemble.json")
     if method not in METHODS:
         raise ValueError(f"unknown ensemble method {method!r}; choose one of {list(METHODS)}")
+    import os
+
     base = path.parent.resolve()
-    rel = []
-    for m in members:
-        mp = Path(m).resolve()
-        try:
-            rel.append(str(mp.relative_to(base)))
-        except ValueError:
-            rel.append(str(mp))
+    rel = [os.path.relpath(Path(m).resolve(), base) for m in members]
     spec = {"method": method, "members": rel, "class_names": list(class_names)}
     if method == "stack":
         spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(), "intercept": np.asarray(stack["intercept"]).tolist()}
