@@ -44,10 +44,9 @@ def _child(kind: str, args: dict) -> dict:
 
         cfg = RuntimeConfig(source=args["source"], model=args["model"], model_format=args["format"],
                             detector=args["detector"], detector_dir=args.get("detector_dir"),
-                            budget_ms=args["budget_ms"], detect_every=args.get("detect_every", 5),
+                            budget_ms=args["budget_ms"], detect_every=args.get("detect_every") or 5,
                             max_frames=args.get("max_frames"), threads=args.get("threads"), status_every_s=0,
-                            **({"min_detect_scale": args["min_detect_scale"]}
-                               if args.get("min_detect_scale") is not None else {}))
+                            **{k: args[k] for k in ("min_detect_scale", "adapt") if args.get(k) is not None})
         s = Pipeline(cfg).run()
         lat = {k: {"p50_ms": v.p50_ms, "p95_ms": v.p95_ms, "p99_ms": v.p99_ms, "mean_ms": v.mean_ms}
                for k, v in s.latency.items()}
@@ -114,14 +113,16 @@ def run_child(kind: str, args: dict, timeout_s: float = 1800) -> dict:
 def bench_pipeline(name: str, source: str, detector: str = "haar", model: str = "default", fmt: str = "int8",
                    budget_ms: float = 66.0, max_frames: int | None = None, detector_dir: str | None = None,
                    threads: int | None = None, naive_keras_model: str | None = None,
-                   min_detect_scale: float | None = None) -> PipelineResult:
+                   min_detect_scale: float | None = None, detect_every: int | None = None,
+                   adapt: bool | None = None) -> PipelineResult:
     """One configuration (or, with ``naive_keras_model``, the naive baseline) in a fresh process.
     ``min_detect_scale`` (default: the runtime's) bounds how far detection may shrink to fit the budget;
     1.0 keeps it at full resolution (only the detection cadence adapts)."""
     kind = "naive" if naive_keras_model else "runtime"
     args = {"source": source, "model": model, "format": fmt, "detector": detector, "detector_dir": detector_dir,
             "budget_ms": budget_ms, "max_frames": max_frames, "threads": threads,
-            "keras_model": naive_keras_model, "min_detect_scale": min_detect_scale}
+            "keras_model": naive_keras_model, "min_detect_scale": min_detect_scale, "detect_every": detect_every,
+            "adapt": adapt}
     try:
         d = run_child(kind, args)
     except Exception as exc:

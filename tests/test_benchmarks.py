@@ -84,7 +84,7 @@ def test_targets_from_one_results_document():
          "accuracy_loss_pts": 0.5, "agreement": 0.97}],
         "pipelines": [{"name": "runtime haar default", "status": "ok", "fps": 60, "faces_per_frame": 1.0,
                        "peak_rss_mb": 120},
-                      {"name": "runtime haar default full-scale detection", "status": "ok", "fps": 40,
+                      {"name": "runtime haar default full-scale detection every frame", "status": "ok", "fps": 40,
                        "faces_per_frame": 0.5, "faces_per_detection": 0.5, "peak_rss_mb": 121},
                       {"name": "naive baseline", "status": "ok", "fps": 10, "faces_per_frame": 1.05, "peak_rss_mb": 800}]}
     rows = {r["target"]: r for r in evaluate_targets(res)}
@@ -93,7 +93,8 @@ def test_targets_from_one_results_document():
     assert not rows["default.int8.tflite: int8 loses <= 0.3 pts of accuracy against float"]["met"]
     assert rows["default.int8.tflite: int8 loses <= 0.3 pts of accuracy against float"]["by"] == "0.20 pts over"
     assert rows["runtime haar default: >= 5x the naive baseline's FPS"]["met"]
-    assert not rows["runtime haar default full-scale detection: >= 5x the naive baseline's FPS"]["met"]
+    assert rows["runtime haar default full-scale detection every frame: FPS (information: detecting on every frame "
+                "is not the runtime's design)"]["met"]
     faces = [r for r in evaluate_targets(res) if r["target"].startswith("... with the same faces")]
     assert [r["met"] for r in faces] == [True, False] and faces[1]["by"].startswith("52% fewer")
     assert rows["runtime haar default: peak RSS < 150 MB"]["met"]
