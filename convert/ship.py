@@ -135,6 +135,33 @@ def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset,
     return {"hoglbp": dst, "card": models_dir / f"{name}.md"}
 
 
+FLOAT_FORMATS = ("keras", "float32", "onnx")
+
+
+def move_float_masters(models_dir: str | Path, name: str, dest: str | Path) -> list[Path]:
+    """Move a shipped model's float masters (``.keras``, float ``.tflite``, float ``.onnx`` and their
+    manifests) out of the package to ``dest``: the device needs only the quantized files, and
+    multi-megabyte float copies do not belong in the repository. Returns the moved files."""
+    from emoedge.edge.formats import get_format
+
+    models_dir, dest = Path(models_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for fmt in FLOAT_FORMATS:
+        src = models_dir / f"{name}{get_format(fmt).suffix}"
+        for f in (src, manifest_path(src)):
+            if f.is_file():
+                target = dest / f.name
+                shutil.move(str(f), target)
+                moved.append(target)
+    card = models_dir / f"{name}.md"
+    if moved and card.is_file():
+        card.write_text(card.read_text() + "\n## Float masters\n\nNot in the package (only the quantized device "
+                        "files are): " + ", ".join(f"`{p.name}`" for p in moved if not p.name.endswith(".json"))
+                        + " were moved out after shipping; regenerate them with the training command above.\n")
+    return moved
+
+
 def quantization_section(rep: dict, results) -> str:
     """The model card's quantization table and the conversion targets, from the report."""
     arts = {a["format"]: a for a in rep["artifacts"]}

@@ -120,7 +120,7 @@ class FaceClassifier:
         return self._detector
 
     @classmethod
-    def from_spec(cls, spec: str, fmt: str = "float32", **kw) -> "FaceClassifier":
+    def from_spec(cls, spec: str, fmt: str = "int8", **kw) -> "FaceClassifier":
         return cls(resolve_model(spec, fmt), **kw)
 
     def classify_faces(self, image: np.ndarray, faces: list[Face]) -> list[FacePrediction]:

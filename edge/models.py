@@ -25,7 +25,7 @@ def shipped_models() -> dict[str, list[str]]:
     return out
 
 
-def resolve_model(spec: str | Path, fmt: str = "float32") -> Path:
+def resolve_model(spec: str | Path, fmt: str = "int8") -> Path:
     """A shipped model name (``default``, ``fast``) in a format, or a path to a model file."""
     s = str(spec)
     if s in SHIPPED:

@@ -486,6 +486,12 @@ def cmd_models_ship(args) -> int:
                formats=formats, calibration=cal, report_dir=args.report_dir or Path("docs/models") / args.name)
     for k, v in out.items():
         print(f"{k:10s} {v}")
+    if args.float_dir:
+        from emoedge.convert.ship import move_float_masters
+        from emoedge.edge.models import MODELS_DIR
+
+        moved = move_float_masters(MODELS_DIR, args.name, args.float_dir)
+        print(f"moved {len(moved)} float master file(s) out of the package to {args.float_dir}")
     return 0
 
 
@@ -537,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix")
     p.add_argument("--model", required=True, help="a .tflite/.keras file or a shipped model name")
-    p.add_argument("--format", default="float32", help="format of a shipped model: float32, int8, uint8, keras")
+    p.add_argument("--format", default="int8", help="format of a shipped model: int8, uint8, onnx-int8, hoglbp, ...")
     _add_data_args(p)
     p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
@@ -564,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="detect and classify the faces of one image (default: a demo photo)")
     p.add_argument("--image", help="an image file; default: the demo photo shipped with matplotlib")
     p.add_argument("--model", default="default", help="a shipped model name or a .tflite file")
-    p.add_argument("--format", default="float32")
+    p.add_argument("--format", default="int8")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
@@ -702,6 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("ship", help="put a training run into the package as a shipped model (+ conversions)")
     p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")
+    p.add_argument("--float-dir", help="move the float masters (.keras, float .tflite/.onnx) here after shipping: "
+                                       "the package then carries only the quantized device files")
     from emoedge.edge.models import SHIPPED
 
     p.add_argument("--name", required=True, choices=sorted(SHIPPED))

@@ -160,6 +160,12 @@ def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_su
     assert manifest["temperature"] > 0 and set(manifest["reference_distribution"]) == set(FER2013_CLASSES)
     clf = FaceClassifier(out["tflite"])
     assert clf.class_names == FER2013_CLASSES
+    from emoedge.convert.ship import move_float_masters
+
+    moved = move_float_masters(tmp_path, "fast", tmp_path.parent / "float")
+    assert sorted(p.name for p in moved) == ["fast.keras", "fast.keras.json", "fast.tflite", "fast.tflite.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.eval.json", "fast.md", "fast.run.json"]
+    assert "## Float masters" in (tmp_path / "fast.md").read_text()
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, rng, monkeypatch):
