@@ -50,10 +50,11 @@ class ModelResult:
     n_eval: int = 0
     per_class_recall: dict | None = None         # {class: recall (per-class accuracy)} on the labelled split
     engine: str = ""                             # interpreter, delegate, threads of the first thread count
+    interleaved: LatencyStats | None = None      # timed round-robin with every other model (fair under load)
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
-        for lat in d["latency"]:
+        for lat in list(d["latency"]) + ([d["interleaved"]] if d.get("interleaved") else []):
             if not samples:
                 lat.pop("samples_ms", None)
             else:
@@ -165,10 +166,12 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
 
 
 def bench_models(specs: Sequence[ClassifierSpec], faces48=None, labels=None, class_names=None,
-                 reference: str | None = None, **kw) -> list[ModelResult]:
+                 reference: str | None = None, interleave: bool = True, **kw) -> list[ModelResult]:
     """Benchmark several; ``reference`` (a spec path/label) is the float model for loss and agreement
     (default: the first spec in float32 or keras format). A model whose stem has a float model of its
-    own in the run (``fast.int8.tflite`` and ``fast.tflite``) is compared with that one instead."""
+    own in the run (``fast.int8.tflite`` and ``fast.tflite``) is compared with that one instead.
+    With ``interleave`` the device models are then timed once more round-robin (``interleaved``), the
+    latency that models are compared by."""
     order = list(specs)
     ref = None
     if reference:
@@ -196,4 +199,44 @@ def bench_models(specs: Sequence[ClassifierSpec], faces48=None, labels=None, cla
         if i not in results:
             probs, acc = ref_out.get(_stem(s), default_ref)
             results[i], _ = bench_model(s, faces48, labels, class_names, probs, acc, **kw)
+    ok = [i for i in range(len(order)) if results[i].status == "ok"]
+    if interleave and len(ok) > 1:
+        threads = kw.get("threads", (1,))[0]
+        lat = interleaved_latency([order[i] for i in ok], faces48, threads=threads, runs=kw.get("runs", 300),
+                                  warmup=kw.get("warmup", 30))
+        for i in ok:
+            if order[i].label in lat:
+                results[i] = dataclasses.replace(results[i], interleaved=lat[order[i].label])
     return [results[i] for i in range(len(order))]
+
+
+def interleaved_latency(specs: Sequence[ClassifierSpec], faces48: np.ndarray | None = None, threads: int = 1,
+                        runs: int = 300, warmup: int = 30, block: int = 10) -> dict[str, LatencyStats]:
+    """Per-face latency of several models timed round-robin, ``block`` calls at a time, so a change
+    in machine load (other processes, CPU steal on a VM) falls on every model alike: the numbers to
+    compare models by. Keras models are left out (their latency is not a device number); a model
+    that fails to open here is left out too (its own row already says why)."""
+    runners = []
+    for s in specs:
+        if _format_name(s.path) == "keras":
+            continue
+        try:
+            r = open_runner(s, threads)
+            x1 = s.prepare(faces48[:1] if faces48 is not None and len(faces48) else np.zeros((1, 48, 48), np.uint8))
+            for _ in range(warmup):
+                r.predict(x1)
+        except Exception:  # noqa: BLE001  (recorded in the model's own row)
+            continue
+        runners.append((s.label, r, x1))
+    samples: dict[str, list[float]] = {label: [] for label, _, _ in runners}
+    for _ in range(max(1, runs // block)):
+        for label, r, x1 in runners:
+            for _ in range(block):
+                t = time.perf_counter_ns()
+                r.predict(x1)
+                samples[label].append((time.perf_counter_ns() - t) / 1e6)
+    out = {}
+    for label, s in samples.items():
+        p50, p95, p99 = np.percentile(s, [50, 95, 99])
+        out[label] = LatencyStats(threads, len(s), float(p50), float(p95), float(p99), float(np.mean(s)), tuple(s))
+    return out

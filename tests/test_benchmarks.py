@@ -44,6 +44,10 @@ def test_results_are_complete_and_failures_are_rows(results):
     assert len(ok["per_class_recall"]) == 7 and all(0 <= v <= 1 for v in ok["per_class_recall"].values())
     assert broken["status"] == "failed" and "not a loadable TFLite model" in broken["reason"]
     assert peer["status"] == "ok" and peer["name"] == "as-peer"
+    # timed again side by side, round-robin: both working models, not the broken one
+    for m in (ok, peer):
+        assert m["interleaved"]["threads"] == 1 and m["interleaved"]["runs"] == 20 and m["interleaved"]["p50_ms"] > 0
+    assert broken.get("interleaved") is None
     run, missing = results["pipelines"]
     assert run["status"] == "ok" and run["frames"] == 15 and run["fps"] > 0 and run["peak_rss_mb"] > 10
     assert missing["status"] == "failed" and "emoedge models fetch blazeface" in missing["reason"]
@@ -55,6 +59,7 @@ def test_markdown_report_with_plots(results, tmp_path):
     md = write_report(results, tmp_path)
     text = md.read_text()
     assert "| ok |" in text and "**failed**" in text and "latency_cdf.png" in text
+    assert "Side by side" in text and "| as-peer |" in text
     for png in ("latency_cdf.png", "accuracy_vs_latency.png", "stage_breakdown.png", "per_class_accuracy.png"):
         assert (tmp_path / png).stat().st_size > 2000
     assert validate(json.loads((tmp_path / "results.json").read_text())) == []
@@ -98,6 +103,12 @@ def test_targets_from_one_results_document():
     faces = [r for r in evaluate_targets(res) if r["target"].startswith("... with the same faces")]
     assert [r["met"] for r in faces] == [True, False] and faces[1]["by"].startswith("52% fewer")
     assert rows["runtime haar default: peak RSS < 150 MB"]["met"]
+    # timed one after the other, fast looked faster; timed side by side (interleaved) it is not
+    il = lambda ms: {"threads": 1, "runs": 300, "p50_ms": ms, "p95_ms": ms, "p99_ms": ms, "mean_ms": ms}  # noqa: E731
+    res["models"][0]["interleaved"], res["models"][1]["interleaved"] = il(0.40), il(0.44)
+    row = {r["target"]: r for r in evaluate_targets(res)}[
+        "fast int8 classifies a face in no more time than the fer peer (1 thread, p50)"]
+    assert not row["met"] and "interleaved" in row["measured"] and row["by"] == "10% slower"
 
 
 def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp_path):

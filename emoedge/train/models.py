@@ -89,10 +89,17 @@ def cbam(x, ratio: int = 8, kernel: int = 7, name: str = "cbam"):
 
 
 def vgg(num_classes: int, input_size: int = 48, widths=(32, 64, 128, 256), dense: int = 256,
-        dropout: float = 0.4, attention: bool = False, l2: float = 1e-4) -> keras.Model:
-    """VGG-style: per stage two 3x3 conv+BN+ReLU, (CBAM), max-pool, spatial dropout; GAP head."""
+        dropout: float = 0.4, attention: bool = False, l2: float = 1e-4, stem: int = 0) -> keras.Model:
+    """VGG-style: per stage two 3x3 conv+BN+ReLU, (CBAM), max-pool, spatial dropout; dense head.
+
+    ``stem > 0`` puts one 3x3 conv of that width and a max-pool before the stages, so no stage
+    runs at full resolution (the full-resolution stage is where a small VGG spends its time).
+    """
     inp = keras.Input((input_size, input_size, 1), name="face")
     x = inp
+    if stem:
+        x = _conv_bn(x, stem, name="stem", l2=l2)
+        x = layers.MaxPooling2D(name="stem_pool")(x)
     for i, f in enumerate(widths):
         x = _conv_bn(x, f, name=f"s{i + 1}a", l2=l2)
         x = _conv_bn(x, f, name=f"s{i + 1}b", l2=l2)
