@@ -240,3 +240,23 @@ def test_distillation_from_a_teacher(trained, real_subset, tmp_path, rng):
     with pytest.raises(ValueError, match="soft_weight"):
         train(TrainConfig.from_dict({**TINY, "soft_targets_from": str(trained.model_path), "soft_weight": 2}),
               ds, tmp_path / "kd4", verbose=0)
+
+
+def test_a_smaller_relative_is_seeded_by_layer_name():
+    """A VGG with a one-conv stem keeps the full VGG's layer names, so a trained full model seeds it:
+    every layer with the same name and shapes is copied, the dropped one is simply absent."""
+    from emoedge.train import models
+    from emoedge.train.trainer import copy_layers_by_name
+
+    full = models.build("vgg", 7, widths=[8, 16, 32], dense=16)
+    pruned = models.build("vgg", 7, stem=8, widths=[16, 32], dense=16)
+    names = {layer.name for layer in pruned.layers if layer.weights}
+    assert "s1a_conv" in names and "s1b_conv" not in names and "s3b_conv" in names
+    copied, fresh = copy_layers_by_name(full, pruned)
+    assert fresh == [] and "s2a_conv" in copied and "fc" in copied
+    np.testing.assert_array_equal(pruned.get_layer("s3b_conv").get_weights()[0],
+                                  full.get_layer("s3b_conv").get_weights()[0])
+    # a different width at one stage: that stage's first conv, and what follows it, start fresh
+    other = models.build("vgg", 7, stem=8, widths=[24, 32], dense=16)
+    copied, fresh = copy_layers_by_name(full, other)
+    assert "s1a_conv" in copied and "s2a_conv" in fresh and "s3a_conv" in fresh and "s3b_conv" in copied

@@ -92,21 +92,26 @@ def vgg(num_classes: int, input_size: int = 48, widths=(32, 64, 128, 256), dense
         dropout: float = 0.4, attention: bool = False, l2: float = 1e-4, stem: int = 0) -> keras.Model:
     """VGG-style: per stage two 3x3 conv+BN+ReLU, (CBAM), max-pool, spatial dropout; dense head.
 
-    ``stem > 0`` puts one 3x3 conv of that width and a max-pool before the stages, so no stage
-    runs at full resolution (the full-resolution stage is where a small VGG spends its time).
+    ``stem > 0`` makes stage 1 a single 3x3 conv of that width and a max-pool, so no stage runs
+    two convolutions at full resolution (where a small VGG spends most of its time); ``widths``
+    are then stages 2, 3, ... Layers keep the names of the full model (``s1a``, ``s2a``, ...), so
+    a full model's weights can seed this one (``init_from`` copies layers by name and shape).
     """
     inp = keras.Input((input_size, input_size, 1), name="face")
     x = inp
+    first = 1
     if stem:
-        x = _conv_bn(x, stem, name="stem", l2=l2)
-        x = layers.MaxPooling2D(name="stem_pool")(x)
-    for i, f in enumerate(widths):
-        x = _conv_bn(x, f, name=f"s{i + 1}a", l2=l2)
-        x = _conv_bn(x, f, name=f"s{i + 1}b", l2=l2)
+        x = _conv_bn(x, stem, name="s1a", l2=l2)
+        x = layers.MaxPooling2D(name="s1_pool")(x)
+        first = 2
+    n = len(widths) + first - 1
+    for i, f in enumerate(widths, start=first):
+        x = _conv_bn(x, f, name=f"s{i}a", l2=l2)
+        x = _conv_bn(x, f, name=f"s{i}b", l2=l2)
         if attention:
-            x = cbam(x, name=f"s{i + 1}_cbam")
-        x = layers.MaxPooling2D(name=f"s{i + 1}_pool")(x)
-        x = layers.SpatialDropout2D(0.1 * (i + 1) / len(widths), name=f"s{i + 1}_drop")(x)
+            x = cbam(x, name=f"s{i}_cbam")
+        x = layers.MaxPooling2D(name=f"s{i}_pool")(x)
+        x = layers.SpatialDropout2D(0.1 * i / n, name=f"s{i}_drop")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense, use_bias=False, kernel_regularizer=keras.regularizers.l2(l2) if l2 else None,
                      name="fc")(x)

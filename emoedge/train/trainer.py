@@ -221,6 +221,23 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def copy_layers_by_name(src, dst) -> tuple[list[str], list[str]]:
+    """Copy into ``dst`` the weights of every layer that ``src`` has under the same name with the
+    same weight shapes. Returns (copied, left fresh) names of ``dst``'s layers that have weights."""
+    by_name = {layer.name: layer for layer in src.layers}
+    copied, fresh = [], []
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is not None and [w.shape for w in other.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    return copied, fresh
+
+
 def teacher_targets(config: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, k: int) -> np.ndarray:
     """The teacher's softened probabilities for each (un-augmented) training face, mean of face and mirror."""
     from emoedge.train.keras_io import load_keras
@@ -336,8 +353,17 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
                     candidate.set_weights(src.get_weights())
                     model = candidate
                 else:
-                    print(f"init_from {config.init_from}: its layers differ from arch {config.arch} "
-                          f"{config.arch_kwargs}; training the loaded model as saved (float32)", file=sys.stderr)
+                    copied, fresh = copy_layers_by_name(src, candidate)
+                    if copied:
+                        # a smaller relative (e.g. a layer dropped): seed what matches, train the rest
+                        print(f"init_from {config.init_from}: arch {config.arch} {config.arch_kwargs} differs; "
+                              f"copied {len(copied)} layers by name and shape, {len(fresh)} start fresh: "
+                              f"{', '.join(fresh) or '-'}", file=sys.stderr)
+                        model = candidate
+                    else:
+                        print(f"init_from {config.init_from}: no layer of arch {config.arch} {config.arch_kwargs} "
+                              f"matches it by name and shape; training the loaded model as saved (float32)",
+                              file=sys.stderr)
             if model is None:
                 rebuilt = False
                 model = src if src.output_shape[-1] == k else replace_head(src, k)
