@@ -254,8 +254,9 @@ def cmd_ensemble(args) -> int:
                          f"members give --out a folder (a device ensemble spec per --method)")
     from emoedge.train.ensemble import fuse_files
 
-    out = fuse_files(args.models, args.out, flip=args.flip)
-    print(f"wrote {out}: mean of {len(args.models)} model(s){' and their mirrored views' if args.flip else ''}")
+    out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom)
+    print(f"wrote {out}: mean of {len(args.models)} model(s){' and their mirrored views' if args.flip else ''}"
+          f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if args.data:
         from emoedge.train.ensemble import compare_members
 
@@ -274,8 +275,8 @@ def _cmd_device_ensemble(args) -> int:
     from emoedge.evaluate import model_class_names
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.method else list(METHODS)
-    if args.flip:
-        raise ValueError("--flip fuses Keras members into one .keras model: give --out NAME.keras")
+    if args.flip or args.zoom:
+        raise ValueError("--flip/--zoom fuse Keras members into one .keras model: give --out NAME.keras")
     if args.data:
         from emoedge.ensembles import evaluate_ensembles
 
@@ -598,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="model files with the same classes (.keras for a fused .keras; any "
                                              "format of the table for a device ensemble)")
     p.add_argument("--flip", action="store_true", help="fused .keras only: also average each member on the mirror")
+    p.add_argument("--zoom", type=int, default=0, metavar="PX",
+                   help="fused .keras only: also average every view's centre crop PX pixels in from each side, "
+                        "scaled back to full size (0: off)")
     p.add_argument("--out", required=True, help="NAME.keras (fused Keras model) or a folder (device ensembles)")
     p.add_argument("--method", help="device ensembles: comma-separated of mean,vote,stack (default all)")
     p.add_argument("--name", default="ensemble", help="device ensembles: file name stem")

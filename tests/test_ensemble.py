@@ -30,6 +30,33 @@ def test_fused_model_is_the_mean_of_members_and_survives_save_load_and_int8(tmp_
         fuse([a, models.build("small_cnn", 4, width=8)])
 
 
+def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
+    """--zoom adds, per view, the centre crop resized back: the mean over face, mirror and both crops,
+    the same after saving and in float TFLite."""
+    import cv2
+
+    from emoedge.convert.tflite import convert_keras
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.train import models
+    from emoedge.train.ensemble import fuse_files
+    from emoedge.train.keras_io import load_keras
+
+    a = models.build("vgg", 7, widths=(8, 16), dense=16)
+    a.save(tmp_path / "a.keras")
+    x = np.random.default_rng(1).random((5, 48, 48, 1)).astype(np.float32)
+    zoomed = np.stack([cv2.resize(im[2:46, 2:46, 0], (48, 48), interpolation=cv2.INTER_LINEAR) for im in x])[..., None]
+    views = (x, x[:, :, ::-1], zoomed, zoomed[:, :, ::-1])
+    want = np.mean([a.predict(v, verbose=0) for v in views], axis=0)
+    fused = load_keras(fuse_files([tmp_path / "a.keras"], tmp_path / "z.keras", flip=True, zoom_px=2))
+    np.testing.assert_allclose(fused.predict(x, verbose=0), want, atol=1e-5)
+    plain = a.predict(x, verbose=0)
+    assert np.abs(want - plain).max() > 1e-4  # the views change the answer
+    (tmp_path / "z.tflite").write_bytes(convert_keras(fused, "float32"))
+    np.testing.assert_allclose(TFLiteClassifier(tmp_path / "z.tflite").predict(x), want, atol=1e-5)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        fuse_files([tmp_path / "a.keras"], tmp_path / "bad.keras", zoom_px=24)
+
+
 def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
     from conftest import face_like, write_fer_csv
 

@@ -1,7 +1,8 @@
 """Model fusion into one Keras model: the average of several members' class probabilities,
-optionally each also on the horizontally flipped face (test-time augmentation). The result is
-an ordinary single-input Keras model, so conversion, evaluation and the runtime treat it like
-any other (its latency is the members' summed, times two with the flip)."""
+optionally each also on the horizontally flipped face and on a centre crop scaled back to full
+size (test-time augmentation). The result is an ordinary single-input Keras model, so conversion,
+evaluation and the runtime treat it like any other (its latency is the members' summed, times
+the number of views: 2 with the flip, 2 with the zoom, 4 with both)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from keras import layers
 from emoedge.train.layers import HorizontalFlip
 
 
-def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble") -> keras.Model:
+def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble", zoom_px: int = 0) -> keras.Model:
+    """``zoom_px > 0`` adds, for every view, its centre crop ``zoom_px`` pixels in from each side
+    resized back (bilinear) to the input size: the face seen slightly closer."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
     shape = members[0].input_shape[1:]
@@ -29,6 +32,13 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
     views = [inp]
     if flip:
         views.append(HorizontalFlip(name="hflip")(inp))
+    if zoom_px:
+        h, w = int(shape[0]), int(shape[1])
+        if not 0 < 2 * zoom_px < min(h, w):
+            raise ValueError(f"zoom_px={zoom_px} leaves nothing of a {h}x{w} face")
+        crop = layers.Cropping2D(zoom_px, name="zoom_crop")
+        resize = layers.Resizing(h, w, interpolation="bilinear", name="zoom_resize")
+        views += [resize(crop(v)) for v in views]
     outs = []
     for i, m in enumerate(members):
         m = keras.Model(m.input, m.output, name=f"member{i}_{m.name}")  # unique names inside the ensemble
@@ -38,14 +48,14 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
     return keras.Model(inp, out, name=name)
 
 
-def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False) -> Path:
+def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False, zoom_px: int = 0) -> Path:
     from emoedge.train.keras_io import load_keras
 
-    model = fuse([load_keras(p) for p in paths], flip=flip)
+    model = fuse([load_keras(p) for p in paths], flip=flip, zoom_px=zoom_px)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    record = fused_run_record(paths, flip, int(model.count_params()))
+    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px)
     if record is not None and out.name == "model.keras":  # a run folder `emoedge models ship --run` takes
         import json
 
@@ -53,7 +63,7 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False)
     return out
 
 
-def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int) -> dict | None:
+def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_px: int = 0) -> dict | None:
     """A training record for the fusion, from the members' run.json files (None if one is missing):
     the last member's record with the summed training time and epochs, and what was fused."""
     import json
@@ -87,7 +97,9 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int) -> di
                        "val_accuracy": r["val"]["accuracy"],
                        "test_accuracy": (r.get("test") or {}).get("accuracy")} for p, r in zip(paths, runs)]
     rec["fusion"] = (f"mean of the class probabilities of {len(runs)} member(s)"
-                     + (", each on the face and on its mirror image" if flip else "") + ": "
+                     + (", each on the face and on its mirror image" if flip else "")
+                     + ((" and on" if flip else ", each on the face and on") + f" its centre crop {zoom_px} px in "
+                        "from each side scaled back to full size" if zoom_px else "") + ": "
                      + "; ".join(f"`{Path(p).parent.name}/{Path(p).name}` ({r['epochs_run']} epochs, "
                                  f"val {r['val']['accuracy']:.2%})" for p, r in zip(paths, runs)))
     return rec
