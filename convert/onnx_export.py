@@ -3,6 +3,9 @@ QDQ int8 quantization from the same calibration set as the TFLite int8 model."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,6 +54,16 @@ def max_abs_diff(model, onnx_path: str | Path, x: np.ndarray) -> float:
     return float(np.abs(got - want).max())
 
 
+@contextlib.contextmanager
+def _working_dir(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 def quantize_onnx_static(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
     """QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration``."""
     q = _require("onnxruntime.quantization")
@@ -69,7 +82,17 @@ def quantize_onnx_static(onnx_path: str | Path, out_path: str | Path, calibratio
     out = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
+        try:
+            # onnxruntime drops sym_shape_infer_temp.onnx (+ external data) in the working directory
+            # when symbolic inference is incomplete: let it drop them in the temporary folder
+            with _working_dir(tmp):
+                quant_pre_process(str(Path(onnx_path).resolve()), str(pre), skip_symbolic_shape=False)
+        except Exception as exc:  # noqa: BLE001  (onnxruntime raises a bare Exception here)
+            # e.g. a Resize inside the graph (a fused model's zoom view): symbolic inference gives up;
+            # ONNX's own shape inference is enough for static quantization of such a graph
+            print(f"{onnx_path}: onnxruntime's symbolic shape inference failed ({exc}); pre-processing "
+                  "with ONNX shape inference only (skip_symbolic_shape=True)", file=sys.stderr)
+            quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
         tmp_out = Path(tmp) / "q.onnx"
         q.quantize_static(str(pre), str(tmp_out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
                           activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,

@@ -215,3 +215,30 @@ def test_quantization_report(converted, tiny_keras, synth, tmp_path):
     md = (tmp_path / "quantization_report.md").read_text()
     assert "tiny.int8.tflite" in md and "RMSE/scale" in md
     assert (tmp_path / "per_class_accuracy.png").stat().st_size > 1000
+
+
+def test_onnx_int8_of_a_zoom_fused_model_leaves_no_litter(tiny_keras, synth, tmp_path, monkeypatch, capsys):
+    """A fused model with a zoom view has a Resize: onnxruntime's symbolic shape inference gives up
+    (and drops a temp model in the working directory); the static quantization says so, goes on
+    with ONNX's shape inference, and the working directory stays clean."""
+    from emoedge.convert.calibration import from_dataset
+    from emoedge.convert.pipeline import convert_model
+    from emoedge.train.ensemble import fuse_files
+
+    fused = fuse_files([tiny_keras], tmp_path / "z" / "zoom.keras", flip=True, zoom_px=2)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    res = {r.format: r for r in convert_model(fused, ["onnx", "onnx-int8"], tmp_path / "out", NAMES,
+                                               from_dataset(synth, size=140), stem="zoom")}
+    assert res["onnx"].status == "ok" and res["onnx-int8"].status == "ok", [r.message for r in res.values()]
+    assert list(cwd.iterdir()) == []
+    assert "symbolic shape inference failed" in capsys.readouterr().err  # said, not silent
+    from emoedge.edge.onnx_classifier import ONNXClassifier
+
+    x = synth.split("PublicTest").images[:20, ..., None].astype(np.float32) / 255.0
+    from emoedge.train.keras_io import load_keras
+
+    want = load_keras(fused).predict(x, verbose=0).argmax(1)
+    got = ONNXClassifier(res["onnx-int8"].path).predict(x).argmax(1)
+    assert (got == want).mean() >= 0.8
