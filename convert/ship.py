@@ -75,7 +75,9 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     # temperature scaling on the validation split carved from training, recorded in every manifest
     others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
     extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra)
+    from emoedge.modelcard import lineage
+
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra, steps=lineage(run_dir))
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"
     return out

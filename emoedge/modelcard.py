@@ -21,12 +21,65 @@ def _confusion_table(ev: dict) -> str:
     return "\n".join(lines)
 
 
+def lineage(run_dir: str | Path) -> list[dict]:
+    """Every run that went into ``run_dir``'s model, parents first: the run it continued from
+    (``init_from``), its teacher (``soft_targets_from``), a fusion's members, recursively. Each
+    step: ``run`` (folder), ``command``, ``seconds`` of training of its own (0 for a fusion) and
+    ``epochs``; a parent whose run.json is missing is a step with ``command`` None."""
+    import json
+
+    out: list[dict] = []
+    seen: set[str] = set()
+
+    def visit(d: Path) -> None:
+        key = str(d.resolve())
+        if key in seen:
+            return
+        seen.add(key)
+        rj = d / "run.json"
+        if not rj.is_file():
+            out.append({"run": str(d), "command": None, "seconds": 0.0, "epochs": 0})
+            return
+        r = json.loads(rj.read_text())
+        cfg = r.get("config") or {}
+        members = r.get("members") or []
+        parents = [Path(m["model"]).parent for m in members]
+        if not members:
+            parents += [Path(cfg[k]).parent for k in ("init_from", "soft_targets_from") if cfg.get(k)]
+        for q in parents:
+            visit(q)
+        out.append({"run": str(d), "command": r.get("command"),
+                    "seconds": 0.0 if members else float(r.get("train_seconds") or 0.0),
+                    "epochs": 0 if members else int(r.get("epochs_run") or 0)})
+
+    visit(Path(run_dir))
+    return out
+
+
+def _cli(command: str) -> str:
+    """``/path/to/venv/bin/emoedge train ...`` -> ``emoedge train ...`` (the console script, wherever installed)."""
+    head, _, rest = command.partition(" ")
+    return f"emoedge {rest}" if Path(head).name == "emoedge" else command
+
+
+def _commands(steps: list[dict], ship_command: str) -> list[str]:
+    lines = ["- Made by these commands, in order (earlier runs first; minutes of training of each):", ""]
+    for i, st in enumerate(steps, 1):
+        what = f"`{_cli(st['command'])}`" if st["command"] else f"(no run.json in {st['run']})"
+        lines.append(f"  {i}. {what} " + (f"({st['seconds'] / 60:.0f} min, {st['epochs']} epochs)" if st["seconds"]
+                                          else "(a fusion: no training of its own)"))
+    lines += [f"  {len(steps) + 1}. `{_cli(ship_command)}` (shipping: conversion, evaluation, calibration)", ""]
+    return lines
+
+
 def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files: dict[str, int],
-                      command: str, extra_sections: dict[str, str] | None = None) -> str:
+                      command: str, extra_sections: dict[str, str] | None = None,
+                      steps: list[dict] | None = None) -> str:
     """Markdown model card. ``run`` is a training run.json, ``test_eval`` an evaluation dict,
-    ``files`` {file name: size in bytes}."""
+    ``files`` {file name: size in bytes}, ``steps`` the run's :func:`lineage` (the commands that
+    made it, with their times) if known."""
     cfg = run["config"]
-    minutes = run["train_seconds"] / 60
+    minutes = (sum(st["seconds"] for st in steps) if steps else run["train_seconds"]) / 60
     v = run.get("versions") or {}
     neural = "epochs" in cfg
     if neural:
@@ -41,16 +94,18 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                 + (f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-")
                 + f" after {m['epochs_run']} epochs" + (" (continued from the previous)" if m.get("init_from") else "")
                 for m in run["members"]) + "."
-        time_line = f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min for {run['epochs_run']} epochs."
+        epochs = sum(st["epochs"] for st in steps) if steps else run["epochs_run"]
+        time_line = f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min of training, {epochs} epochs in all."
         settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']} "
                     f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
                     f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
                     f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
                     f"{'on' if cfg.get('onednn') else 'off'}, "
                     f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
-                    + (f" Distilled from `{Path(cfg['soft_targets_from']).name}` (weight {cfg['soft_weight']}, "
+                    + (f" Distilled from `{Path(cfg['soft_targets_from']).parent.name}/{Path(cfg['soft_targets_from']).name}`"
+                       f" (weight {cfg['soft_weight']}, "
                        f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
-                    + (f" Continued from `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
+                    + (f" Started from the weights of `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
                        if cfg.get("init_from") else ""))
     else:  # a handcrafted (HOG+LBP) model
         arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
@@ -96,7 +151,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         _confusion_table(test_eval),
         "",
         "## Training",
-        f"- Command: `{command}`",
+        *(_commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
         time_line,
         settings,
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",

@@ -110,6 +110,31 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     card = render_model_card("default", "test", rec, {**ev, "model": "default.tflite"}, {}, "cmd")
     assert "`run0` 61.00% / 60.00% after 3 epochs" in card and "(continued from the previous)" in card
     assert "Fusion: mean of the class probabilities of 2 member(s)" in card
+    # the card of a model distilled from the fusion of run1 (which continued run0) lists every command
+    from emoedge.modelcard import lineage
+
+    for i in (0, 1):
+        r = json.loads((tmp_path / f"run{i}/run.json").read_text())
+        (tmp_path / f"run{i}/run.json").write_text(json.dumps({**r, "command": f"emoedge train run{i}"}))
+    (tmp_path / "fused").mkdir()
+    (tmp_path / "fused/run.json").write_text(json.dumps({**fused_run_record(paths[1:], True, 10),
+                                                         "command": "emoedge ensemble run1 --flip"}))
+    (tmp_path / "student").mkdir()
+    student = {**json.loads((tmp_path / "run1/run.json").read_text()), "command": "emoedge train student",
+               "train_seconds": 60.0}
+    student["config"] = {**student["config"], "init_from": str(tmp_path / "run1/model.keras"),
+                         "soft_targets_from": str(tmp_path / "fused/model.keras"), "soft_weight": 0.7,
+                         "soft_temperature": 2.0}
+    (tmp_path / "student/run.json").write_text(json.dumps(student))
+    steps = lineage(tmp_path / "student")
+    assert [st["command"] for st in steps] == ["emoedge train run0", "emoedge train run1",
+                                               "emoedge ensemble run1 --flip", "emoedge train student"]
+    assert [st["seconds"] for st in steps] == [100.0, 50.0, 0.0, 60.0]
+    card = render_model_card("fast", "test", student, {**ev, "model": "fast.tflite"}, {}, "emoedge models ship",
+                             steps=steps)
+    assert "4 min of training, 9 epochs in all" in card and "  5. `emoedge models ship`" in card
+    assert "  3. `emoedge ensemble run1 --flip` (a fusion: no training of its own)" in card
+    assert "Distilled from `fused/model.keras`" in card
     bad = json.loads((tmp_path / "run1/run.json").read_text())
     bad["data"]["fingerprint_sha256"] = "0" * 64
     (tmp_path / "run1/run.json").write_text(json.dumps(bad))

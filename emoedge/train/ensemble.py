@@ -58,6 +58,9 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     record = fused_run_record(paths, flip, int(model.count_params()), zoom_px)
     if record is not None and out.name == "model.keras":  # a run folder `emoedge models ship --run` takes
         import json
+        import sys
+
+        record["command"] = " ".join(sys.argv)  # the fusion's own command (lineage in the model card)
 
         (out.parent / "run.json").write_text(json.dumps(record, indent=2))
     return out
