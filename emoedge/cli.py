@@ -242,6 +242,11 @@ def cmd_explain(args) -> int:
     ds = select_split(_dataset(args), args.usage)
     path = explain_grid(model, ds.images, ds.labels, ds.class_names, out / "gradcam_grid.png", args.per_class)
     print(f"wrote {path}")
+    # a CBAM model: where each attention block looks, on the same faces
+    for layer in [l.name for l in model.layers if l.name.endswith("_spatial")]:
+        path = explain_grid(model, ds.images, ds.labels, ds.class_names, out / f"attention_{layer}.png",
+                            args.per_class, attention=layer)
+        print(f"wrote {path}")
     return 0
 
 

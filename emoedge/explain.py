@@ -96,8 +96,10 @@ def overlay(face: np.ndarray, cam: np.ndarray, size: int = 144) -> np.ndarray:
 
 
 def explain_grid(model, images48: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path,
-                 per_class: int = 3, seed: int = 0) -> Path:
-    """Per class: ``per_class`` correctly and ``per_class`` wrongly classified faces with Grad-CAM."""
+                 per_class: int = 3, seed: int = 0, attention: str | None = None) -> Path:
+    """Per class: ``per_class`` correctly and ``per_class`` wrongly classified faces with Grad-CAM,
+    or with the spatial attention of the CBAM block ``attention`` (a ``*_spatial`` layer name; each
+    map stretched to its own min..max so its shape is visible). The same seed picks the same faces."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,7 +117,14 @@ def explain_grid(model, images48: np.ndarray, labels: np.ndarray, class_names: S
         for side, ok in enumerate((True, False)):
             idx = np.flatnonzero((labels == ci) & ((pred == labels) == ok))
             pick = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else []
-            cams = grad_cam(model, x[pick]) if len(pick) else []
+            if not len(pick):
+                cams = []
+            elif attention:
+                cams = attention_maps(model, x[pick])[attention]
+                lo, hi = cams.min(axis=(1, 2), keepdims=True), cams.max(axis=(1, 2), keepdims=True)
+                cams = (cams - lo) / np.maximum(hi - lo, 1e-6)
+            else:
+                cams = grad_cam(model, x[pick])
             for j in range(per_class):
                 ax = axes[ci][side * per_class + j]
                 ax.axis("off")
@@ -124,7 +133,8 @@ def explain_grid(model, images48: np.ndarray, labels: np.ndarray, class_names: S
                     ax.set_title(f"{'ok' if ok else 'wrong'}: {class_names[pred[pick[j]]]}", fontsize=7,
                                  color="green" if ok else "red")
         axes[ci][0].text(-10, 72, cname, ha="right", va="center", fontsize=9)
-    fig.suptitle("Grad-CAM: left right answers, right wrong ones (title = predicted class)", fontsize=9)
+    what = f"CBAM spatial attention `{attention}` (per-face min..max)" if attention else "Grad-CAM"
+    fig.suptitle(f"{what}: left right answers, right wrong ones (title = predicted class)", fontsize=9)
     fig.subplots_adjust(left=0.12, wspace=0.05, hspace=0.35)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,3 +33,25 @@ def test_grad_cam_of_a_fused_ensemble_is_the_mean_of_its_members():
     want /= want.reshape(2, -1).max(axis=1)[:, None, None]
     assert got.shape == (2, 48, 48)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_explain_writes_an_attention_grid_per_cbam_block(tmp_path, rng):
+    from conftest import face_like, write_fer_csv
+
+    from emoedge.cli import main
+    from emoedge.train import models
+
+    imgs, labels = face_like(rng, 70, 7)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 70)
+    models.build("vgg_cbam", 7, widths=(8, 8, 8, 8)).save(tmp_path / "cbam.keras")
+    assert main(["explain", "--model", str(tmp_path / "cbam.keras"), "--data", str(csv), "--usage", "PublicTest",
+                 "--per-class", "1", "--out", str(tmp_path / "x")]) == 0
+    grids = sorted(p.name for p in (tmp_path / "x").glob("*.png"))
+    assert grids == ["attention_s1_cbam_spatial.png", "attention_s2_cbam_spatial.png", "attention_s3_cbam_spatial.png",
+                     "attention_s4_cbam_spatial.png", "gradcam_grid.png"]
+    assert all((tmp_path / "x" / g).stat().st_size > 5000 for g in grids)
+    # a model without CBAM gets the Grad-CAM grid only
+    models.build("vgg", 7, widths=(8, 8), dense=8).save(tmp_path / "plain.keras")
+    main(["explain", "--model", str(tmp_path / "plain.keras"), "--data", str(csv), "--usage", "PublicTest",
+          "--per-class", "1", "--out", str(tmp_path / "y")])
+    assert [p.name for p in (tmp_path / "y").glob("*.png")] == ["gradcam_grid.png"]
