@@ -260,3 +260,17 @@ def test_a_smaller_relative_is_seeded_by_layer_name():
     other = models.build("vgg", 7, stem=8, widths=[24, 32], dense=16)
     copied, fresh = copy_layers_by_name(full, other)
     assert "s1a_conv" in copied and "s2a_conv" in fresh and "s3a_conv" in fresh and "s3b_conv" in copied
+
+
+def test_split_seed_keeps_the_validation_split_of_another_seed(trained, real_subset, tmp_path):
+    """A second ensemble member trains with its own seed but split_seed of the first run, so both
+    hold out the same validation faces (the train-set fingerprint is equal); without it they differ."""
+    from emoedge.train.trainer import TrainConfig, train
+
+    first = json.loads((trained.out_dir / "run.json").read_text())["data"]["train_fingerprint_sha256"]
+    ds = load_fer2013_csv(real_subset)
+    same = train(TrainConfig.from_dict({**TINY, "epochs": 1, "seed": 5, "split_seed": 1}), ds, tmp_path / "a",
+                 verbose=0)
+    other = train(TrainConfig.from_dict({**TINY, "epochs": 1, "seed": 5}), ds, tmp_path / "b", verbose=0)
+    fp = [json.loads((r.out_dir / "run.json").read_text())["data"]["train_fingerprint_sha256"] for r in (same, other)]
+    assert fp[0] == first and fp[1] != first

@@ -49,7 +49,9 @@ class TrainConfig:
     class_balance: str = "none"         # none | weights | sqrt-weights | oversample
     early_stopping_patience: int = 8     # epochs without a better val accuracy; 0 = off
     val_fraction: float = 0.1
-    seed: int = 1
+    seed: int = 1                        # weights, augmentation and shuffle order
+    split_seed: int | None = None        # the train/validation split (None: seed). Keep it when training
+                                         # another ensemble member so no member sees the others' validation faces
     augment: Augment = field(default_factory=Augment)
     onednn: bool = False                 # oneDNN kernels (faster; refused for 1x1 stride-2 convs)
     mixed_precision: bool = False        # bfloat16 compute (needs oneDNN to be fast)
@@ -320,7 +322,8 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     if splits is None:
-        splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=config.seed)
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=split_seed)
     train_ds, val_ds, test_ds = splits["train"], splits["val"], splits.get("test")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
