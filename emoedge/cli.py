@@ -259,8 +259,12 @@ def cmd_ensemble(args) -> int:
                          f"members give --out a folder (a device ensemble spec per --method)")
     from emoedge.train.ensemble import fuse_files
 
-    out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom)
-    print(f"wrote {out}: mean of {len(args.models)} model(s){' and their mirrored views' if args.flip else ''}"
+    if args.average and not args.data:
+        raise ValueError("--average re-estimates BatchNorm on the members' training faces: give --data")
+    out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom, average=args.average,
+                     dataset=_dataset(args) if args.average else None)
+    print(f"wrote {out}: {'weight average' if args.average else 'mean'} of {len(args.models)} model(s)"
+          f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if args.data:
         from emoedge.train.ensemble import compare_members
@@ -604,6 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="model files with the same classes (.keras for a fused .keras; any "
                                              "format of the table for a device ensemble)")
     p.add_argument("--flip", action="store_true", help="fused .keras only: also average each member on the mirror")
+    p.add_argument("--average", action="store_true",
+                   help="fused .keras only: average the members' weights (same architecture, e.g. snapshots of one "
+                        "run) into one network, BatchNorm re-estimated on the training split of --data; --flip and "
+                        "--zoom then add views of it")
     p.add_argument("--zoom", type=int, default=0, metavar="PX",
                    help="fused .keras only: also average every view's centre crop PX pixels in from each side, "
                         "scaled back to full size (0: off)")

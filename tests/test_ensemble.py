@@ -141,3 +141,70 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     with pytest.raises(ValueError, match="different data or classes"):
         fused_run_record(paths, flip=False, params=20)
     assert fused_run_record([tmp_path / "nowhere/model.keras"], flip=False, params=1) is None
+
+
+def test_weight_average_means_the_weights_and_re_estimates_batchnorm(tmp_path):
+    """Snapshots of one architecture average into one network; BatchNorm's moving statistics become
+    the averaged network's own (with dropout off), not the members' averaged ones."""
+    import keras
+
+    from emoedge.train import models
+    from emoedge.train.ensemble import average_weights
+
+    keras.utils.set_random_seed(3)
+    a = models.build("vgg", 3, widths=[4, 8], dense=8)
+    b = models.build("vgg", 3, widths=[4, 8], dense=8)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 48, 48, 1), dtype=np.float32)
+    plain = average_weights([a, b])
+    np.testing.assert_allclose(plain.get_layer("s2b_conv").get_weights()[0],
+                               (a.get_layer("s2b_conv").get_weights()[0] + b.get_layer("s2b_conv").get_weights()[0]) / 2,
+                               rtol=1e-6)
+    avg = average_weights([a, b], x, batch_size=16)
+    # the first BN's moving mean is now the mean of the averaged first conv's outputs over the images
+    conv = keras.Model(avg.input, avg.get_layer("s1a_conv").output)
+    want = np.asarray(conv(x)).mean(axis=(0, 1, 2))
+    got = avg.get_layer("s1a_bn").moving_mean.numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(got, plain.get_layer("s1a_bn").moving_mean.numpy())
+    assert avg.get_layer("fc_drop").rate == b.get_layer("fc_drop").rate > 0      # restored after the pass
+    assert avg.get_layer("s1a_bn").momentum == a.get_layer("s1a_bn").momentum
+    other = models.build("vgg", 3, widths=[4, 16], dense=8)
+    with pytest.raises(ValueError, match="differ in architecture"):
+        average_weights([a, other])
+
+
+
+def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys):
+    import json
+
+    from conftest import face_like, write_fer_csv
+
+    from emoedge.cli import main
+    from emoedge.data.datasets import FER2013_CLASSES
+    from emoedge.train import models
+
+    rng = np.random.default_rng(1)
+    imgs, labels = face_like(rng, 70, 7)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["Training"] * 50 + ["PublicTest"] * 20)
+    ev = {"n": 5, "accuracy": 0.5, "macro_f1": 0.5, "per_class": {}, "confusion_matrix": [], "class_names": []}
+    paths = []
+    for i in range(2):
+        d = tmp_path / f"snap{i}"
+        d.mkdir()
+        models.build("vgg", 7, widths=[4, 8], dense=8).save(d / "model.keras")
+        (d / "run.json").write_text(json.dumps({
+            "config": {"arch": "vgg", "seed": 7 + i, "split_seed": 1, "val_fraction": 0.2, "init_from": None},
+            "class_names": list(FER2013_CLASSES), "params": 1, "epochs_run": 2, "train_seconds": 10.0,
+            "data": {"fingerprint_sha256": "f" * 64, "train_items": 40, "val_items": 10}, "val": ev, "test": ev}))
+        paths.append(str(d / "model.keras"))
+    out = tmp_path / "swa" / "model.keras"
+    assert main(["ensemble", *paths, "--average", "--flip", "--out", str(out)]) == 2
+    assert "give --data" in capsys.readouterr().err and not out.exists()
+    assert main(["ensemble", *paths, "--average", "--flip", "--data", str(csv), "--out", str(out)]) == 0
+    rec = json.loads((out.parent / "run.json").read_text())
+    import re
+
+    assert re.match(r"one network with the mean weights of 2 member\(s\), on the face and on its mirror image; "
+                    r"BatchNorm statistics re-estimated on the 4\d training faces: `snap0/model.keras`", rec["fusion"])
+    assert [m["model"] for m in rec["members"]] == paths and rec["train_seconds"] == 20.0

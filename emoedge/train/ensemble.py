@@ -2,7 +2,11 @@
 optionally each also on the horizontally flipped face and on a centre crop scaled back to full
 size (test-time augmentation). The result is an ordinary single-input Keras model, so conversion,
 evaluation and the runtime treat it like any other (its latency is the members' summed, times
-the number of views: 2 with the flip, 2 with the zoom, 4 with both)."""
+the number of views: 2 with the flip, 2 with the zoom, 4 with both).
+
+Members of one architecture can instead be averaged in weight space (:func:`average_weights`, a
+stochastic weight average of snapshots of one training trajectory): one network's cost, with its
+BatchNorm statistics re-estimated on training faces."""
 
 from __future__ import annotations
 
@@ -48,14 +52,109 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
     return keras.Model(inp, out, name=name)
 
 
-def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False, zoom_px: int = 0) -> Path:
+def average_weights(members: Sequence[keras.Model], bn_images=None, batch_size: int = 256) -> keras.Model:
+    """One model whose every weight is the mean of the members' (same architecture: same layer
+    names and weight shapes, e.g. snapshots of one run continued with warm restarts).
+
+    ``bn_images`` (N x H x W x C model inputs, e.g. the training faces normalized) re-estimates each
+    BatchNormalization layer's moving mean and variance as the average over batches of the averaged
+    network's own statistics, with dropout off; the members' averaged statistics do not describe
+    the averaged weights' activations. Without it the averaged statistics are kept."""
+    import numpy as np
+
+    if not members:
+        raise ValueError("weight averaging needs at least one member")
+    ref = [(w.path, tuple(w.shape)) for w in members[0].weights]
+    for m in members[1:]:
+        got = [(w.path, tuple(w.shape)) for w in m.weights]
+        if [s for _, s in got] != [s for _, s in ref]:
+            diff = next((a, b) for a, b in zip(ref + [None] * len(got), got + [None] * len(ref)) if a != b)
+            raise ValueError(f"members differ in architecture, cannot average weights: {members[0].name} has "
+                             f"{diff[0]}, {m.name} has {diff[1]}")
+    avg = keras.models.clone_model(members[0])
+    avg.set_weights([np.mean(np.stack(ws), axis=0).astype(ws[0].dtype)
+                     for ws in zip(*[m.get_weights() for m in members])])
+    if bn_images is not None and len(bn_images):
+        recompute_batchnorm(avg, bn_images, batch_size)
+    return avg
+
+
+def recompute_batchnorm(model: keras.Model, images, batch_size: int = 256) -> int:
+    """Set every BatchNormalization layer's moving statistics to the mean of its batch statistics over
+    ``images`` (dropout off for the pass). Returns the number of BN layers updated."""
+    bns = [layer for layer in _all_layers(model) if isinstance(layer, layers.BatchNormalization)]
+    drops = [layer for layer in _all_layers(model) if isinstance(layer, layers.Dropout) or
+             layer.__class__.__name__.startswith("SpatialDropout")]
+    saved = ([b.momentum for b in bns], [d.rate for d in drops])
+    try:
+        for d in drops:
+            d.rate = 0.0
+        for i, start in enumerate(range(0, len(images), batch_size)):
+            for b in bns:  # cumulative mean: the i-th batch gets weight 1/(i+1)
+                b.momentum = 1.0 - 1.0 / (i + 1)
+            model(images[start:start + batch_size], training=True)
+    finally:
+        for b, m in zip(bns, saved[0]):
+            b.momentum = m
+        for d, r in zip(drops, saved[1]):
+            d.rate = r
+    return len(bns)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def training_images_of(run_json: str | Path, dataset):
+    """The training faces (normalized) of the run recorded in ``run_json``: the same split seed and
+    validation fraction, so no validation face is used."""
+    import json
+
+    from emoedge.data.datasets import standard_splits
+    from emoedge.edge.preprocess import normalize
+
+    cfg = json.loads(Path(run_json).read_text())["config"]
+    seed = cfg.get("split_seed")
+    seed = cfg.get("seed", 1) if seed is None else seed
+    train = standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=seed)["train"]
+    return normalize(train.images)
+
+
+def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False, zoom_px: int = 0,
+               average: bool = False, dataset=None) -> Path:
+    """Fuse (or with ``average``, weight-average then view-fuse) the .keras ``paths`` into ``out``.
+    Weight averaging re-estimates BatchNorm on the first member's training split of ``dataset``."""
     from emoedge.train.keras_io import load_keras
 
-    model = fuse([load_keras(p) for p in paths], flip=flip, zoom_px=zoom_px)
+    members = [load_keras(p) for p in paths]
+    bn_note = ""
+    if average:
+        if dataset is None:
+            raise ValueError("weight averaging needs the training data (--data) to re-estimate BatchNorm")
+        rj = Path(paths[0]).parent / "run.json"
+        if not rj.is_file():
+            raise ValueError(f"{rj}: missing; weight averaging takes the training split from the first member's "
+                             f"run record")
+        import json
+
+        classes = json.loads(rj.read_text()).get("class_names")
+        if classes and list(classes) != list(dataset.class_names):
+            raise ValueError(f"{dataset.source}: classes {list(dataset.class_names)} differ from the members' "
+                             f"{classes}")
+        x = training_images_of(rj, dataset)
+        members = [average_weights(members, x)]
+        bn_note = f"; BatchNorm statistics re-estimated on the {len(x):,} training faces"
+    model = fuse(members, flip=flip, zoom_px=zoom_px)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px)
+    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px, average=average)
+    if record is not None and bn_note:
+        record["fusion"] = record["fusion"].replace(": ", bn_note + ": ", 1)
     if record is not None and out.name == "model.keras":  # a run folder `emoedge models ship --run` takes
         import json
         import sys
@@ -66,7 +165,8 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     return out
 
 
-def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_px: int = 0) -> dict | None:
+def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_px: int = 0,
+                     average: bool = False) -> dict | None:
     """A training record for the fusion, from the members' run.json files (None if one is missing):
     the last member's record with the summed training time and epochs, and what was fused."""
     import json
@@ -99,9 +199,12 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
                        "train_seconds": r["train_seconds"], "init_from": r["config"].get("init_from"),
                        "val_accuracy": r["val"]["accuracy"],
                        "test_accuracy": (r.get("test") or {}).get("accuracy")} for p, r in zip(paths, runs)]
-    rec["fusion"] = (f"mean of the class probabilities of {len(runs)} member(s)"
-                     + (", each on the face and on its mirror image" if flip else "")
-                     + ((" and on" if flip else ", each on the face and on") + f" its centre crop {zoom_px} px in "
+    what = (f"one network with the mean weights of {len(runs)} member(s)" if average else
+            f"mean of the class probabilities of {len(runs)} member(s)")
+    each = ", on" if average else ", each on"
+    rec["fusion"] = (what
+                     + (f"{each} the face and on its mirror image" if flip else "")
+                     + ((" and on" if flip else f"{each} the face and on") + f" its centre crop {zoom_px} px in "
                         "from each side scaled back to full size" if zoom_px else "") + ": "
                      + "; ".join(f"`{Path(p).parent.name}/{Path(p).name}` ({r['epochs_run']} epochs, "
                                  f"val {r['val']['accuracy']:.2%})" for p, r in zip(paths, runs)))
