@@ -261,8 +261,9 @@ def cmd_ensemble(args) -> int:
 
     if args.average and not args.data:
         raise ValueError("--average re-estimates BatchNorm on the members' training faces: give --data")
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom, average=args.average,
-                     dataset=_dataset(args) if args.average else None)
+                     dataset=_dataset(args) if args.data else None, weights=weights)
     print(f"wrote {out}: {'weight average' if args.average else 'mean'} of {len(args.models)} model(s)"
           f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
@@ -608,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="model files with the same classes (.keras for a fused .keras; any "
                                              "format of the table for a device ensemble)")
     p.add_argument("--flip", action="store_true", help="fused .keras only: also average each member on the mirror")
+    p.add_argument("--weights", help="fused .keras only: comma-separated weight per member (default equal)")
     p.add_argument("--average", action="store_true",
                    help="fused .keras only: average the members' weights (same architecture, e.g. snapshots of one "
                         "run) into one network, BatchNorm re-estimated on the training split of --data; --flip and "

@@ -208,3 +208,18 @@ def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys)
     assert re.match(r"one network with the mean weights of 2 member\(s\), on the face and on its mirror image; "
                     r"BatchNorm statistics re-estimated on the 4\d training faces: `snap0/model.keras`", rec["fusion"])
     assert [m["model"] for m in rec["members"]] == paths and rec["train_seconds"] == 20.0
+
+
+def test_weighted_fusion_is_the_weighted_mean_of_members(tmp_path):
+    from emoedge.train import models
+    from emoedge.train.ensemble import fuse
+
+    a = models.build("small_cnn", 7, width=8)
+    b = models.build("small_cnn", 7, width=8)
+    x = np.random.default_rng(2).random((5, 48, 48, 1), dtype=np.float32)
+    pa, pb = np.asarray(a.predict(x, verbose=0)), np.asarray(b.predict(x, verbose=0))
+    got = np.asarray(fuse([a, b], weights=[1.0, 0.5]).predict(x, verbose=0))
+    np.testing.assert_allclose(got, (pa + 0.5 * pb) / 1.5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="one positive weight per member"):
+        fuse([a, b], weights=[1.0])

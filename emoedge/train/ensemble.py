@@ -21,11 +21,17 @@ from keras import layers
 from emoedge.train.layers import HorizontalFlip
 
 
-def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble", zoom_px: int = 0) -> keras.Model:
+def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble", zoom_px: int = 0,
+         weights: Sequence[float] | None = None) -> keras.Model:
     """``zoom_px > 0`` adds, for every view, its centre crop ``zoom_px`` pixels in from each side
-    resized back (bilinear) to the input size: the face seen slightly closer."""
+    resized back (bilinear) to the input size: the face seen slightly closer. ``weights`` (one per
+    member, default equal) weigh the members' probabilities; the output is their weighted mean."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
+    if weights is not None:
+        weights = [float(w) for w in weights]
+        if len(weights) != len(members) or min(weights) <= 0:
+            raise ValueError(f"weights {weights}: need one positive weight per member ({len(members)})")
     shape = members[0].input_shape[1:]
     k = members[0].output_shape[-1]
     for m in members[1:]:
@@ -44,11 +50,18 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
         resize = layers.Resizing(h, w, interpolation="bilinear", name="zoom_resize")
         views += [resize(crop(v)) for v in views]
     outs = []
+    equal = weights is None or len(set(weights)) == 1
     for i, m in enumerate(members):
         m = keras.Model(m.input, m.output, name=f"member{i}_{m.name}")  # unique names inside the ensemble
-        for v in views:
-            outs.append(m(v))
-    out = outs[0] if len(outs) == 1 else layers.Average(name="probs")(outs)
+        for j, v in enumerate(views):
+            o = m(v)
+            if not equal:  # weight / sum of weights over all views, so the sum below is the weighted mean
+                o = layers.Rescaling(weights[i] / (sum(weights) * len(views)), name=f"w{i}_{j}")(o)
+            outs.append(o)
+    if len(outs) == 1:
+        out = outs[0]
+    else:
+        out = layers.Average(name="probs")(outs) if equal else layers.Add(name="probs")(outs)
     return keras.Model(inp, out, name=name)
 
 
@@ -109,23 +122,28 @@ def _all_layers(model):
             yield layer
 
 
-def training_images_of(run_json: str | Path, dataset):
-    """The training faces (normalized) of the run recorded in ``run_json``: the same split seed and
-    validation fraction, so no validation face is used."""
+def splits_of(run_json: str | Path, dataset) -> dict:
+    """train/val/test of ``dataset`` as the run recorded in ``run_json`` split it (its split seed and
+    validation fraction), so no validation face is used for anything but validation."""
     import json
 
     from emoedge.data.datasets import standard_splits
-    from emoedge.edge.preprocess import normalize
 
     cfg = json.loads(Path(run_json).read_text())["config"]
     seed = cfg.get("split_seed")
     seed = cfg.get("seed", 1) if seed is None else seed
-    train = standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=seed)["train"]
-    return normalize(train.images)
+    return standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=seed)
+
+
+def training_images_of(run_json: str | Path, dataset):
+    """The training faces (normalized) of the run recorded in ``run_json``."""
+    from emoedge.edge.preprocess import normalize
+
+    return normalize(splits_of(run_json, dataset)["train"].images)
 
 
 def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False, zoom_px: int = 0,
-               average: bool = False, dataset=None) -> Path:
+               average: bool = False, dataset=None, weights: Sequence[float] | None = None) -> Path:
     """Fuse (or with ``average``, weight-average then view-fuse) the .keras ``paths`` into ``out``.
     Weight averaging re-estimates BatchNorm on the first member's training split of ``dataset``."""
     from emoedge.train.keras_io import load_keras
@@ -148,13 +166,26 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
         x = training_images_of(rj, dataset)
         members = [average_weights(members, x)]
         bn_note = f"; BatchNorm statistics re-estimated on the {len(x):,} training faces"
-    model = fuse(members, flip=flip, zoom_px=zoom_px)
+        if weights is not None:
+            raise ValueError("--weights weigh the members' outputs; with --average there is one network")
+    model = fuse(members, flip=flip, zoom_px=zoom_px, weights=weights)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px, average=average)
+    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px, average=average, weights=weights)
     if record is not None and bn_note:
         record["fusion"] = record["fusion"].replace(": ", bn_note + ": ", 1)
+    if record is not None and dataset is not None:  # the fusion's own scores, not its last member's
+        from emoedge.edge.preprocess import normalize
+        from emoedge.metrics import evaluate_predictions
+        from emoedge.train.trainer import predict_probs
+
+        sp = splits_of(Path(paths[0]).parent / "run.json", dataset)
+        for key in ("val", "test"):
+            if sp.get(key) is not None and len(sp[key]):
+                ev = evaluate_predictions(sp[key].labels, predict_probs(model, normalize(sp[key].images)),
+                                          dataset.class_names)
+                record[key] = ev.to_dict()
     if record is not None and out.name == "model.keras":  # a run folder `emoedge models ship --run` takes
         import json
         import sys
@@ -166,7 +197,7 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
 
 
 def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_px: int = 0,
-                     average: bool = False) -> dict | None:
+                     average: bool = False, weights: Sequence[float] | None = None) -> dict | None:
     """A training record for the fusion, from the members' run.json files (None if one is missing):
     the last member's record with the summed training time and epochs, and what was fused."""
     import json
@@ -185,13 +216,23 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
     rec["params"] = params
     # every run that went into the members, once: the members and the runs they were continued from
     spent: dict[str, dict] = {}
-    for p, r in zip(paths, runs):
+
+    def spend(p, r) -> None:
+        if r.get("members"):  # a fusion: its members' runs, not its own (summed) record
+            for m in r["members"]:
+                rj = Path(m["model"]).parent / "run.json"
+                if rj.is_file() and str(Path(m["model"]).resolve()) not in spent:
+                    spend(m["model"], json.loads(rj.read_text()))
+            return
         spent[str(Path(p).resolve())] = r
         src = r["config"].get("init_from")
         while src and (Path(src).parent / "run.json").is_file() and str(Path(src).resolve()) not in spent:
             prev = json.loads((Path(src).parent / "run.json").read_text())
             spent[str(Path(src).resolve())] = prev
             src = prev["config"].get("init_from")
+
+    for p, r in zip(paths, runs):
+        spend(p, r)
     rec["train_seconds"] = round(sum(r["train_seconds"] for r in spent.values()), 1)
     rec["epochs_run"] = sum(r["epochs_run"] for r in spent.values())
     rec["runs_included"] = sorted(spent)
@@ -200,7 +241,9 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
                        "val_accuracy": r["val"]["accuracy"],
                        "test_accuracy": (r.get("test") or {}).get("accuracy")} for p, r in zip(paths, runs)]
     what = (f"one network with the mean weights of {len(runs)} member(s)" if average else
-            f"mean of the class probabilities of {len(runs)} member(s)")
+            f"mean of the class probabilities of {len(runs)} member(s)" if weights is None or len(set(weights)) == 1
+            else f"weighted mean (weights {', '.join(f'{w:g}' for w in weights)}) of the class probabilities of "
+                 f"{len(runs)} members")
     each = ", on" if average else ", each on"
     rec["fusion"] = (what
                      + (f"{each} the face and on its mirror image" if flip else "")
