@@ -262,15 +262,16 @@ def cmd_ensemble(args) -> int:
     if args.average and not args.data:
         raise ValueError("--average re-estimates BatchNorm on the members' training faces: give --data")
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    ds = _dataset(args) if args.data else None
     out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom, average=args.average,
-                     dataset=_dataset(args) if args.data else None, weights=weights)
+                     dataset=ds, weights=weights)
     print(f"wrote {out}: {'weight average' if args.average else 'mean'} of {len(args.models)} model(s)"
           f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if args.data:
         from emoedge.train.ensemble import compare_members
 
-        rows = compare_members(args.models, out, _dataset(args), args.usage)
+        rows = compare_members(args.models, out, ds, args.usage)
         print("| model | role | accuracy | macro-F1 | ms/face (float TFLite, 1 thread) |\n|---|---|---:|---:|---:|")
         for r in rows:
             print(f"| {r['model']} | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "

@@ -153,6 +153,8 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     if average:
         if dataset is None:
             raise ValueError("weight averaging needs the training data (--data) to re-estimate BatchNorm")
+        if weights is not None:
+            raise ValueError("--weights weigh the members' outputs; with --average there is one network")
         rj = Path(paths[0]).parent / "run.json"
         if not rj.is_file():
             raise ValueError(f"{rj}: missing; weight averaging takes the training split from the first member's "
@@ -166,8 +168,6 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
         x = training_images_of(rj, dataset)
         members = [average_weights(members, x)]
         bn_note = f"; BatchNorm statistics re-estimated on the {len(x):,} training faces"
-        if weights is not None:
-            raise ValueError("--weights weigh the members' outputs; with --average there is one network")
     model = fuse(members, flip=flip, zoom_px=zoom_px, weights=weights)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
