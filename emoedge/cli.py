@@ -264,8 +264,9 @@ def cmd_ensemble(args) -> int:
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     ds = _dataset(args) if args.data else None
     out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom, average=args.average,
-                     dataset=ds, weights=weights)
-    print(f"wrote {out}: {'weight average' if args.average else 'mean'} of {len(args.models)} model(s)"
+                     dataset=ds, weights=weights, mean=args.mean)
+    print(f"wrote {out}: {'weight average' if args.average else 'mean'}"
+          f"{' of the scores before the softmax' if args.mean == 'logits' else ''} of {len(args.models)} model(s)"
           f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if args.data:
@@ -611,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "format of the table for a device ensemble)")
     p.add_argument("--flip", action="store_true", help="fused .keras only: also average each member on the mirror")
     p.add_argument("--weights", help="fused .keras only: comma-separated weight per member (default equal)")
+    p.add_argument("--mean", choices=("probs", "logits"), default="probs",
+                   help="fused .keras only: average the class probabilities (default) or the scores before the "
+                        "softmax, one softmax on their mean (members must end in a softmax)")
     p.add_argument("--average", action="store_true",
                    help="fused .keras only: average the members' weights (same architecture, e.g. snapshots of one "
                         "run) into one network, BatchNorm re-estimated on the training split of --data; --flip and "

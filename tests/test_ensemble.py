@@ -223,3 +223,54 @@ def test_weighted_fusion_is_the_weighted_mean_of_members(tmp_path):
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="one positive weight per member"):
         fuse([a, b], weights=[1.0])
+
+
+def test_logit_fusion_runs_each_member_once_and_is_the_softmax_of_the_weighted_mean_score(tmp_path):
+    from emoedge.train import models
+    from emoedge.train.ensemble import fuse, logits_of
+    from emoedge.train.keras_io import load_keras
+
+    import keras
+
+    a = models.build("small_cnn", 7, width=8)
+    b = models.build("small_cnn", 7, width=8)
+    x = np.random.default_rng(3).random((6, 48, 48, 1), dtype=np.float32)
+    la, lb = (np.asarray(logits_of(m).predict(np.concatenate([x, x[:, :, ::-1]]), verbose=0)) for m in (a, b))
+    la, lb = (la[:6] + la[6:]) / 2, (lb[:6] + lb[6:]) / 2          # mean over the face and its mirror
+    z = (la + 0.5 * lb) / 1.5
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    fused = fuse([a, b], flip=True, weights=[1.0, 0.5], mean="logits")
+    fused.save(tmp_path / "l.keras")
+    fused = load_keras(tmp_path / "l.keras")
+    np.testing.assert_allclose(fused.predict(x, verbose=0), want, atol=1e-5)
+    # a batch gives each face what it gets alone (the views are stacked along the batch axis)
+    np.testing.assert_allclose(fused.predict(x[2:3], verbose=0)[0], want[2], atol=1e-5)
+    # one call per member whatever the number of views: its weights appear once in a converted graph
+    inner = [layer for layer in fused.layers if isinstance(layer, keras.Model)]
+    assert len(inner) == 2 and all(len(m._inbound_nodes) == 1 for m in inner)
+    with pytest.raises(ValueError, match="not a softmax"):
+        logits_of(keras.Model(a.input, a.layers[-2].output))
+    with pytest.raises(ValueError, match="'probs' or 'logits'"):
+        fuse([a], mean="median")
+
+
+def test_fused_views_store_each_weight_once_in_int8(tmp_path):
+    from convert.tflite import convert_keras
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.train import models
+    from emoedge.train.ensemble import fuse
+
+    a = models.build("small_cnn", 7, width=8)
+    b = models.build("small_cnn", 7, width=8)
+    cal = np.random.default_rng(4).random((20, 48, 48, 1), dtype=np.float32)
+    path = tmp_path / "f.tflite"
+    path.write_bytes(convert_keras(fuse([a, b], flip=True, zoom_px=2, weights=[1, 0.5]), "int8", cal))
+    biggest = max((w for w in a.weights if len(w.shape) > 1), key=lambda w: int(np.prod(w.shape)))
+    n = int(np.prod(biggest.shape))
+    from ai_edge_litert.interpreter import Interpreter
+
+    sizes = [int(np.prod(d["shape"])) for d in Interpreter(model_path=str(path)).get_tensor_details()]
+    assert sizes.count(n) == 2, f"{sizes.count(n)} tensors of {n} values: weights copied per view"
+    clf = TFLiteClassifier(path)
+    assert clf.num_classes == 7

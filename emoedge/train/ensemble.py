@@ -18,16 +18,27 @@ from emoedge.train import tf_env  # noqa: F401
 import keras
 from keras import layers
 
-from emoedge.train.layers import HorizontalFlip
+from emoedge.train.layers import HorizontalFlip, MeanOverViews, StackViews
 
 
 def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble", zoom_px: int = 0,
-         weights: Sequence[float] | None = None) -> keras.Model:
+         weights: Sequence[float] | None = None, mean: str = "probs") -> keras.Model:
     """``zoom_px > 0`` adds, for every view, its centre crop ``zoom_px`` pixels in from each side
     resized back (bilinear) to the input size: the face seen slightly closer. ``weights`` (one per
-    member, default equal) weigh the members' probabilities; the output is their weighted mean."""
+    member, default equal) weigh the members.
+
+    ``mean="probs"`` averages the members' class probabilities; ``mean="logits"`` averages their
+    scores before the softmax (each member must end in a softmax) and applies one softmax to the
+    mean: a geometric mean of the probabilities, which in int8 quantizes with one rounding of the
+    probabilities instead of one per member and view.
+
+    The views are stacked along the batch axis so each member runs once on all of them: a member's
+    weights then appear once in a converted TFLite graph (one call per view let the int8 converter
+    store a copy per view)."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
+    if mean not in ("probs", "logits"):
+        raise ValueError(f"mean must be 'probs' or 'logits', got {mean!r}")
     if weights is not None:
         weights = [float(w) for w in weights]
         if len(weights) != len(members) or min(weights) <= 0:
@@ -49,20 +60,48 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
         crop = layers.Cropping2D(zoom_px, name="zoom_crop")
         resize = layers.Resizing(h, w, interpolation="bilinear", name="zoom_resize")
         views += [resize(crop(v)) for v in views]
-    outs = []
+    stacked = StackViews(name="views")(views) if len(views) > 1 else inp
     equal = weights is None or len(set(weights)) == 1
+    outs = []
     for i, m in enumerate(members):
+        m = logits_of(m) if mean == "logits" else m
         m = keras.Model(m.input, m.output, name=f"member{i}_{m.name}")  # unique names inside the ensemble
-        for j, v in enumerate(views):
-            o = m(v)
-            if not equal:  # weight / sum of weights over all views, so the sum below is the weighted mean
-                o = layers.Rescaling(weights[i] / (sum(weights) * len(views)), name=f"w{i}_{j}")(o)
-            outs.append(o)
+        o = m(stacked)
+        if len(views) > 1:
+            o = MeanOverViews(len(views), name=f"views_mean{i}")(o)
+        if not equal:  # weight / sum of weights, so the sum below is the weighted mean
+            o = layers.Rescaling(weights[i] / sum(weights), name=f"w{i}")(o)
+        outs.append(o)
     if len(outs) == 1:
         out = outs[0]
+    elif equal:
+        out = layers.Average(name="probs" if mean == "probs" else "mean_logits")(outs)
     else:
-        out = layers.Average(name="probs")(outs) if equal else layers.Add(name="probs")(outs)
+        out = layers.Add(name="probs" if mean == "probs" else "mean_logits")(outs)
+    if mean == "logits":
+        out = layers.Activation("softmax", name="probs")(out)
     return keras.Model(inp, out, name=name)
+
+
+def logits_of(model: keras.Model) -> keras.Model:
+    """``model`` without its final softmax: the scores the softmax takes. A wrapper holding one
+    network (a weight average saved as a one-member fusion) is unwrapped first. A model that does
+    not end in a softmax Dense or softmax Activation is refused: there are no logits to take."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) == 1 and len(model.layers) == 2:  # Input + one network
+        model = inner[0]
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    if isinstance(last, layers.Dense) and getattr(act, "__name__", "") == "softmax":
+        head = layers.Dense(last.units, activation=None, name=last.name + "_logits")
+        out = head(last.input)
+        head.set_weights(last.get_weights())
+    elif isinstance(last, layers.Activation) and getattr(act, "__name__", "") == "softmax":
+        out = last.input
+    else:
+        raise ValueError(f"{model.name}: its last layer {last.name} ({type(last).__name__}) is not a softmax, "
+                         f"so it has no logits to average; use mean='probs'")
+    return keras.Model(model.input, out, name=model.name)
 
 
 def average_weights(members: Sequence[keras.Model], bn_images=None, batch_size: int = 256) -> keras.Model:
@@ -143,7 +182,8 @@ def training_images_of(run_json: str | Path, dataset):
 
 
 def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False, zoom_px: int = 0,
-               average: bool = False, dataset=None, weights: Sequence[float] | None = None) -> Path:
+               average: bool = False, dataset=None, weights: Sequence[float] | None = None,
+               mean: str = "probs") -> Path:
     """Fuse (or with ``average``, weight-average then view-fuse) the .keras ``paths`` into ``out``.
     Weight averaging re-estimates BatchNorm on the first member's training split of ``dataset``."""
     from emoedge.train.keras_io import load_keras
@@ -168,11 +208,12 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
         x = training_images_of(rj, dataset)
         members = [average_weights(members, x)]
         bn_note = f"; BatchNorm statistics re-estimated on the {len(x):,} training faces"
-    model = fuse(members, flip=flip, zoom_px=zoom_px, weights=weights)
+    model = fuse(members, flip=flip, zoom_px=zoom_px, weights=weights, mean=mean)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
-    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px, average=average, weights=weights)
+    record = fused_run_record(paths, flip, int(model.count_params()), zoom_px, average=average, weights=weights,
+                              mean=mean)
     if record is not None and bn_note:
         record["fusion"] = record["fusion"].replace(": ", bn_note + ": ", 1)
     if record is not None and dataset is not None:  # the fusion's own scores, not its last member's
@@ -197,7 +238,8 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
 
 
 def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_px: int = 0,
-                     average: bool = False, weights: Sequence[float] | None = None) -> dict | None:
+                     average: bool = False, weights: Sequence[float] | None = None,
+                     mean: str = "probs") -> dict | None:
     """A training record for the fusion, from the members' run.json files (None if one is missing):
     the last member's record with the summed training time and epochs, and what was fused."""
     import json
@@ -240,9 +282,11 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
                        "train_seconds": r["train_seconds"], "init_from": r["config"].get("init_from"),
                        "val_accuracy": r["val"]["accuracy"],
                        "test_accuracy": (r.get("test") or {}).get("accuracy")} for p, r in zip(paths, runs)]
+    of = ("the scores before the softmax (softmax of the mean)" if mean == "logits"
+          else "the class probabilities")
     what = (f"one network with the mean weights of {len(runs)} member(s)" if average else
-            f"mean of the class probabilities of {len(runs)} member(s)" if weights is None or len(set(weights)) == 1
-            else f"weighted mean (weights {', '.join(f'{w:g}' for w in weights)}) of the class probabilities of "
+            f"mean of {of} of {len(runs)} member(s)" if weights is None or len(set(weights)) == 1
+            else f"weighted mean (weights {', '.join(f'{w:g}' for w in weights)}) of {of} of "
                  f"{len(runs)} members")
     each = ", on" if average else ", each on"
     rec["fusion"] = (what
