@@ -10,7 +10,8 @@ from emoedge.edge.interpreter import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # What each shipped name is for.
-SHIPPED = {"default": "accuracy first (VGG-style CNN, averaged over 4 views of the face)",
+SHIPPED = {"default": ("accuracy first (two VGG-style CNNs, snapshots of one training run, one of them a weight "
+                       "average of two; weighted 1:0.5, each averaged over 4 views of the face)"),
            "fast": "for the smallest boards (the default's CNN without its full-resolution second conv, one pass)",
            "hoglbp": "very low power, no neural network (HOG + LBP features, linear classifier, numpy only)"}
 
