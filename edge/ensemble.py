@@ -6,8 +6,13 @@ An ensemble is a small JSON spec (``name.ensemble.json``)::
     {"method": "mean" | "vote" | "stack",
      "members": ["default.int8.tflite", "fast.int8.tflite", "hoglbp.hoglbp.npz"],   # relative to the spec
      "class_names": [...],
+     "member_sha256": ["...", ...],                         # optional: the files the spec was made for
      "stack": {"coef": [[...]], "intercept": [...]}}        # stack only: a linear layer over the
                                                             # members' concatenated probabilities
+
+A member file that no longer matches its recorded sha256 (a model re-shipped under the same
+name) is an error for ``stack``, whose weights were fitted on the old file's outputs, and a
+warning for ``mean`` and ``vote``, which still combine correctly but were scored on other files.
 
 Members are opened once, when the ensemble is; each runs on every face (the latency is the sum).
 """
@@ -78,7 +83,10 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
 
     base = path.parent.resolve()
     rel = [os.path.relpath(Path(m).resolve(), base) for m in members]
-    spec = {"method": method, "members": rel, "class_names": list(class_names)}
+    from emoedge.edge.fetch import sha256_of
+
+    spec = {"method": method, "members": rel, "class_names": list(class_names),
+            "member_sha256": [sha256_of(Path(m)) for m in members]}
     if method == "stack":
         spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(), "intercept": np.asarray(stack["intercept"]).tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +107,10 @@ class EnsembleClassifier:
             raise ModelError(f"{self.path}: cannot read the ensemble spec: {exc}") from exc
         except ValueError as exc:
             raise ModelError(f"{self.path}: not JSON: {exc}") from exc
-        unknown = sorted(set(spec) - {"method", "members", "class_names", "stack"})
+        allowed = ("method", "members", "class_names", "member_sha256", "stack")
+        unknown = sorted(set(spec) - set(allowed))
         if unknown:
-            raise ModelError(f"{self.path}: unknown key(s) {unknown}; allowed: method, members, class_names, stack")
+            raise ModelError(f"{self.path}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
         self.method = spec.get("method", "mean")
         if self.method not in METHODS:
             raise ModelError(f"{self.path}: unknown method {self.method!r}; choose one of {list(METHODS)}")
@@ -112,10 +121,15 @@ class EnsembleClassifier:
             raise ModelError(f"{self.path}: method 'stack' needs its fitted 'stack' weights")
         self.class_names = tuple(spec.get("class_names") or ())
         self.member_paths = [(self.path.parent / m) if not Path(m).is_absolute() else Path(m) for m in spec["members"]]
+        pins = spec.get("member_sha256")
+        if pins is not None and len(pins) != len(self.member_paths):
+            raise ModelError(f"{self.path}: {len(pins)} member_sha256 entries for {len(self.member_paths)} members")
         self.members = []
-        for mp in self.member_paths:
+        for i, mp in enumerate(self.member_paths):
             if not mp.is_file():
                 raise ModelError(f"{self.path}: member {mp} not found")
+            if pins is not None:
+                self._check_pin(mp, pins[i])
             self.members.append(open_model(mp, delegate, num_threads))
         ks = {getattr(m, "num_classes", None) for m in self.members} - {None}
         if len(ks) > 1:
@@ -128,6 +142,22 @@ class EnsembleClassifier:
             raise ModelError(f"{self.path}: every member must take the 48x48 preprocessing contract's input, "
                              f"got sizes {sorted(sizes)}")
         self.input_size = 48
+
+    def _check_pin(self, member: Path, want: str) -> None:
+        from emoedge.edge.fetch import sha256_of
+
+        got = sha256_of(member)
+        if got == want:
+            return
+        msg = (f"{self.path}: member {member} has sha256 {got[:12]}..., the spec was made for {want[:12]}... "
+               f"(the file changed since)")
+        if self.method == "stack":
+            raise ModelError(msg + "; the stacking weights were fitted on the old file's outputs: refit with "
+                                   "`emoedge ensemble MEMBERS --data D --out DIR --method stack`")
+        import warnings
+
+        warnings.warn(msg + f"; '{self.method}' still combines it, but the spec's reported scores are of the old file",
+                      stacklevel=3)
 
     def member_probs(self, faces: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(m.predict(faces), np.float32) for m in self.members]

@@ -89,6 +89,29 @@ def test_bad_specs_are_named(hog_members, tmp_path):
         write_spec(tmp_path / "x.json", paths, "mean", ds.class_names)
 
 
+def test_a_member_changed_after_the_spec_was_written_is_named(hog_members, tmp_path):
+    import shutil
+
+    ds, paths, _ = hog_members
+    members = []
+    for p in paths:
+        members.append(tmp_path / p.name)
+        shutil.copy(p, members[-1])
+        if p.with_suffix(p.suffix + ".json").is_file():
+            shutil.copy(p.with_suffix(p.suffix + ".json"), tmp_path / (p.name + ".json"))
+    k2 = len(ds.class_names) * len(members)
+    stack = {"coef": np.eye(len(ds.class_names), k2).tolist(), "intercept": [0.0] * len(ds.class_names)}
+    mean = write_spec(tmp_path / "m.ensemble.json", members, "mean", ds.class_names)
+    st = write_spec(tmp_path / "s.ensemble.json", members, "stack", ds.class_names, stack=stack)
+    assert len(json.loads(st.read_text())["member_sha256"]) == len(members)
+    EnsembleClassifier(st)                                  # unchanged: opens
+    shutil.copy(paths[1], members[0])                       # "re-shipped" under the same name
+    with pytest.raises(ModelError, match=f"member .*{members[0].name} has sha256 .*refit"):
+        EnsembleClassifier(st)
+    with pytest.warns(UserWarning, match="still combines it"):
+        EnsembleClassifier(mean)
+
+
 def test_ensembles_are_scored_against_their_members(hog_members, tmp_path):
     from emoedge.ensembles import evaluate_ensembles
 
