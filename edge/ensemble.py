@@ -20,6 +20,7 @@ Members are opened once, when the ensemble is; each runs on every face (the late
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -154,8 +155,6 @@ class EnsembleClassifier:
         if self.method == "stack":
             raise ModelError(msg + "; the stacking weights were fitted on the old file's outputs: refit with "
                                    "`emoedge ensemble MEMBERS --data D --out DIR --method stack`")
-        import warnings
-
         warnings.warn(msg + f"; '{self.method}' still combines it, but the spec's reported scores are of the old file",
                       stacklevel=3)
 

@@ -256,7 +256,9 @@ def test_logit_fusion_runs_each_member_once_and_is_the_softmax_of_the_weighted_m
 
 
 def test_fused_views_store_each_weight_once_in_int8(tmp_path):
-    from convert.tflite import convert_keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
     from emoedge.train import models
     from emoedge.train.ensemble import fuse
@@ -268,8 +270,6 @@ def test_fused_views_store_each_weight_once_in_int8(tmp_path):
     path.write_bytes(convert_keras(fuse([a, b], flip=True, zoom_px=2, weights=[1, 0.5]), "int8", cal))
     biggest = max((w for w in a.weights if len(w.shape) > 1), key=lambda w: int(np.prod(w.shape)))
     n = int(np.prod(biggest.shape))
-    from ai_edge_litert.interpreter import Interpreter
-
     sizes = [int(np.prod(d["shape"])) for d in Interpreter(model_path=str(path)).get_tensor_details()]
     assert sizes.count(n) == 2, f"{sizes.count(n)} tensors of {n} values: weights copied per view"
     clf = TFLiteClassifier(path)
