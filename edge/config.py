@@ -15,6 +15,35 @@ class ConfigError(ValueError):
     pass
 
 
+DETECTORS = ("haar", "blazeface", "ssd")
+DELEGATES = ("cpu", "edgetpu")
+# What a run may do with face images, strictest last. "images": the overlay window and a video
+# file when asked for; "no-video": no video file (nothing stored), a window is fine; "no-images":
+# neither stored nor shown (a classroom sensor). Checked whenever a RuntimeConfig is made or
+# changed (profile, --set, a command-line flag, the Python API): a violating one cannot exist.
+PRIVACY = ("images", "no-video", "no-images")
+
+
+def stricter_privacy(a: str, b: str) -> str:
+    return a if PRIVACY.index(a) >= PRIVACY.index(b) else b
+
+
+def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False, hi_open=False,
+                 optional=False) -> None:
+    """Raise ConfigError("key 'k': ...") unless ``lo <= value <= hi`` (open ends when asked)."""
+    if value is None and optional:
+        return
+    ok = True
+    if lo is not None:
+        ok &= value > lo if lo_open else value >= lo
+    if hi is not None:
+        ok &= value < hi if hi_open else value <= hi
+    if not ok:
+        lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
+        hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
+        raise ConfigError(f"key '{key}' must be {' and '.join(x for x in (lo_s, hi_s) if x)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     source: str = "demo"                  # demo | picamera | camera index | /dev/videoN | GStreamer | file | folder
@@ -52,6 +81,62 @@ class RuntimeConfig:
     metrics_host: str = "127.0.0.1"       # loopback only unless configured otherwise
     drift_window: int = 500               # classifications in the drift monitor's window
     drift_threshold: float = 0.1          # JS divergence from the model card's reference that counts as drift
+    loop: bool = False                    # replay a video file or image folder forever (soak tests, kiosk demos)
+    privacy: str = "images"               # images | no-video | no-images (see PRIVACY); profiles set it
+    purpose: str | None = None            # why this deployment runs (logged at start, stored with every record)
+    jurisdiction: str | None = None       # where it runs (e.g. "EU/DE", "UK", "US-CA"); stored likewise
+    require_purpose: bool = False         # refuse to start without purpose and jurisdiction (classroom sensors)
+    min_free_mb: float = 50.0             # stop writing records (and say so) below this much free disk space
+    retention_days: float | None = None   # delete stored summaries older than this (None: keep all)
+    stale_after_s: float = 10.0           # /health reports unhealthy when no frame came for this long
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every value in range, and the privacy rule, whoever set them; raises ConfigError
+        naming the key."""
+        r = lambda key, *a, **k: _check_range("runtime", key, getattr(self, key), *a, **k)  # noqa: E731
+        if self.delegate not in DELEGATES:
+            raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.privacy not in PRIVACY:
+            raise ConfigError(f"key 'privacy' must be one of {', '.join(PRIVACY)}, got {self.privacy!r}")
+        r("threads", 1, 256, optional=True)
+        r("min_face_score", 0, 1)
+        r("budget_ms", 0, 600_000, lo_open=True)
+        r("detect_every", 1, 10_000)
+        r("max_faces", 1, 1000)
+        r("min_detect_scale", 0, 1, lo_open=True)
+        r("max_detect_scale", 0, 1, lo_open=True)
+        if self.min_detect_scale > self.max_detect_scale:
+            raise ConfigError(f"key 'min_detect_scale' ({self.min_detect_scale}) must not exceed "
+                              f"max_detect_scale ({self.max_detect_scale})")
+        r("margin", 0, 2)
+        r("smoothing_alpha", 0, 1, lo_open=True)
+        r("uncertain_below", 0, 1, hi_open=True)
+        r("interval_s", 0, 7 * 86400, lo_open=True)
+        r("width", 1, 16384, optional=True)
+        r("height", 1, 16384, optional=True)
+        r("fps", 0, 1000, lo_open=True, optional=True)
+        r("lores_width", 16, 16384)
+        r("lores_height", 16, 16384)
+        r("max_frames", 0, optional=True)
+        r("status_every_s", 0)
+        r("metrics_port", 0, 65535, optional=True)
+        r("drift_window", 10, 1_000_000)
+        r("drift_threshold", 0, 1, lo_open=True)
+        r("min_free_mb", 0)
+        r("retention_days", 0, lo_open=True, optional=True)
+        r("stale_after_s", 0, lo_open=True)
+        if self.privacy != "images" and self.video_out:
+            raise ConfigError(f"key 'video_out': privacy rule {self.privacy!r} forbids storing face images, so no "
+                              f"video file ({self.video_out!r} asked for); the rule comes from the profile's "
+                              f"deployment (mode sensor, or keep_images false) and no flag or --set relaxes it")
+        if self.privacy == "no-images" and (self.display or self.fullscreen):
+            raise ConfigError("key 'display': privacy rule 'no-images' (a classroom sensor: deployment mode "
+                              "sensor) forbids showing face images, so display and fullscreen must be false")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "configuration") -> "RuntimeConfig":
@@ -59,6 +144,50 @@ class RuntimeConfig:
 
     def replace(self, **changes) -> "RuntimeConfig":
         return dataclasses.replace(self, **changes)
+
+
+MODES = ("kiosk", "sensor", "dev")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How a box is deployed (the ``deployment`` section of a profile). Every field does something:
+    ``data_dir`` holds the CSV export and the log file (and is the folder install.sh creates and the
+    systemd unit may write); ``restart``, ``watchdog_s`` and ``user`` are rendered into the unit by
+    ``emoedge profile unit``; ``keep_images`` and ``mode`` set the run's privacy; ``purpose`` and
+    ``jurisdiction`` are logged at start and stored with every record."""
+    mode: str = "dev"                      # kiosk | sensor | dev
+    data_dir: str = "./emoedge-data"       # writable: CSV export, log file (a data partition on a read-only root)
+    keep_images: bool = False              # allow a video file of the overlay (never for a classroom sensor)
+    export_csv: bool = False               # also write the interval summaries as data_dir/summaries.csv
+    export_every_min: float = 60.0         # how often that CSV is rewritten from SQLite (and at the end of a run)
+    log_file: str | None = None            # warnings and errors also to data_dir/LOG_FILE, rotated
+    log_max_mb: float = 10.0               # log rotation: size per file
+    log_keep: int = 5                      # rotated files kept
+    restart: str = "on-failure"            # systemd Restart=
+    watchdog_s: int = 0                    # systemd WatchdogSec= (0: off)
+    user: str = "emoedge"                  # systemd User=
+    purpose: str | None = None             # why emotion recognition runs here (see README, Lawful use)
+    jurisdiction: str | None = None        # where it runs (e.g. "UK", "US-CA", "EU/DE")
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"key 'mode' must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.restart not in ("no", "always", "on-failure", "on-abnormal", "on-abort", "on-watchdog"):
+            raise ConfigError(f"key 'restart' must be a systemd Restart= value (no, always, on-failure, "
+                              f"on-abnormal, on-abort, on-watchdog), got {self.restart!r}")
+        _check_range("deployment", "export_every_min", self.export_every_min, 0, lo_open=True)
+        _check_range("deployment", "log_max_mb", self.log_max_mb, 0, 10_000, lo_open=True)
+        _check_range("deployment", "log_keep", self.log_keep, 0, 1000)
+        _check_range("deployment", "watchdog_s", self.watchdog_s, 0, 86400)
+        if self.log_file is not None and (not self.log_file or "/" in self.log_file):
+            raise ConfigError(f"key 'log_file' must be a file name inside data_dir, got {self.log_file!r}")
+
+    def privacy(self) -> str:
+        """The privacy rule this deployment imposes on its runtime."""
+        if self.mode == "sensor":
+            return "no-images"
+        return "images" if self.keep_images else "no-video"
 
 
 def _type_ok(value: Any, tp) -> bool:
@@ -90,7 +219,10 @@ def build_dataclass(cls, d: dict, where: str):
     for k, v in d.items():
         if not _type_ok(v, hints[k]):
             raise ConfigError(f"{where}: key '{k}' must be {_type_name(hints[k])}, got {v!r}")
-    return cls(**d)
+    try:
+        return cls(**d)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _type_name(tp) -> str:

@@ -30,6 +30,7 @@ class Face:
     w: int
     h: int
     score: float = 1.0
+    visible: float = 1.0     # share of the detector's raw box inside the frame (the box is clipped to it)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -72,7 +73,9 @@ def _to_faces(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, in
         x1 = min(width, int(round((x + w) * inv_scale)))
         y1 = min(height, int(round((y + h) * inv_scale)))
         if x1 - x0 >= 2 and y1 - y0 >= 2:
-            out.append(Face(x0, y0, x1 - x0, y1 - y0, float(s)))
+            raw = float(w * h) * inv_scale * inv_scale
+            vis = min(1.0, (x1 - x0) * (y1 - y0) / raw) if raw > 0 else 0.0
+            out.append(Face(x0, y0, x1 - x0, y1 - y0, float(s), round(vis, 4)))
     return out
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from emoedge.edge.config import ConfigError, RuntimeConfig, build_dataclass, load_yaml
+from emoedge.edge.config import (DELEGATES, DETECTORS, MODES, ConfigError, Deployment, RuntimeConfig, build_dataclass,
+                                 load_yaml, stricter_privacy)
 
 def _profiles_dir() -> Path:
     """``firmware_configs/`` as installed (package ``emoedge.firmware_configs``)."""
@@ -27,9 +28,8 @@ def _profiles_dir() -> Path:
 
 
 PROFILES_DIR = _profiles_dir()
-DELEGATES = ("cpu", "edgetpu")
 CAMERAS = ("picamera2", "v4l2", "usb", "file", "none")
-MODES = ("kiosk", "sensor", "dev")
+__all__ = ["Board", "Deployment", "Profile", "load_profile", "list_profiles", "profile_path", "validate", "MODES"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +46,14 @@ class Board:
     detector_ms: dict = field(default_factory=dict)
     notes: str = ""
 
-
-@dataclass(frozen=True)
-class Deployment:
-    mode: str = "dev"                      # kiosk | sensor | dev
-    data_dir: str = "./emoedge-data"       # writable: SQLite, events, logs (a data partition on a read-only root)
-    keep_images: bool = False              # never true for a classroom sensor
-    export_csv: bool = False               # sensor: also export interval summaries as CSV
-    log_max_mb: int = 10                   # log rotation: size per file
-    log_keep: int = 5                      # rotated files kept
-    restart: str = "on-failure"            # systemd Restart=
-    watchdog_s: int = 0                    # systemd WatchdogSec= (0: off)
-    user: str = "emoedge"
+    def __post_init__(self) -> None:
+        if self.cores < 1 or self.memory_mb < 1:
+            raise ConfigError(f"key '{'cores' if self.cores < 1 else 'memory_mb'}' must be at least 1")
+        for k, v in self.detector_ms.items():
+            if k not in DETECTORS:
+                raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"key 'detector_ms.{k}' must be a positive number of milliseconds, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -132,8 +128,22 @@ def load_profile(name_or_path: str | Path, overrides: Sequence[str] = (), search
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {unknown}; allowed: board, runtime, deployment, description")
     board = build_dataclass(Board, d.get("board") or {}, f"{where}: board")
-    runtime = build_dataclass(RuntimeConfig, d.get("runtime") or {}, f"{where}: runtime")
     deployment = build_dataclass(Deployment, d.get("deployment") or {}, f"{where}: deployment")
+    rt = d.get("runtime") or {}
+    if not isinstance(rt, dict):
+        raise ConfigError(f"{where}: runtime: expected a mapping of settings, got {type(rt).__name__}")
+    rt = dict(rt)
+    # the deployment's rules travel with the runtime configuration, so no later change (a flag,
+    # --set, the Python API) can undo them: privacy only ever gets stricter
+    if isinstance(rt.get("privacy", "images"), str) and rt.get("privacy", "images") in ("images", "no-video",
+                                                                                         "no-images"):
+        rt["privacy"] = stricter_privacy(rt.get("privacy", "images"), deployment.privacy())
+    for k in ("purpose", "jurisdiction"):
+        if getattr(deployment, k) is not None:
+            rt[k] = getattr(deployment, k)
+    if deployment.mode == "sensor":
+        rt["require_purpose"] = True
+    runtime = build_dataclass(RuntimeConfig, rt, f"{where}: runtime")
     prof = Profile(path.stem, where, board, runtime, deployment)
     validate(prof)
     return prof
@@ -151,14 +161,8 @@ def validate(p: Profile) -> None:
     for d in b.delegates:
         if d not in DELEGATES:
             bad("board.delegates", f"{d!r} is not one of {', '.join(DELEGATES)}")
-    if r.delegate not in DELEGATES:
-        bad("runtime.delegate", f"{r.delegate!r} is not one of {', '.join(DELEGATES)}")
     if r.delegate not in b.delegates:
         bad("runtime.delegate", f"{r.delegate!r} is not available on {b.name} (allowed: {', '.join(b.delegates)})")
-    if r.detector not in ("haar", "blazeface", "ssd"):
-        bad("runtime.detector", f"{r.detector!r} is not one of haar, blazeface, ssd")
-    if r.budget_ms <= 0:
-        bad("runtime.budget_ms", f"must be positive, got {r.budget_ms}")
     need = b.detector_ms.get(r.detector)
     if need is not None and r.budget_ms < float(need) * r.min_detect_scale ** 2:
         bad("runtime.budget_ms", f"{r.budget_ms:g} ms is below what {r.detector} needs on {b.name} even at the "
@@ -167,29 +171,16 @@ def validate(p: Profile) -> None:
                                  f"(estimates: {b.detector_ms})")
     if r.threads is not None and not 1 <= r.threads <= b.cores:
         bad("runtime.threads", f"{r.threads} threads on a {b.cores}-core {b.name}; allowed 1..{b.cores}")
-    if not 0 < r.smoothing_alpha <= 1:
-        bad("runtime.smoothing_alpha", f"must be in (0, 1], got {r.smoothing_alpha}")
-    if not 0 <= r.uncertain_below < 1:
-        bad("runtime.uncertain_below", f"must be in [0, 1), got {r.uncertain_below}")
-    if not 0 < r.min_detect_scale <= r.max_detect_scale <= 1:
-        bad("runtime.min_detect_scale", "need 0 < min_detect_scale <= max_detect_scale <= 1")
-    if r.detect_every < 1 or r.max_faces < 1:
-        bad("runtime.detect_every", "detect_every and max_faces must be at least 1")
     if r.source in ("picamera", "picamera2") and b.camera != "picamera2":
         bad("runtime.source", f"picamera on {b.name}, whose camera stack is {b.camera}")
-    if dep.mode not in MODES:
-        bad("deployment.mode", f"{dep.mode!r} is not one of {', '.join(MODES)}")
     if dep.mode == "sensor":
-        if r.display or r.fullscreen:
-            bad("runtime.display", "a classroom sensor runs headless: display and fullscreen must be false")
-        if dep.keep_images or r.video_out:
-            bad("deployment.keep_images", "a classroom sensor keeps no images: keep_images false, no video_out")
+        if dep.keep_images:
+            bad("deployment.keep_images", "privacy rule: a classroom sensor keeps no face images "
+                                          "(keep_images must be false)")
         if not r.db:
             bad("runtime.db", "a classroom sensor stores interval summaries: set a SQLite path")
     if dep.mode == "kiosk" and not (r.display or r.fullscreen):
         bad("runtime.fullscreen", "a kiosk shows the overlay: set fullscreen (or display) true")
-    if r.video_out and not dep.keep_images:
-        bad("runtime.video_out", "writing video stores images: set deployment.keep_images true to allow it")
 
 
 def list_profiles(search: Path = PROFILES_DIR) -> list[str]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -26,12 +26,23 @@ class Track:
     probs: np.ndarray | None = None          # smoothed class probabilities
     label: str | None = None                 # smoothed label, or "uncertain"; None before any classification
     confidence: float = 0.0
-    velocity: tuple[float, float] = (0.0, 0.0)
-    history: list = field(default_factory=list, repr=False)
+    velocity: tuple[float, float] = (0.0, 0.0)   # px per frame, from the last two detections
+    detected_box: tuple[float, float, float, float] | None = None   # the last box a detector gave
+    visible: float = 1.0                     # share of the box inside the frame (1.0 when not known)
 
     def int_box(self) -> tuple[int, int, int, int]:
         x, y, w, h = self.box
         return int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h)))
+
+
+def visible_fraction(box: Sequence[float], width: int, height: int) -> float:
+    """Share of the area of ``(x, y, w, h)`` that lies inside a ``width x height`` frame."""
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        return 0.0
+    iw = max(0.0, min(x + w, width) - max(x, 0.0))
+    ih = max(0.0, min(y + h, height) - max(y, 0.0))
+    return iw * ih / (w * h)
 
 
 class IoUTracker:
@@ -39,17 +50,32 @@ class IoUTracker:
 
     A detection matched to a track (IoU >= ``iou_threshold``) updates its box; unmatched
     detections start tracks; a track missed by ``max_misses`` consecutive detection rounds is
-    dropped. Between detections boxes move with the track's last velocity (``follow``).
+    dropped. Between detections boxes move with the track's velocity, measured between its last
+    two *detections* (never from its own extrapolated box) (``follow``).
+
+    Given the frame size, tracks stay honest about the frame: a detection or a moved box less
+    than ``min_visible`` inside the frame is not tracked (a face leaving the frame ends its
+    track), so every track can be cropped and classified. Ended tracks are counted, not kept:
+    memory does not grow with the length of a run.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 2):
+    def __init__(self, iou_threshold: float = 0.3, max_misses: int = 2, min_visible: float = 0.5):
+        if not 0 < min_visible <= 1:
+            raise ValueError(f"min_visible must be in (0, 1], got {min_visible}")
         self.iou_threshold = iou_threshold
         self.max_misses = max_misses
+        self.min_visible = min_visible
         self.tracks: list[Track] = []
         self._next_id = 1
-        self.ended: list[Track] = []
+        self.ended = 0                     # tracks ended so far (missed, left the frame, or restarted)
+        self.left_frame = 0                # of those, tracks that moved out of the frame
 
-    def update(self, faces: Sequence[Face], frame_index: int) -> list[Track]:
+    def update(self, faces: Sequence[Face], frame_index: int,
+               frame_size: tuple[int, int] | None = None) -> list[Track]:
+        """Match this frame's detections; ``frame_size`` is ``(width, height)`` of the frame."""
+        if frame_size is not None:
+            faces = [f for f in faces
+                     if min(f.visible, visible_fraction(f.box, *frame_size)) >= self.min_visible]
         pairs = []
         for ti, t in enumerate(self.tracks):
             for fi, f in enumerate(faces):
@@ -64,9 +90,12 @@ class IoUTracker:
             used_t.add(ti)
             used_f.add(fi)
             t, f = self.tracks[ti], faces[fi]
+            box = (float(f.x), float(f.y), float(f.w), float(f.h))
+            last = t.detected_box if t.detected_box is not None else t.box
             dt = max(1, frame_index - t.last_detected_frame)
-            t.velocity = ((f.x - t.box[0]) / dt, (f.y - t.box[1]) / dt)
-            t.box = (float(f.x), float(f.y), float(f.w), float(f.h))
+            t.velocity = ((box[0] - last[0]) / dt, (box[1] - last[1]) / dt)
+            t.box = t.detected_box = box
+            t.visible = 1.0 if frame_size is None else visible_fraction(box, *frame_size)
             t.last_detected_frame = frame_index
             t.misses = 0
             t.hits += 1
@@ -75,28 +104,39 @@ class IoUTracker:
             if ti not in used_t:
                 t.misses += 1
                 if t.misses > self.max_misses:
-                    self.ended.append(t)
+                    self.ended += 1
                     continue
             keep.append(t)
         for fi, f in enumerate(faces):
             if fi not in used_f:
-                keep.append(Track(self._next_id, (float(f.x), float(f.y), float(f.w), float(f.h)), frame_index,
-                                  frame_index))
+                box = (float(f.x), float(f.y), float(f.w), float(f.h))
+                keep.append(Track(self._next_id, box, frame_index, frame_index, detected_box=box,
+                                  visible=1.0 if frame_size is None else visible_fraction(box, *frame_size)))
                 self._next_id += 1
         self.tracks = keep
         return self.tracks
 
     def restart(self) -> None:
         """End every track (the next frame is unrelated to this one); ids keep counting up."""
-        self.ended.extend(self.tracks)
+        self.ended += len(self.tracks)
         self.tracks = []
 
-    def follow(self, frame_index: int) -> list[Track]:
-        """Frames without detection: move boxes by their velocity (one frame's worth)."""
+    def follow(self, frame_index: int, frame_size: tuple[int, int] | None = None) -> list[Track]:
+        """Frames without detection: move boxes by their velocity (one frame's worth). With
+        ``frame_size`` a track whose box is now less than ``min_visible`` inside the frame ends."""
+        keep = []
         for t in self.tracks:
             vx, vy = t.velocity
             x, y, w, h = t.box
             t.box = (x + vx, y + vy, w, h)
+            if frame_size is not None:
+                t.visible = visible_fraction(t.box, *frame_size)
+                if t.visible < self.min_visible:
+                    self.ended += 1
+                    self.left_frame += 1
+                    continue
+            keep.append(t)
+        self.tracks = keep
         return self.tracks
 
     @property

@@ -48,15 +48,25 @@ def _write(tmp_path, text, name="p.yaml"):
      r"runtime.budget_ms: 2 ms is below what ssd needs on Raspberry Pi 4 Model B"),
     ("extends: rpi4\nruntime:\n  delegate: edgetpu\n",
      r"runtime.delegate: 'edgetpu' is not available on Raspberry Pi 4 Model B \(allowed: cpu\)"),
-    ("extends: rpi4\nruntime:\n  delegate: gpu\n", r"runtime.delegate: 'gpu' is not one of cpu, edgetpu"),
+    ("extends: rpi4\nruntime:\n  delegate: gpu\n", r"runtime: key 'delegate' must be one of cpu, edgetpu, got 'gpu'"),
     ("extends: rpi4\nruntime:\n  threads: 8\n", r"runtime.threads: 8 threads on a 4-core"),
     ("extends: rpi4\nwifi: {}\n", r"unknown section\(s\) \['wifi'\]"),
     ("extends: nowhere\n", r"key 'extends': nowhere: no such profile"),
-    ("extends: classroom-sensor-rpi4\nruntime:\n  display: true\n", r"a classroom sensor runs headless"),
+    ("extends: classroom-sensor-rpi4\nruntime:\n  display: true\n", r"runtime: key 'display': privacy rule 'no-images' \(a classroom sensor"),
     ("extends: classroom-sensor-rpi4\nruntime:\n  db: null\n", r"runtime.db: a classroom sensor stores"),
-    ("extends: rpi4\nruntime:\n  video_out: x.mp4\n", r"runtime.video_out: writing video stores images"),
+    ("extends: rpi4\nruntime:\n  video_out: x.mp4\n", r"runtime: key 'video_out': privacy rule 'no-video' forbids storing face images"),
     ("extends: x86-dev\nruntime:\n  source: picamera\n", r"runtime.source: picamera on generic x86-64"),
     ("runtime: [1, 2]\n", r"runtime: expected a mapping"),
+    # every numeric value is range-checked, naming file and key
+    ("extends: rpi4\nruntime:\n  interval_s: -1\n", r"runtime: key 'interval_s' must be > 0 and <= 604800, got -1"),
+    ("extends: rpi4\nruntime:\n  drift_window: 0\n", r"runtime: key 'drift_window' must be >= 10"),
+    ("extends: rpi4\nruntime:\n  metrics_port: 99999\n", r"runtime: key 'metrics_port' must be >= 0 and <= 65535"),
+    ("extends: rpi4\nruntime:\n  threads: 0\n", r"runtime: key 'threads' must be >= 1"),
+    ("extends: rpi4\nboard:\n  detector_ms: {haar: fast}\n",
+     r"board: key 'detector_ms.haar' must be a positive number of milliseconds, got 'fast'"),
+    ("extends: rpi4\ndeployment:\n  log_keep: -2\n", r"deployment: key 'log_keep' must be >= 0"),
+    ("extends: classroom-sensor-rpi4\ndeployment:\n  keep_images: true\n",
+     r"deployment.keep_images: privacy rule: a classroom sensor keeps no face images"),
 ])
 def test_bad_profiles_name_file_key_and_allowed_values(tmp_path, text, match):
     path = _write(tmp_path, text)
