@@ -30,7 +30,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class DriftEvent:
-    timestamp_ns: int
+    time_unix_ns: int             # wall clock (UTC)
     kind: str                     # drift | recovered
     js_divergence: float
     abstention_rate: float
@@ -38,8 +38,14 @@ class DriftEvent:
     window: int
     distribution: dict[str, float]
 
+    run_id: str = ""
+
     def to_dict(self) -> dict:
-        return {"type": self.kind, **{k: v for k, v in self.__dict__.items() if k != "kind"}}
+        from datetime import datetime, timezone
+
+        utc = datetime.fromtimestamp(self.time_unix_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        return {"type": self.kind, "time_utc": utc[:-3] + "Z",
+                **{k: v for k, v in self.__dict__.items() if k != "kind"}}
 
 
 class DriftMonitor:
@@ -70,7 +76,7 @@ class DriftMonitor:
         n = max(1, len(labels))
         return {c: labels.count(c) / n for c in self.class_names}
 
-    def observe(self, label: str, confidence: float, timestamp_ns: int) -> DriftEvent | None:
+    def observe(self, label: str, confidence: float, time_unix_ns: int, run_id: str = "") -> DriftEvent | None:
         self._obs.append((label, confidence))
         if len(self._obs) < self.window:
             return None
@@ -81,7 +87,8 @@ class DriftMonitor:
         bad = self.js > self.threshold or abst > self.reference_abstention + self.abstention_margin
         if bad != self.drifting:
             self.drifting = bad
-            ev = DriftEvent(timestamp_ns, "drift" if bad else "recovered", self.js, abst, conf, len(self._obs), dist)
+            ev = DriftEvent(time_unix_ns, "drift" if bad else "recovered", self.js, abst, conf, len(self._obs), dist,
+                            run_id)
             (log.warning if bad else log.info)("%s: JS divergence %.3f (threshold %.3f), abstention %.1f%%",
                                                ev.kind, self.js, self.threshold, 100 * abst)
             return ev
@@ -89,7 +96,11 @@ class DriftMonitor:
 
 
 class MetricsServer:
-    """``/metrics`` (Prometheus text format) and ``/health`` (JSON) from a snapshot function."""
+    """``/metrics`` (Prometheus text format) and ``/health`` (JSON) from a snapshot function.
+
+    ``/health`` answers 200 with ``"status": "ok"`` while frames flow and records are written,
+    and 503 with the problems otherwise: ``stale`` (no frame for ``stale_after_s``: a camera that
+    is down), ``storage`` (records not being written: disk full or below the floor)."""
 
     def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 9108):
         self.snapshot = snapshot
@@ -104,9 +115,19 @@ class MetricsServer:
                     ctype = "text/plain; version=0.0.4"
                 elif self.path.startswith("/health"):
                     snap = outer.snapshot()
-                    body = json.dumps({"status": "ok", "frames": snap.get("frames", 0),
+                    problems = list(snap.get("problems", []))
+                    body = json.dumps({"status": "ok" if not problems else "unhealthy", "problems": problems,
+                                       "frames": snap.get("frames", 0),
+                                       "last_frame_age_s": snap.get("last_frame_age_s"),
+                                       "records_lost": snap.get("records_lost", 0),
                                        "drifting": snap.get("drifting", False)}).encode()
                     ctype = "application/json"
+                    self.send_response(200 if not problems else 503)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 else:
                     self.send_error(404)
                     return
@@ -119,7 +140,11 @@ class MetricsServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics endpoint {host}:{port} (runtime.metrics_port): cannot listen: "
+                                     f"{exc.strerror or exc}") from exc
         self.address = self.httpd.server_address
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
         self._thread.start()
@@ -145,6 +170,8 @@ def render_prometheus(s: dict) -> str:
     metric("emoedge_faces_tracked", "gauge", "Faces tracked on the last frame.", s.get("faces", 0))
     metric("emoedge_classifications_total", "counter", "Faces classified.", s.get("classifications", 0))
     metric("emoedge_budget_misses_total", "counter", "Frames over the latency budget.", s.get("budget_misses", 0))
+    metric("emoedge_records_lost_total", "counter", "Records that could not be written.", s.get("records_lost", 0))
+    metric("emoedge_last_frame_age_seconds", "gauge", "Seconds since the last frame.", s.get("last_frame_age_s", 0.0))
     metric("emoedge_frame_latency_ms", "gauge", "Last frame's latency in milliseconds.", s.get("frame_ms", 0.0))
     metric("emoedge_drift_js_divergence", "gauge", "JS divergence of predicted classes from the reference.",
            s.get("js", 0.0))

@@ -8,7 +8,11 @@ cleanly and every sink is flushed and closed.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
+import math
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -20,17 +24,24 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.config import RuntimeConfig
+from emoedge.edge.config import Deployment, RuntimeConfig
 from emoedge.edge.detect import make_detector
+from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_WRITE, BadInputError, WriteError
 from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.monitor import DriftMonitor, MetricsServer
 from emoedge.edge.preprocess import preprocess_faces, to_gray
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
-from emoedge.edge.sinks import (Aggregator, DisplaySink, FaceEvent, IntervalSummary, JsonlSink, Sink, SqliteSink,
-                                VideoSink)
+from emoedge.edge.sinks import (Aggregator, DiskFloor, DisplaySink, FaceEvent, IntervalSummary, JsonlSink, RunInfo,
+                                Sink, SqliteSink, VideoSink, export_csv)
 from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.tracking import EmaSmoother, IoUTracker
+
+log = logging.getLogger("emoedge.edge.pipeline")
+
+LAWFUL_USE = ("the EU AI Act (Regulation (EU) 2024/1689, Article 5(1)(f)) prohibits emotion recognition in "
+              "workplaces and education institutions since 2 February 2025, except for medical or safety reasons; "
+              "see the README's 'Lawful use'")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,48 @@ class StageLatency:
     p95_ms: float
     p99_ms: float
     max_ms: float
+
+
+class LatencyStats:
+    """Streaming latency statistics in constant memory: exact count, mean and max, percentiles
+    from a log-spaced histogram (bins 1% wide from 1 us to 100 s, so a percentile is within 1%).
+    Written by hand to keep the device install small (no extra package for ~30 lines)."""
+
+    LO_MS, HI_MS, RATIO = 1e-3, 1e5, 1.01
+
+    def __init__(self):
+        self._log_r = math.log(self.RATIO)
+        self.nbins = int(math.ceil(math.log(self.HI_MS / self.LO_MS) / self._log_r)) + 2
+        self.counts = np.zeros(self.nbins, dtype=np.int64)
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def add(self, ms: float) -> None:
+        self.n += 1
+        self.total += ms
+        if ms > self.max:
+            self.max = ms
+        if ms <= self.LO_MS:
+            i = 0
+        else:
+            i = min(self.nbins - 1, int(math.log(ms / self.LO_MS) / self._log_r) + 1)
+        self.counts[i] += 1
+
+    def percentile(self, q: float) -> float:
+        if self.n == 0:
+            return 0.0
+        rank = q / 100.0 * self.n
+        i = int(np.searchsorted(np.cumsum(self.counts), max(rank, 1), side="left"))
+        if i == 0:
+            return min(self.LO_MS, self.max)
+        return min(self.LO_MS * self.RATIO ** (i - 0.5), self.max)   # the bin's geometric middle
+
+    def summary(self) -> StageLatency:
+        if self.n == 0:
+            return StageLatency(0.0, 0.0, 0.0, 0.0, 0.0)
+        return StageLatency(self.total / self.n, self.percentile(50), self.percentile(95), self.percentile(99),
+                            self.max)
 
 
 @dataclass(frozen=True)
@@ -65,9 +118,27 @@ class RunSummary:
     events_written: int
     intervals_written: int
     stopped_by: str                       # end | max_frames | signal | display | source_failed | error
+    run_id: str = ""
+    started_utc: str = ""
+    tracks_left_frame: int = 0            # tracks ended because the face moved out of the frame
+    records_lost: int = 0                 # records (events, intervals, video frames) not written
+    write_errors: tuple[str, ...] = ()    # what went wrong writing them, per file
+    unreadable_inputs: int = 0            # input files skipped as unreadable
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 done; 3 the source was lost; 4 records were lost; 2 input files were unreadable."""
+        if self.stopped_by == "source_failed":
+            return EXIT_SOURCE
+        if self.records_lost or self.write_errors:
+            return EXIT_WRITE
+        if self.unreadable_inputs:
+            return EXIT_BAD_INPUT
+        return EXIT_OK
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "exit_code": self.exit_code}
 
     def text(self) -> str:
         lines = [f"{self.frames} frames in {self.duration_s:.1f} s = {self.fps:.1f} FPS from {self.source} "
@@ -78,30 +149,44 @@ class RunSummary:
                  f"(by stage: {', '.join(f'{k} {v}' for k, v in self.misses_by_stage.items() if v) or 'none'})",
                  "latency ms (p50 / p95 / p99): " + "; ".join(
                      f"{k} {v.p50_ms:.2f}/{v.p95_ms:.2f}/{v.p99_ms:.2f}" for k, v in self.latency.items()),
-                 f"events {self.events_written}, intervals {self.intervals_written}; stopped by {self.stopped_by}"]
+                 f"events {self.events_written}, intervals {self.intervals_written}; stopped by {self.stopped_by}"
+                 f"; run {self.run_id} started {self.started_utc}"]
+        if self.unreadable_inputs:
+            lines.append(f"unreadable input files skipped: {self.unreadable_inputs} (named in the log above)")
+        if self.records_lost or self.write_errors:
+            lines.append(f"RECORDS LOST: {self.records_lost}; " + "; ".join(self.write_errors))
+        if self.error:
+            lines.append(f"error: {self.error}")
         return "\n".join(lines)
 
 
-def _latency(values: Sequence[float]) -> StageLatency:
-    if not values:
-        return StageLatency(0.0, 0.0, 0.0, 0.0, 0.0)
-    a = np.asarray(values, dtype=np.float64)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return StageLatency(float(a.mean()), float(p50), float(p95), float(p99), float(a.max()))
-
-
 class Pipeline:
-    def __init__(self, config: RuntimeConfig | None = None, *, source: FrameSource | None = None,
-                 detector=None, classifier: FaceClassifier | None = None, sinks: Sequence[Sink] | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns, status: Callable[[str], None] | None = None):
+    def __init__(self, config: RuntimeConfig | None = None, *, deployment: Deployment | None = None,
+                 source: FrameSource | None = None, detector=None, classifier: FaceClassifier | None = None,
+                 sinks: Sequence[Sink] | None = None, clock: Callable[[], int] = time.monotonic_ns,
+                 wall_clock: Callable[[], int] = time.time_ns, status: Callable[[str], None] | None = None):
         self.config = c = config or RuntimeConfig()
+        self.deployment = deployment
         self.clock = clock
+        self.wall_clock = wall_clock
         self.status = status
         self._stop = threading.Event()
         self._stopped_by = "end"
         self.error: str | None = None
+        if c.require_purpose and not (c.purpose and c.jurisdiction):
+            raise BadInputError(
+                "this deployment (a classroom sensor) does not start until its purpose and jurisdiction are set: "
+                "--set deployment.purpose='...' --set deployment.jurisdiction=... (e.g. a medical or safety "
+                f"purpose, or a country outside the EU); {LAWFUL_USE}")
+        if c.purpose or c.jurisdiction:
+            log.warning("deployment purpose: %s; jurisdiction: %s (stored with every record)", c.purpose or "-",
+                        c.jurisdiction or "-")
+        self._log_handler = self._make_log_file()
         self.source = source or open_source(c.source, clock=clock, realtime=c.realtime, width=c.width,
-                                            height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height))
+                                            height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height),
+                                            loop=c.loop)
+        self.sinks: list[Sink] = []
+        self.metrics = None
         try:
             self.detector = detector or make_detector(c.detector, c.detector_dir, c.threads, c.min_face_score)
             if classifier is None:
@@ -114,25 +199,61 @@ class Pipeline:
             self.smoother = EmaSmoother(self.class_names, c.smoothing_alpha, c.uncertain_below)
             self.scheduler = BudgetScheduler(c.budget_ms, c.detect_every, c.max_faces, c.adapt, c.min_detect_scale,
                                              c.max_detect_scale)
-            self.aggregator = Aggregator(self.class_names, c.interval_s)
             self.monitor = self._make_monitor()
             self.snapshot: dict = {"frames": 0}
-            self.metrics = MetricsServer(lambda: dict(self.snapshot), c.metrics_host, c.metrics_port) \
-                if c.metrics_port is not None else None
+            self._last_frame_ns: int | None = None
+            self._started_ns = clock()
+            self.records_lost = 0
+            self._failing: dict[int, str] = {}     # sink id -> its current write problem
+            self.write_errors: dict[str, str] = {}  # file -> first problem, for the summary
             if sinks is None:
-                sinks = []
+                floor = DiskFloor(c.min_free_mb)
                 if c.events:
-                    sinks.append(JsonlSink(c.events))
+                    self.sinks.append(JsonlSink(c.events, floor))
                 if c.db:
-                    sinks.append(SqliteSink(c.db))
+                    self.sinks.append(SqliteSink(c.db, floor, c.retention_days))
                 if c.video_out:
-                    sinks.append(VideoSink(c.video_out, fps=1000.0 / c.budget_ms))
+                    fps = self.source.fps or c.fps or 15.0
+                    self.sinks.append(VideoSink(c.video_out, fps=fps, timed=not self.source.independent_frames))
                 if c.display or c.fullscreen:
-                    sinks.append(DisplaySink(fullscreen=c.fullscreen))
-            self.sinks = list(sinks)
+                    self.sinks.append(DisplaySink(fullscreen=c.fullscreen))
+            else:
+                self.sinks = list(sinks)
+            self._csv = self._csv_export_path()
+            self._next_export_ns = 0
+            self.metrics = MetricsServer(self._health_snapshot, c.metrics_host, c.metrics_port) \
+                if c.metrics_port is not None else None
         except BaseException:
-            self.source.close()
+            self._close_quietly()
             raise
+
+    # -- set-up helpers -----------------------------------------------------------------------
+    def _make_log_file(self) -> logging.Handler | None:
+        """The deployment's rotated log file (warnings and errors) in its data folder."""
+        d = self.deployment
+        if d is None or not d.log_file:
+            return None
+        path = Path(d.data_dir) / d.log_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            h = logging.handlers.RotatingFileHandler(path, maxBytes=int(d.log_max_mb * 2**20),
+                                                     backupCount=d.log_keep, encoding="utf-8")
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot open the log file (deployment.log_file): {exc.strerror or exc}") from exc
+        h.setLevel(logging.INFO)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("emoedge").addHandler(h)
+        if logging.getLogger("emoedge").level == logging.NOTSET or logging.getLogger("emoedge").level > logging.INFO:
+            logging.getLogger("emoedge").setLevel(logging.INFO)
+        return h
+
+    def _csv_export_path(self) -> Path | None:
+        d = self.deployment
+        if d is None or not d.export_csv:
+            return None
+        if not self.config.db:
+            raise BadInputError("deployment.export_csv: the CSV is exported from the SQLite summaries: set runtime.db")
+        return Path(d.data_dir) / "summaries.csv"
 
     def _make_monitor(self) -> DriftMonitor | None:
         """Drift monitoring against the reference distribution the model's manifest records."""
@@ -145,6 +266,19 @@ class Pipeline:
         return DriftMonitor(self.class_names, ref, self.config.drift_window, self.config.drift_threshold,
                             float((manifest or {}).get("reference_abstention", 0.0)))
 
+    def _health_snapshot(self) -> dict:
+        """What /health and /metrics show, computed when asked (the server's thread)."""
+        snap = dict(self.snapshot)
+        last = self._last_frame_ns if self._last_frame_ns is not None else self._started_ns
+        age = (self.clock() - last) / 1e9
+        problems = []
+        if age > self.config.stale_after_s:
+            problems.append(f"stale: no frame for {age:.1f} s (limit {self.config.stale_after_s:g} s)")
+        problems += [f"storage: {msg}" for msg in self._failing.values()]
+        snap.update(last_frame_age_s=round(age, 3), records_lost=self.records_lost, problems=problems)
+        return snap
+
+    # -- stopping -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
         self._stopped_by = reason
         self._stop.set()
@@ -162,19 +296,83 @@ class Pipeline:
             old[sig] = signal.signal(sig, handler)
         return old
 
+    # -- writing records ------------------------------------------------------------------------
+    def _deliver(self, method: str, item) -> int:
+        """Give ``item`` to every sink. A sink that cannot write (disk full, below the free-space
+        floor, I/O error) loses this record, which is counted and said once per outage; the run
+        goes on and the sink is tried again with the next record. Returns sinks that took it."""
+        ok = 0
+        for s in self.sinks:
+            try:
+                getattr(s, method)(item)
+            except (WriteError, OSError, sqlite3.Error) as exc:
+                self._write_failed(s, exc)
+                continue
+            ok += 1
+            if id(s) in self._failing and method != "on_frame":
+                log.warning("%s: writing again (%d record(s) lost in all so far)", getattr(s, "path", s),
+                            self.records_lost)
+                del self._failing[id(s)]
+        return ok
+
+    def _write_failed(self, sink: Sink, exc: BaseException) -> None:
+        self.records_lost += 1
+        msg = str(exc) if isinstance(exc, WriteError) else f"{getattr(sink, 'path', type(sink).__name__)}: {exc}"
+        where = str(getattr(sink, "path", type(sink).__name__))
+        self.write_errors.setdefault(where, msg)
+        if id(sink) not in self._failing:
+            self._failing[id(sink)] = msg
+            log.error("%s; records are not written until this is fixed (the run goes on; /health says so)", msg)
+
+    def _emit_interval(self, summary: IntervalSummary) -> int:
+        now = self.wall_clock()
+        for s in self.sinks:
+            if isinstance(s, SqliteSink):
+                try:
+                    s.prune(now)
+                except WriteError as exc:
+                    self._write_failed(s, exc)
+        self._deliver("on_interval", summary)
+        if self._csv is not None and now >= self._next_export_ns:
+            self._export_csv(now)
+        return 1
+
+    def _export_csv(self, now: int) -> None:
+        self._next_export_ns = now + int(self.deployment.export_every_min * 60e9)
+        try:
+            DiskFloor(self.config.min_free_mb).check(self._csv)
+            export_csv(self.config.db, self._csv)
+        except (WriteError, OSError, sqlite3.Error) as exc:
+            self.records_lost += 1
+            self.write_errors.setdefault(str(self._csv), str(exc))
+            log.error("%s", exc)
+
+    # -- the frame loop -------------------------------------------------------------------------
     def run(self, max_frames: int | None = None) -> RunSummary:
         c = self.config
         max_frames = max_frames if max_frames is not None else c.max_frames
         old_handlers = self._install_signals()
-        times: dict[str, list[float]] = {s: [] for s in STAGES}
-        times["frame"] = []
+        stats = {s: LatencyStats() for s in STAGES + ("frame",)}
         labels: Counter = Counter()
         frames = frames_with_faces = classifications = events = intervals = 0
         detection_frames = detections = 0
+        model_name = str(getattr(self.classifier, "model_path", "?"))
+        det_name = getattr(self.detector, "name", type(self.detector).__name__)
+        run = RunInfo.new(self.wall_clock(), source=self.source.name, model=model_name, detector=det_name,
+                          purpose=c.purpose, jurisdiction=c.jurisdiction)
+        aggregator = Aggregator(self.class_names, c.interval_s, run.run_id)
         t_start = self.clock()
+        self._started_ns = t_start
         last_status = last_pet = t_start
         ms = 1e-6
         notifier = Notifier()
+        for s in self.sinks:
+            if isinstance(s, SqliteSink):
+                try:
+                    s.prune(run.started_unix_ns)
+                except WriteError as exc:
+                    self._write_failed(s, exc)
+        self._deliver("on_start", run)
         notifier.notify("READY=1")
         try:
             while not self._stop.is_set():
@@ -187,16 +385,19 @@ class Pipeline:
                 except SourceError as exc:  # the camera is gone after its reconnect attempts: stop cleanly
                     self._stopped_by = "source_failed"
                     self.error = str(exc)
-                    print(f"emoedge: {exc}; stopping (everything recorded so far is kept)", file=sys.stderr)
+                    log.error("%s; stopping (everything recorded so far is kept)", exc)
                     break
                 t1 = self.clock()
                 if frame is None:
                     if not self._stop.is_set():
                         self._stopped_by = "end"
                     break
+                self._last_frame_ns = t1
+                wall = self.wall_clock()
                 work = frame.gray if frame.gray is not None else frame.image
+                size = (work.shape[1], work.shape[0])
                 scale = frame.image.shape[1] / work.shape[1]
-                if self.source.independent_frames:  # unrelated photos: detect each, track nothing across
+                if self.source.independent_frames or frame.discontinuity:  # unrelated to the last frame
                     self.tracker.restart()
                 plan = self.scheduler.plan(frames, self.tracker.tracks)
                 detect_ms = 0.0
@@ -206,10 +407,10 @@ class Pipeline:
                     detection_frames += 1
                     detections += len(faces)
                     detect_ms = (t2 - t1) * ms
-                    tracks = self.tracker.update(faces, frames)
+                    tracks = self.tracker.update(faces, frames, size)
                 else:
                     t2 = t1
-                    tracks = self.tracker.follow(frames)
+                    tracks = self.tracker.follow(frames, size)
                 t3 = self.clock()
                 chosen = self.scheduler.choose(tracks, plan.max_faces)
                 pre_ms = cls_ms = 0.0
@@ -224,16 +425,14 @@ class Pipeline:
                         before = t.label
                         self.smoother.observe(t, p, frames)
                         if self.monitor is not None:
-                            drift = self.monitor.observe(t.label, t.confidence, frame.timestamp_ns)
+                            drift = self.monitor.observe(t.label, t.confidence, wall, run.run_id)
                             if drift is not None:
-                                for s in self.sinks:
-                                    s.on_event(drift)
+                                self._deliver("on_event", drift)
                                 events += 1
                         if t.label != before:
-                            ev = FaceEvent(frame.timestamp_ns, frame.index, t.track_id, t.label, before,
-                                           round(t.confidence, 4), t.int_box())
-                            for s in self.sinks:
-                                s.on_event(ev)
+                            ev = FaceEvent(wall, frame.index, t.track_id, t.label, before, round(t.confidence, 4),
+                                           t.int_box(), run.run_id)
+                            self._deliver("on_event", ev)
                             events += 1
                     classifications += len(chosen)
                 t6 = self.clock()
@@ -242,19 +441,22 @@ class Pipeline:
                 for t in tracks:
                     if t.label is not None:
                         labels[t.label] += 1
-                done = self.aggregator.add(frame.timestamp_ns, tracks)
+                done = aggregator.add(frame.timestamp_ns, tracks, wall)
                 if done is not None:
                     intervals += self._emit_interval(done)
                 for s in self.sinks:
-                    s.on_frame(frame, tracks, scale)
+                    try:
+                        s.on_frame(frame, tracks, scale)
+                    except (WriteError, OSError) as exc:
+                        self._write_failed(s, exc)
                     if getattr(s, "quit", False):
                         self.stop("display")
                 t7 = self.clock()
                 stage_ms = {"capture": (t1 - t0) * ms, "detect": detect_ms, "track": (t3 - t2) * ms,
                             "preprocess": pre_ms, "classify": cls_ms, "sinks": (t7 - t6) * ms}
                 for k, v in stage_ms.items():
-                    times[k].append(v)
-                times["frame"].append((t7 - t0) * ms)
+                    stats[k].add(v)
+                stats["frame"].add((t7 - t0) * ms)
                 self.scheduler.record(plan, stage_ms, len(chosen))
                 frames += 1
                 self.snapshot = {"frames": frames, "faces": len(tracks), "classifications": classifications,
@@ -272,39 +474,36 @@ class Pipeline:
                     st = self.scheduler.stats
                     self.status(f"{frames} frames {frames / el if el else 0:.1f} FPS, {len(tracks)} faces, "
                                 f"budget misses {st.misses}/{st.frames}, detect scale {plan.detect_scale:.2f} "
-                                f"every {plan.detect_every}")
+                                f"every {plan.detect_every}" + (f", RECORDS LOST {self.records_lost}"
+                                                                  if self.records_lost else ""))
         except BaseException:
             self._stopped_by = "error"
             raise
         finally:
             notifier.notify("STOPPING=1")
             notifier.close()
-            last = self.aggregator.flush()
+            last = aggregator.flush()
             if last is not None:
-                try:
-                    intervals += self._emit_interval(last)
-                except Exception:  # keep closing the other sinks; the error surfaces below if any
-                    pass
+                intervals += self._emit_interval(last)   # a failure is counted and said, never swallowed
+            if self._csv is not None:
+                self._export_csv(self.wall_clock())
             self._close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
         duration = (self.clock() - t_start) * 1e-9
         st = self.scheduler.stats
         return RunSummary(
-            source=self.source.name, model=str(getattr(self.classifier, "model_path", "?")),
-            detector=getattr(self.detector, "name", type(self.detector).__name__), frames=frames,
+            source=self.source.name, model=model_name, detector=det_name, frames=frames,
             duration_s=duration, fps=frames / duration if duration > 0 else 0.0,
             dropped_frames=self.source.dropped, faces_seen=self.tracker.total_tracks,
             frames_with_faces=frames_with_faces, detection_frames=detection_frames, detections=detections,
             classifications=classifications, labels=dict(labels),
             budget_ms=c.budget_ms, budget_hits=st.hits, budget_misses=st.misses,
-            misses_by_stage=dict(st.misses_by_stage), latency={k: _latency(v) for k, v in times.items()},
-            events_written=events, intervals_written=intervals, stopped_by=self._stopped_by)
-
-    def _emit_interval(self, summary: IntervalSummary) -> int:
-        for s in self.sinks:
-            s.on_interval(summary)
-        return 1
+            misses_by_stage=dict(st.misses_by_stage), latency={k: v.summary() for k, v in stats.items()},
+            events_written=events, intervals_written=intervals, stopped_by=self._stopped_by,
+            run_id=run.run_id, started_utc=run.started_utc, tracks_left_frame=self.tracker.left_frame,
+            records_lost=self.records_lost, write_errors=tuple(self.write_errors.values()),
+            unreadable_inputs=self.source.unreadable, error=self.error)
 
     def _close(self) -> None:
         if self.metrics is not None:
@@ -312,11 +511,27 @@ class Pipeline:
         for s in self.sinks:
             try:
                 s.close()
-            except Exception as exc:  # one failing sink must not keep the others from flushing
-                print(f"emoedge: closing {type(s).__name__} failed: {exc}", file=sys.stderr)
+            except (WriteError, OSError, sqlite3.Error) as exc:  # keep closing the others; counted and said
+                self._write_failed(s, exc)
         self.source.close()
+        if self._log_handler is not None:
+            logging.getLogger("emoedge").removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    def _close_quietly(self) -> None:
+        """Release what __init__ made before it failed (the failure itself is what gets raised)."""
+        for s in self.sinks:
+            try:
+                s.close()
+            except (WriteError, OSError, sqlite3.Error) as exc:
+                log.error("closing %s after a failed start: %s", type(s).__name__, exc)
+        self.source.close() if hasattr(self, "source") else None
+        if self._log_handler is not None:
+            logging.getLogger("emoedge").removeHandler(self._log_handler)
+            self._log_handler.close()
 
 
-def run(config: RuntimeConfig, status: Callable[[str], None] | None = None) -> RunSummary:
+def run(config: RuntimeConfig, status: Callable[[str], None] | None = None,
+        deployment: Deployment | None = None) -> RunSummary:
     """Build a pipeline from ``config`` and run it (the API behind ``emoedge run``)."""
-    return Pipeline(config, status=status).run()
+    return Pipeline(config, deployment=deployment, status=status).run()

@@ -19,15 +19,23 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from emoedge.data.datasets import IMAGE_SUFFIXES
+from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_SOURCE
 
 log = logging.getLogger(__name__)
+
+# (the device side imports nothing else of the project: these mirror emoedge.data.datasets)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".tiff")
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")
 
 
 class SourceError(RuntimeError):
-    """A source that cannot be opened or read; the message names it."""
+    """A source that cannot be opened or read; the message names it. ``exit_code`` is 3 (the
+    source is lost or unavailable) or 2 (a file that is not there or not readable: bad input)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_SOURCE):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,13 +43,16 @@ class Frame:
     image: np.ndarray              # BGR (H, W, 3) for display and colour detectors
     gray: np.ndarray | None        # a ready grayscale plane (Picamera2 lores Y, maybe smaller), if any
     index: int                     # frame number at the source (gaps = dropped frames)
-    timestamp_ns: int              # capture time on the pipeline's clock
+    timestamp_ns: int              # capture time on the pipeline's (monotonic) clock: for durations only
+    discontinuity: bool = False    # not continuous with the previous frame (a looped file started over)
 
 
 class FrameSource:
     name = "source"
     live = False
     independent_frames = False   # frames unrelated to each other (a folder of photos): no tracking across them
+    fps: float | None = None     # the source's own frame rate, when it has one
+    unreadable: int = 0          # input files skipped because they could not be read
 
     def read(self) -> Frame | None:
         raise NotImplementedError
@@ -64,51 +75,71 @@ class FrameSource:
 
 
 class ImageSource(FrameSource):
-    """One image file, or every image of a folder (sorted), each once (or ``repeat`` times)."""
+    """One image file, or every image of a folder (sorted), each once, ``repeat`` times, or
+    forever (``repeat=None``: ``--loop``). In a folder an unreadable file is reported (logged,
+    counted in ``unreadable``) and skipped; a single unreadable file is an error."""
 
     independent_frames = True
+    fps = 1.0   # a video of the overlay shows each photo for a second
 
-    def __init__(self, path: str | Path, repeat: int = 1, clock: Callable[[], int] = time.monotonic_ns):
+    def __init__(self, path: str | Path, repeat: int | None = 1, clock: Callable[[], int] = time.monotonic_ns):
         self.path = Path(path)
         if self.path.is_dir():
             self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
-                raise SourceError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                raise SourceError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder",
+                                  EXIT_BAD_INPUT)
         elif self.path.is_file():
             self.files = [self.path]
         else:
-            raise SourceError(f"{self.path}: image file or folder not found")
+            raise SourceError(f"{self.path}: image file or folder not found", EXIT_BAD_INPUT)
         self.name = f"images:{self.path}"
         self.repeat = repeat
         self.clock = clock
         self._i = 0
-        self._cache: dict[Path, np.ndarray] = {}
+        self._bad: set[Path] = set()
+        self.unreadable = 0
+        # repeated small sets are kept decoded (a demo, a soak test); large folders are read each time
+        self._cache: dict[Path, np.ndarray] | None = {} if len(self.files) <= 64 else None
 
     def read(self) -> Frame | None:
-        if self._i >= len(self.files) * self.repeat:
-            return None
-        p = self.files[self._i % len(self.files)]
-        img = self._cache.get(p)
-        if img is None:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        while True:
+            if self.repeat is not None and self._i >= len(self.files) * self.repeat:
+                return None
+            if len(self._bad) == len(self.files):
+                raise SourceError(f"{self.path}: none of its {len(self.files)} image(s) is readable", EXIT_BAD_INPUT)
+            p = self.files[self._i % len(self.files)]
+            self._i += 1
+            if p in self._bad:
+                continue
+            img = self._cache.get(p) if self._cache is not None else None
             if img is None:
-                raise SourceError(f"{p}: not a readable image")
-            if self.repeat > 1:
-                self._cache[p] = img
-        self._i += 1
-        return Frame(img, None, self._i - 1, self.clock())
+                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                if img is None:
+                    if len(self.files) == 1:
+                        raise SourceError(f"{p}: not a readable image", EXIT_BAD_INPUT)
+                    self._bad.add(p)
+                    self.unreadable += 1
+                    log.error("%s: not a readable image; skipped (the other images go on)", p)
+                    continue
+                if self._cache is not None and self.repeat != 1:
+                    self._cache[p] = img
+            return Frame(img, None, self._i - 1, self.clock())
 
 
 class DemoSource(ImageSource):
     """matplotlib's ``grace_hopper.jpg`` (a real face), ``repeat`` times, like a still camera."""
 
     independent_frames = False
+    fps = 15.0
 
-    def __init__(self, repeat: int = 30, clock: Callable[[], int] = time.monotonic_ns):
+    def __init__(self, repeat: int | None = 30, clock: Callable[[], int] = time.monotonic_ns):
         from emoedge.edge.classify import demo_image
 
         self.files = [Path("grace_hopper.jpg")]
         self._cache = {self.files[0]: demo_image()}
+        self._bad = set()
+        self.unreadable = 0
         self.path = self.files[0]
         self.name = "demo:grace_hopper.jpg"
         self.repeat = repeat
@@ -118,48 +149,84 @@ class DemoSource(ImageSource):
 
 class VideoFileSource(FrameSource):
     """A video file, frame by frame. Offline (default) every frame is processed and stamped with
-    its media time. With ``realtime`` the file plays at its own frame rate on the pipeline's clock
-    and frames the pipeline is too slow for are skipped (counted as dropped)."""
+    its media time. With ``realtime`` the file plays at its own frame rate on the pipeline's clock:
+    the source waits when the pipeline is early and skips frames it is too slow for (counted as
+    dropped). With ``loop`` it starts over at the end, forever (the first frame of each pass is
+    marked as a discontinuity, so tracks do not jump across the cut)."""
 
-    def __init__(self, path: str | Path, realtime: bool = False, clock: Callable[[], int] = time.monotonic_ns):
+    def __init__(self, path: str | Path, realtime: bool = False, clock: Callable[[], int] = time.monotonic_ns,
+                 loop: bool = False, sleep: Callable[[float], None] = time.sleep):
         self.path = Path(path)
         if not self.path.is_file():
-            raise SourceError(f"{self.path}: video file not found")
+            raise SourceError(f"{self.path}: video file not found", EXIT_BAD_INPUT)
         self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
-            raise SourceError(f"{self.path}: not a readable video (OpenCV could not open it)")
+            raise SourceError(f"{self.path}: not a readable video (OpenCV could not open it)", EXIT_BAD_INPUT)
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
         self.name = f"video:{self.path}"
         self.realtime = realtime
+        self.loop = loop
         self.clock = clock
-        self._next = 0
+        self.sleep = sleep
+        self._next = 0          # frames delivered or skipped so far, over all passes
+        self._in_pass = 0       # frames read in this pass
         self._dropped = 0
         self._t0: int | None = None
+        self._stop = threading.Event()
 
     @property
     def dropped(self) -> int:
         return self._dropped
 
+    def interrupt(self) -> None:
+        self._stop.set()
+
+    def _grab_next(self, decode: bool) -> tuple[bool, np.ndarray | None, bool]:
+        """(ok, image, discontinuity): the next frame, starting over at the end when looping."""
+        for attempt in range(2):
+            if decode:
+                ok, img = self.cap.read()
+            else:
+                ok, img = self.cap.grab(), None
+            if ok:
+                self._in_pass += 1
+                return True, img, attempt == 1
+            if not self.loop or self._in_pass == 0:
+                return False, None, False
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)   # start over
+            if self.cap.get(cv2.CAP_PROP_POS_FRAMES) != 0:  # a container that cannot seek: reopen it
+                self.cap.release()
+                self.cap = cv2.VideoCapture(str(self.path))
+            self._in_pass = 0
+        return False, None, False
+
     def read(self) -> Frame | None:
         now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
+        cut = False
         if self.realtime:
-            if self._t0 is None:
-                self._t0 = now
             due = int((now - self._t0) * self.fps / 1e9)  # the frame the clock says is current
-            while self._next < due:
-                if not self.cap.grab():
+            if due < self._next:  # early: wait for this frame's time
+                wait_s = (self._t0 + self._next * 1e9 / self.fps - now) / 1e9
+                if wait_s > 0 and self._stop.wait(wait_s):
                     return None
+            while self._next < due:
+                ok, _, c = self._grab_next(decode=False)
+                if not ok:
+                    return None
+                cut |= c
                 self._next += 1
                 self._dropped += 1
-        ok, img = self.cap.read()
+        ok, img, c = self._grab_next(decode=True)
         if not ok or img is None:
             return None
         self._next += 1
-        if not self.realtime:  # offline: the video's own timeline, so intervals are in media time
-            if self._t0 is None:
-                self._t0 = now
-            now = self._t0 + int((self._next - 1) * 1e9 / self.fps)
-        return Frame(img, None, self._next - 1, now)
+        if self.realtime:
+            stamp = self.clock()
+        else:  # offline: the video's own timeline, so intervals are in media time
+            stamp = self._t0 + int((self._next - 1) * 1e9 / self.fps)
+        return Frame(img, None, self._next - 1, stamp, discontinuity=cut or c)
 
     def close(self) -> None:
         self.cap.release()
@@ -311,6 +378,8 @@ class OpenCVCameraSource(_LiveSource):
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         if self.fps:
             cap.set(cv2.CAP_PROP_FPS, self.fps)
+        else:
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or None  # what the camera reports, if anything
         self.cap = cap
 
     def _grab(self):
@@ -377,11 +446,15 @@ class Picamera2Source(_LiveSource):
 
 def open_source(spec: str, clock: Callable[[], int] = time.monotonic_ns, realtime: bool = False,
                 width: int | None = None, height: int | None = None, fps: float | None = None,
-                lores: tuple[int, int] = (640, 360), repeat: int = 1) -> FrameSource:
-    """``demo``, ``picamera``, a camera index/device/GStreamer pipeline, a video, an image or a folder."""
+                lores: tuple[int, int] = (640, 360), repeat: int = 1, loop: bool = False) -> FrameSource:
+    """``demo``, ``picamera``, a camera index/device/GStreamer pipeline, a video, an image or a folder.
+    ``loop`` replays a file source (video, image, folder, demo) forever."""
     s = str(spec)
+    if loop and (s in ("picamera", "picamera2") or s.isdigit() or s.startswith("/dev/video") or "!" in s):
+        raise SourceError(f"{s}: --loop replays files (a video, an image or a folder); a camera is live already",
+                          EXIT_BAD_INPUT)
     if s == "demo":
-        return DemoSource(repeat=max(repeat, 1) if repeat > 1 else 30, clock=clock)
+        return DemoSource(repeat=None if loop else (max(repeat, 1) if repeat > 1 else 30), clock=clock)
     if s in ("picamera", "picamera2"):
         size = (width or 1280, height or 720)
         return Picamera2Source(size=size, lores=lores, fps=fps, clock=clock)
@@ -389,8 +462,8 @@ def open_source(spec: str, clock: Callable[[], int] = time.monotonic_ns, realtim
         return OpenCVCameraSource(s, width, height, fps, clock=clock)
     p = Path(s)
     if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(p, repeat=repeat, clock=clock)
+        return ImageSource(p, repeat=None if loop else repeat, clock=clock)
     if p.suffix.lower() in VIDEO_SUFFIXES or p.is_file():
-        return VideoFileSource(p, realtime=realtime, clock=clock)
+        return VideoFileSource(p, realtime=realtime, clock=clock, loop=loop)
     raise SourceError(f"{s}: not a source: expected demo, picamera, a camera index, /dev/videoN, a GStreamer "
-                      f"pipeline, a video file, an image file or a folder of images")
+                      f"pipeline, a video file, an image file or a folder of images", EXIT_BAD_INPUT)

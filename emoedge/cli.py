@@ -315,21 +315,32 @@ def _cmd_device_ensemble(args) -> int:
 
 def cmd_run(args) -> int:
     import dataclasses
+    import logging
 
-    from emoedge.edge.config import RuntimeConfig, load_yaml
+    from emoedge.edge.config import ConfigError, RuntimeConfig, load_yaml
     from emoedge.edge.pipeline import Pipeline
 
+    logging.basicConfig(level=logging.WARNING, format="emoedge: %(levelname)s: %(message)s", stream=sys.stderr)
+    deployment = None
     base = RuntimeConfig.from_dict(load_yaml(args.config), str(args.config)) if args.config else RuntimeConfig()
+    where = str(args.config) if args.config else "defaults"
     if getattr(args, "profile", None):
         from emoedge.edge.profiles import load_profile
 
-        base = load_profile(args.profile, overrides=args.set or []).runtime
+        prof = load_profile(args.profile, overrides=args.set or [])
+        base, deployment, where = prof.runtime, prof.deployment, prof.path
+    elif args.set:
+        raise ConfigError("--set overrides a profile's values: give --profile (or use the matching flag)")
     overrides = {}
     for f in dataclasses.fields(RuntimeConfig):
         v = getattr(args, f.name, None)
         if v is not None:
             overrides[f.name] = v
-    config = base.replace(**overrides)
+    try:  # the same checks (ranges, the profile's privacy rule) as for the profile itself
+        config = base.replace(**overrides)
+    except ConfigError as exc:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in overrides)
+        raise ConfigError(f"{where} with command-line {flags}: {exc}") from None
     print(f"emoedge run: source {config.source}, model {config.model} ({config.model_format}), detector "
           f"{config.detector}, budget {config.budget_ms:.0f} ms", file=sys.stderr)
 
@@ -343,12 +354,18 @@ def cmd_run(args) -> int:
             print(line, file=sys.stderr, flush=True)
         calls[0] += 1
 
-    summary = Pipeline(config, status=status).run()
+    summary = Pipeline(config, deployment=deployment, status=status).run()
     print("", file=sys.stderr)
     print(summary.text())
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    return 0
+    if summary.exit_code:
+        print(f"emoedge run: exit {summary.exit_code} ({_EXIT_MEANING.get(summary.exit_code, '?')})", file=sys.stderr)
+    return summary.exit_code
+
+
+_EXIT_MEANING = {1: "unexpected error", 2: "bad input", 3: "source lost", 4: "records not written",
+                 130: "interrupted"}
 
 
 def cmd_profile(args) -> int:
@@ -402,7 +419,20 @@ def cmd_models_fetch(args) -> int:
     return 0
 
 
+def _bench_failures(what: str, rows) -> int:
+    """Name the failed rows of a bench run on stderr; the exit code: 1 when every row failed, else 0."""
+    failed = [r for r in rows if r.status != "ok"]
+    if failed:
+        every = len(failed) == len(rows)
+        print(f"emoedge bench {what}: {len(failed)} of {len(rows)} row(s) failed"
+              + (" (all of them)" if every else "") + ":", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.name}: {r.reason or 'no reason given'}", file=sys.stderr)
+    return 1 if not rows or len(failed) == len(rows) else 0
+
+
 def _bench_write(args, models=None, pipelines=None, targets=None) -> int:
+    """Write results.json and the report; the exit code: 1 when every model or pipeline row given failed."""
     from emoedge.benchmarks.report import build_results, compare, write_report
 
     out = Path(args.out)
@@ -420,7 +450,12 @@ def _bench_write(args, models=None, pipelines=None, targets=None) -> int:
         for r in rows:
             print(f"  {r['kind']:8s} {r['name']}: {r['status']}")
     print(f"wrote {out}/results.json and {md}")
-    return 0
+    rc = 0
+    if models is not None:
+        rc = max(rc, _bench_failures("models", models))
+    if pipelines is not None:
+        rc = max(rc, _bench_failures("pipeline", pipelines))
+    return rc
 
 
 def cmd_bench_models(args) -> int:
@@ -513,12 +548,16 @@ def cmd_bench_all(args) -> int:
     from emoedge.benchmarks.targets import evaluate_targets
 
     args.peer = args.peer or []
-    cmd_bench_models(args)
+    failed = [cmd_bench_models(args)]          # each names its failed rows on stderr
     if args.source:
-        cmd_bench_pipeline(args)
+        failed.append(cmd_bench_pipeline(args))
     res = json.loads((Path(args.out) / "results.json").read_text())
     targets = evaluate_targets(res, peer_name=args.peer_name)
-    return _bench_write(args, targets=targets)
+    rc = _bench_write(args, targets=targets)
+    if all(failed):                            # every model row and every pipeline row failed
+        print("emoedge bench all: every row failed (exit 1)", file=sys.stderr)
+        return 1
+    return rc
 
 
 def cmd_models_list(args) -> int:
@@ -637,23 +676,39 @@ def build_parser() -> argparse.ArgumentParser:
                    "an image or a folder")
     p.add_argument("--model", help="a shipped model name or a .tflite/.onnx file")
     p.add_argument("--model-format", dest="model_format", help="format of a shipped model (int8, float32, ...)")
-    p.add_argument("--delegate", choices=["cpu", "edgetpu"])
-    p.add_argument("--threads", type=int)
-    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"])
-    p.add_argument("--detector-dir", dest="detector_dir")
-    p.add_argument("--budget-ms", dest="budget_ms", type=float)
-    p.add_argument("--detect-every", dest="detect_every", type=int)
-    p.add_argument("--max-faces", dest="max_faces", type=int)
-    p.add_argument("--uncertain-below", dest="uncertain_below", type=float)
-    p.add_argument("--interval-s", dest="interval_s", type=float)
-    p.add_argument("--max-frames", dest="max_frames", type=int)
-    p.add_argument("--display", dest="display", action="store_true", default=None)
-    p.add_argument("--no-display", dest="display", action="store_false")
-    p.add_argument("--fullscreen", action="store_true", default=None)
-    p.add_argument("--realtime", action="store_true", default=None, help="play files at their frame rate")
-    p.add_argument("--events", help="JSON Lines event stream")
-    p.add_argument("--db", help="SQLite summaries")
-    p.add_argument("--video-out", dest="video_out", help="write the overlay video here (stores images)")
+    p.add_argument("--delegate", choices=["cpu", "edgetpu"], help="where the classifier runs (default cpu)")
+    p.add_argument("--threads", type=int, help="interpreter threads, 1 or more (default: the back-end's)")
+    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"], help="face detector (default haar)")
+    p.add_argument("--detector-dir", dest="detector_dir",
+                   help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--budget-ms", dest="budget_ms", type=float, help="per-frame latency budget in ms (default 66)")
+    p.add_argument("--detect-every", dest="detect_every", type=int,
+                   help="run the detector every N frames, track in between (default 5)")
+    p.add_argument("--max-faces", dest="max_faces", type=int, help="faces classified per frame at most (default 4)")
+    p.add_argument("--uncertain-below", dest="uncertain_below", type=float,
+                   help="smoothed confidence below this is labelled 'uncertain' (default 0.4)")
+    p.add_argument("--interval-s", dest="interval_s", type=float,
+                   help="seconds per interval summary (default 60)")
+    p.add_argument("--max-frames", dest="max_frames", type=int, help="stop after this many frames")
+    p.add_argument("--display", dest="display", action="store_true", default=None,
+                   help="show the overlay in a window (needs GUI OpenCV; refused by a no-images profile)")
+    p.add_argument("--no-display", dest="display", action="store_false", help="no window")
+    p.add_argument("--fullscreen", action="store_true", default=None, help="kiosk: the overlay full screen")
+    p.add_argument("--realtime", action="store_true", default=None,
+                   help="play files at their own frame rate (wait when early, skip frames when late)")
+    p.add_argument("--loop", action="store_true", default=None,
+                   help="replay a video file, image or folder forever (soak tests, kiosk demos)")
+    p.add_argument("--events", help="JSON Lines file: a run line, label changes, interval summaries")
+    p.add_argument("--db", help="SQLite file of interval summaries (wall-clock UTC, run and boot ids)")
+    p.add_argument("--video-out", dest="video_out",
+                   help="write the overlay video here, at the source's pace (stores images: refused by profiles "
+                        "that forbid it)")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int,
+                   help="serve /health and /metrics on 127.0.0.1:PORT (0..65535)")
+    p.add_argument("--retention-days", dest="retention_days", type=float,
+                   help="delete stored summaries older than this many days (default: keep all)")
+    p.add_argument("--min-free-mb", dest="min_free_mb", type=float,
+                   help="write no record while the disk has less than this free (default 50 MB)")
     p.add_argument("--summary-json", help="write the run summary here")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a profile value")
     p.set_defaults(func=cmd_run)
@@ -754,12 +809,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes (``emoedge.edge.errors``): 0 done, 1 unexpected error (traceback), 2 bad input,
+    3 source lost, 4 records not written, 130 interrupted."""
+    from emoedge.edge.errors import exit_code_of
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        code = exit_code_of(exc)
         print(f"emoedge: error: {exc}", file=sys.stderr)
-        return 2
+        return code
     except KeyboardInterrupt:
         print("emoedge: interrupted", file=sys.stderr)
         return 130

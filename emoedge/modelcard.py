@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The "Lawful use" line of every card's "Intended and unintended uses" section (see README.md, "Lawful use").
+LAWFUL_USE = (
+    "- Lawful use: in the EU, the AI Act (Regulation (EU) 2024/1689, Article 5(1)(f), applicable since "
+    "2 February 2025) prohibits placing on the market, putting into service or using AI systems to infer "
+    "emotions of a natural person in the areas of workplace and education institutions, except where the "
+    "system is intended for medical or safety reasons. Do not deploy this model in an EU workplace or "
+    "education institution (a classroom, or a kiosk staffed by employees who face its camera) without such "
+    "a basis; the runtime's `classroom-sensor-rpi4` profile refuses to start until `deployment.purpose` and "
+    "`deployment.jurisdiction` are set, and stores them with every record. This is not legal advice.")
+
 
 def _per_class_table(ev: dict) -> str:
     lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
@@ -164,6 +174,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "differ across cultures and people; a posed or suppressed expression is not a feeling.",
         "- Known limits: 48x48 grayscale crops lose detail; accuracy drops on profile views, occlusion, low "
         "light and very small faces; `disgust` and `fear` are the weakest classes (see recall above).",
+        LAWFUL_USE,
         "",
         "## Privacy behaviour",
         "- The model sees only a 48x48 grayscale crop per face; the runtime stores no image or crop unless "

@@ -75,7 +75,7 @@ def test_metrics_endpoint_answers_on_loopback_only():
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "emoedge_frames_total 7" in body and 'emoedge_label_share{label="happy"} 0.5' in body
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
-        assert health == {"status": "ok", "frames": 7, "drifting": False}
+        assert health["status"] == "ok" and health["frames"] == 7 and health["problems"] == []
         other = _non_loopback_ipv4()
         if other is None:
             pytest.skip("no non-loopback IPv4 interface to try")

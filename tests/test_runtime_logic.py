@@ -204,10 +204,11 @@ import sys, os
 from emoedge.edge.sinks import SqliteSink, IntervalSummary
 db = SqliteSink(sys.argv[1])
 for i in range(3):
-    db.on_interval(IntervalSummary(i, i + 1, 10, 2, 20, {"happy": 1.0}, 0.9))
+    db.on_interval(IntervalSummary(f"r-{i}", "r", i * 10**9, (i + 1) * 10**9, 1.0, 10, 2, 20, {"happy": 1.0}, 0.9))
 db.db.execute("BEGIN")
-db.db.execute("INSERT INTO intervals (start_ns, end_ns, frames, faces_seen, face_observations, mean_confidence, "
-              "share_json) VALUES (9, 9, 1, 1, 1, 0.5, '{}')")
+db.db.execute("INSERT INTO intervals (interval_id, run_id, start_utc, end_utc, start_unix_ns, end_unix_ns, duration_s, "
+              "frames, faces_seen, face_observations, mean_confidence, share_json) "
+              "VALUES ('r-9', 'r', '', '', 9, 9, 0, 1, 1, 1, 0.5, '{}')")
 os._exit(9)   # killed mid-interval: no close, no commit
 """
 
@@ -217,7 +218,7 @@ def test_sqlite_survives_a_writer_killed_mid_interval(tmp_path):
     r = subprocess.run([sys.executable, "-c", CRASHER, str(path)], capture_output=True, text=True)
     assert r.returncode == 9, r.stderr
     rows = read_intervals(path)
-    assert [r["start_ns"] for r in rows] == [0, 1, 2]          # the finished intervals, not the half one
+    assert [r["interval_id"] for r in rows] == ["r-0", "r-1", "r-2"]   # the finished intervals, not the half one
     again = SqliteSink(path)                                  # and it reopens for writing
     again.close()
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -226,7 +227,7 @@ def test_sqlite_survives_a_writer_killed_mid_interval(tmp_path):
 def test_bad_database_path_is_a_clear_error(tmp_path):
     bad = tmp_path / "db.sqlite"
     bad.write_text("this is not a database")
-    with pytest.raises(RuntimeError, match="db.sqlite: cannot use as the summaries database"):
+    with pytest.raises(ValueError, match="db.sqlite: not a SQLite database"):
         SqliteSink(bad)
 
 
@@ -254,11 +255,13 @@ def test_export_summaries_as_csv(tmp_path):
     from emoedge.edge.sinks import IntervalSummary
 
     db = SqliteSink(tmp_path / "s.sqlite")
-    db.on_interval(IntervalSummary(0, 10, 5, 2, 8, {"happy": 0.75, "uncertain": 0.25}, 0.6))
+    db.on_interval(IntervalSummary("r-1", "r", 1_700_000_000 * 10**9, 1_700_000_010 * 10**9, 10.0, 5, 2, 8,
+                                   {"happy": 0.75, "uncertain": 0.25}, 0.6))
     db.close()
     assert main(["export", "--db", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "s.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert rows[0]["share_happy"] == "0.7500" and rows[0]["faces_seen"] == "2"
+    assert rows[0]["start_utc"] == "2023-11-14T22:13:20.000Z"      # wall clock, UTC
     assert main(["export", "--db", str(tmp_path / "none.sqlite"), "--csv", str(tmp_path / "x.csv")]) == 2
 
 

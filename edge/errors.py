@@ -1,0 +1,41 @@
+"""Exit codes and the errors behind them, one per kind of failure, so a script or systemd can
+tell them apart. Every message names the file, key, port or device it is about.
+
+| code | meaning |
+|---:|---|
+| 0 | done (end of input, --max-frames, or a clean stop by SIGTERM/SIGINT) |
+| 1 | an unexpected error (a bug: the traceback is printed) |
+| 2 | bad input: a configuration value, a command-line option, an unreadable input file, a database of another schema |
+| 3 | the source is lost or cannot be opened (camera gone after its reconnect attempts) |
+| 4 | records could not be written (disk full, below the free-space floor, I/O error): the run kept going, some records were lost |
+| 130 | interrupted (Ctrl-C outside a pipeline run) |
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_SOURCE = 3
+EXIT_WRITE = 4
+EXIT_INTERRUPTED = 130
+
+
+class BadInputError(ValueError):
+    """Input the run cannot use (a file, a value, a database of another schema)."""
+    exit_code = EXIT_BAD_INPUT
+
+
+class WriteError(OSError):
+    """Records could not be written; the message names the file."""
+    exit_code = EXIT_WRITE
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code for an error that ends a command."""
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_BAD_INPUT
