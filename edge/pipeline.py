@@ -178,10 +178,10 @@ class Pipeline:
                 "this deployment (a classroom sensor) does not start until its purpose and jurisdiction are set: "
                 "--set deployment.purpose='...' --set deployment.jurisdiction=... (e.g. a medical or safety "
                 f"purpose, or a country outside the EU); {LAWFUL_USE}")
+        self._log_handler = self._make_log_file()
         if c.purpose or c.jurisdiction:
             log.warning("deployment purpose: %s; jurisdiction: %s (stored with every record)", c.purpose or "-",
                         c.jurisdiction or "-")
-        self._log_handler = self._make_log_file()
         self.source = source or open_source(c.source, clock=clock, realtime=c.realtime, width=c.width,
                                             height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height),
                                             loop=c.loop)
@@ -253,7 +253,13 @@ class Pipeline:
             return None
         if not self.config.db:
             raise BadInputError("deployment.export_csv: the CSV is exported from the SQLite summaries: set runtime.db")
-        return Path(d.data_dir) / "summaries.csv"
+        path = Path(d.data_dir) / "summaries.csv"
+        try:  # a data folder that cannot be written is said at start, not after a day of frames
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(f"{path.parent}: cannot create the data folder (deployment.data_dir): "
+                             f"{exc.strerror or exc}") from exc
+        return path
 
     def _make_monitor(self) -> DriftMonitor | None:
         """Drift monitoring against the reference distribution the model's manifest records."""

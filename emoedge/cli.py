@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -315,12 +316,11 @@ def _cmd_device_ensemble(args) -> int:
 
 def cmd_run(args) -> int:
     import dataclasses
-    import logging
 
     from emoedge.edge.config import ConfigError, RuntimeConfig, load_yaml
     from emoedge.edge.pipeline import Pipeline
 
-    logging.basicConfig(level=logging.WARNING, format="emoedge: %(levelname)s: %(message)s", stream=sys.stderr)
+    _log_to_stderr()
     deployment = None
     base = RuntimeConfig.from_dict(load_yaml(args.config), str(args.config)) if args.config else RuntimeConfig()
     where = str(args.config) if args.config else "defaults"
@@ -362,6 +362,23 @@ def cmd_run(args) -> int:
     if summary.exit_code:
         print(f"emoedge run: exit {summary.exit_code} ({_EXIT_MEANING.get(summary.exit_code, '?')})", file=sys.stderr)
     return summary.exit_code
+
+
+class _StderrHandler(logging.Handler):
+    """Log records to whatever sys.stderr is when they are emitted (the journal under systemd)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _log_to_stderr() -> None:
+    root = logging.getLogger("emoedge")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        h = _StderrHandler(logging.WARNING)
+        h.setFormatter(logging.Formatter("emoedge: %(levelname)s: %(message)s"))
+        root.addHandler(h)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
 
 
 _EXIT_MEANING = {1: "unexpected error", 2: "bad input", 3: "source lost", 4: "records not written",
