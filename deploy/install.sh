@@ -2,7 +2,7 @@
 # Install emoedge on a board. Idempotent: every step checks before it acts, so running it again
 # changes nothing that is already right. --dry-run prints what it would do and changes nothing.
 #
-#   deploy/install.sh --board rpi   --mode sensor [--dry-run]   # Raspberry Pi OS Bookworm
+#   deploy/install.sh --board rpi   --mode sensor --purpose "..." --jurisdiction UK [--dry-run]   # Pi OS Bookworm
 #   deploy/install.sh --board coral --mode kiosk  [--dry-run]   # Coral Dev Board (Mendel) / Pi + Coral USB
 #
 # What it does:
@@ -11,10 +11,14 @@
 #   3. a venv in PREFIX with --system-site-packages, so apt's picamera2/libcamera are visible, and
 #      numpy<2 inside it: apt's picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x
 #   4. emoedge itself (pip install of this checkout, base extra only: no TensorFlow on the device)
-#   5. the systemd unit of the chosen mode, a journald size cap, and `emoedge doctor` at the end
+#   5. the systemd unit of the chosen mode, rendered from the profile by `emoedge profile unit` (Restart=,
+#      WatchdogSec=, User=, data folder from its deployment section; --purpose/--jurisdiction go into
+#      ExecStart), a journald size cap, and `emoedge doctor` at the end.
+# A classroom sensor does not start without a purpose and a jurisdiction (EU AI Act Art. 5(1)(f):
+# see README.md, Lawful use).
 set -euo pipefail
 
-BOARD=rpi MODE=sensor DRY=0 PREFIX=/opt/emoedge DATA=/data/emoedge PROFILE=
+BOARD=rpi MODE=sensor DRY=0 PREFIX=/opt/emoedge DATA=/data/emoedge PROFILE= PURPOSE= JURISDICTION=
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,8 +27,10 @@ while [ $# -gt 0 ]; do
     --prefix) PREFIX="$2"; shift 2;;
     --data) DATA="$2"; shift 2;;
     --profile) PROFILE="$2"; shift 2;;
+    --purpose) PURPOSE="$2"; shift 2;;
+    --jurisdiction) JURISDICTION="$2"; shift 2;;
     --dry-run) DRY=1; shift;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -80,8 +86,23 @@ run "$PREFIX/venv/bin/pip" install --upgrade "numpy<2" "$SRC"
 UNIT="emoedge-$MODE.service"
 RENDERED="$(mktemp)"
 trap 'rm -f "$RENDERED"' EXIT
-sed -e "s#/opt/emoedge#$PREFIX#g" -e "s#/data/emoedge#$DATA#g" -e "s#/var/lib/emoedge#$DATA#g" \
-    -e "s#--profile [A-Za-z0-9._-]*#--profile $PROFILE#" "$SRC/deploy/systemd/$UNIT" > "$RENDERED"
+SETS=(--set "deployment.data_dir=$DATA")
+[ "$MODE" = sensor ] && SETS+=(--set "runtime.db=$DATA/summaries.sqlite")
+[ -n "$PURPOSE" ] && SETS+=(--set "deployment.purpose=$PURPOSE")
+[ -n "$JURISDICTION" ] && SETS+=(--set "deployment.jurisdiction=$JURISDICTION")
+if [ "$MODE" = sensor ] && { [ -z "$PURPOSE" ] || [ -z "$JURISDICTION" ]; }; then
+  echo "# WARNING: a classroom sensor does not start without --purpose and --jurisdiction (README.md, Lawful use);" \
+       "the unit is installed, and exits with code 2 until they are given" >&2
+fi
+RENDER=("$PREFIX/venv/bin/emoedge" profile unit "$PROFILE" --template "$SRC/deploy/systemd/$UNIT" --prefix "$PREFIX"
+        "${SETS[@]}")
+echo "+ ${RENDER[*]} > $RENDERED"
+if [ "$DRY" = 0 ]; then
+  "${RENDER[@]}" > "$RENDERED"
+else  # the venv does not exist in a dry run: show the template's paths instead
+  sed -e "s#/opt/emoedge#$PREFIX#g" -e "s#/data/emoedge#$DATA#g" -e "s#/var/lib/emoedge#$DATA#g" \
+      -e "s#--profile [A-Za-z0-9._-]*#--profile $PROFILE#" "$SRC/deploy/systemd/$UNIT" > "$RENDERED"
+fi
 if cmp -s "$RENDERED" "/etc/systemd/system/$UNIT" 2>/dev/null; then
   echo "# $UNIT is up to date"
 else

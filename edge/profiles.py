@@ -185,3 +185,51 @@ def validate(p: Profile) -> None:
 
 def list_profiles(search: Path = PROFILES_DIR) -> list[str]:
     return sorted(p.stem for p in search.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+UNITS_DIR_NAME = "systemd"
+
+
+def render_unit(profile: Profile, template: str, prefix: str = "/opt/emoedge", overrides: Sequence[str] = ()) -> str:
+    """A systemd unit for ``profile`` from a template (``deploy/systemd/*.service``): the
+    deployment's ``restart``, ``watchdog_s``, ``user`` and ``data_dir`` become ``Restart=``,
+    ``WatchdogSec=`` (with ``Type=notify``; 0 removes both), ``User=``, ``WorkingDirectory=`` and
+    ``ReadWritePaths=``; ``ExecStart`` runs ``emoedge run --profile`` with the profile's path and
+    the same ``--set`` overrides (e.g. the purpose and jurisdiction). ``RestartPreventExitStatus=2``: a bad configuration (exit 2) is
+    not restarted in a loop; a lost camera (3) or a full disk (4) is."""
+    import shlex
+
+    d = profile.deployment
+    builtin = Path(profile.path).resolve().parent == PROFILES_DIR.resolve()
+    args = ["--profile", profile.name if builtin else str(Path(profile.path).resolve())]
+    for ov in overrides:
+        args += ["--set", ov]
+    exec_start = f"{prefix}/venv/bin/emoedge run " + " ".join(shlex.quote(a) for a in args)
+    out, in_service = [], False
+    for line in template.splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if line.strip().startswith("["):
+            if in_service:
+                tail = []
+                while out and not out[-1].strip():
+                    tail.append(out.pop())
+                out += _service_extras(d, out) + tail
+            in_service = line.strip() == "[Service]"
+        if key in ("Restart", "WatchdogSec", "User", "WorkingDirectory", "ReadWritePaths", "ExecStart", "Type",
+                   "NotifyAccess", "RestartPreventExitStatus"):
+            continue
+        out.append(line)
+        if line.strip() == "[Service]":
+            out += [f"Type={'notify' if d.watchdog_s else 'simple'}", f"User={d.user}",
+                    f"WorkingDirectory={d.data_dir}", f"ExecStart={exec_start}", f"Restart={d.restart}",
+                    "RestartPreventExitStatus=2"]
+            if d.watchdog_s:
+                out += ["NotifyAccess=main", f"WatchdogSec={d.watchdog_s}"]
+    return "\n".join(out) + "\n"
+
+
+def _service_extras(d: Deployment, lines: list[str]) -> list[str]:
+    """``ReadWritePaths`` for a unit that makes the file system read-only."""
+    if any(ln.strip().startswith("ProtectSystem=strict") for ln in lines):
+        return [f"ReadWritePaths={d.data_dir}"]
+    return []

@@ -397,6 +397,11 @@ def cmd_profile(args) -> int:
                   f"{p.runtime.model_format}, budget {p.runtime.budget_ms:.0f} ms")
         return 0
     prof = load_profile(args.profile, overrides=args.set or [])
+    if args.profile_command == "unit":
+        from emoedge.edge.profiles import render_unit
+
+        print(render_unit(prof, Path(args.template).read_text(), args.prefix, args.set or []), end="")
+        return 0
     if args.profile_command == "check":
         print(f"{prof.path}: ok ({prof.board.name}, {prof.deployment.mode} mode)")
     else:
@@ -745,10 +750,16 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profile", help="device profiles (firmware_configs/)").add_subparsers(
         dest="profile_command", required=True)
     prof.add_parser("list").set_defaults(func=cmd_profile)
-    for name, what in (("check", "validate a profile file or name"), ("show", "the fully resolved settings")):
+    for name, what in (("check", "validate a profile file or name"), ("show", "the fully resolved settings"),
+                       ("unit", "the systemd unit for a profile (Restart, WatchdogSec, User, data folder from its "
+                                "deployment section)")):
         p = prof.add_parser(name, help=what)
         p.add_argument("profile", help="a profile name (e.g. rpi4) or a YAML file")
-        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a value (repeatable), e.g. deployment.purpose='...'")
+        if name == "unit":
+            p.add_argument("--template", required=True, help="a unit template (deploy/systemd/*.service)")
+            p.add_argument("--prefix", default="/opt/emoedge", help="install prefix holding venv/ (default %(default)s)")
         p.set_defaults(func=cmd_profile)
 
     bench = sub.add_parser("bench", help="benchmarks: models and pipelines").add_subparsers(

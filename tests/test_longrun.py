@@ -373,3 +373,27 @@ def test_video_out_plays_at_the_sources_pace(tmp_path):
     fps, n = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     assert s.frames == 24 and fps == pytest.approx(12.0) and n == 24     # 2 s in, 2 s out
+
+
+# -- every deployment field does something ------------------------------------------------------
+def test_the_systemd_unit_is_rendered_from_the_profiles_deployment(capsys):
+    from pathlib import Path
+
+    template = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "emoedge-sensor.service"
+    args = ["profile", "unit", "classroom-sensor-rpi4", "--template", str(template), "--prefix", "/srv/e",
+            "--set", "deployment.watchdog_s=30", "--set", "deployment.restart=on-failure",
+            "--set", "deployment.user=sensor", "--set", "deployment.data_dir=/mnt/d", *PURPOSE]
+    assert main(args) == 0
+    unit = capsys.readouterr().out
+    lines = unit.splitlines()
+    for want in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "User=sensor", "WorkingDirectory=/mnt/d",
+                 "ReadWritePaths=/mnt/d", "RestartPreventExitStatus=2"):
+        assert want in lines, (want, unit)
+    exec_start = next(ln for ln in lines if ln.startswith("ExecStart="))
+    assert exec_start.startswith("ExecStart=/srv/e/venv/bin/emoedge run --profile classroom-sensor-rpi4")
+    assert "'deployment.purpose=safety study under ethics approval'" in exec_start
+    assert lines.index("ReadWritePaths=/mnt/d") < lines.index("[Install]")
+    assert main(["profile", "unit", "classroom-sensor-rpi4", "--template", str(template),
+                 "--set", "deployment.watchdog_s=0"]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert "Type=simple" in plain and not any(ln.startswith("WatchdogSec") for ln in plain)
