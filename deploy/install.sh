@@ -116,5 +116,5 @@ else
   run sh -c 'printf "[Journal]\nSystemMaxUse=50M\n" > /etc/systemd/journald.conf.d/emoedge.conf'
 fi
 run systemctl enable "$UNIT"
-run "$PREFIX/venv/bin/emoedge" doctor --profile "$PROFILE" || true
+run "$PREFIX/venv/bin/emoedge" doctor --profile "$PROFILE" "${SETS[@]}" || true
 echo "done: start it with 'sudo systemctl start $UNIT'; follow it with 'journalctl -u $UNIT -f'"

@@ -161,15 +161,28 @@ def check_model(model: str, fmt: str, delegate: str = "cpu") -> Check:
     return Check("model", OK, f"{path.name}: manifest matches the model; classes {', '.join(clf.class_names)}")
 
 
-def check_profile(profile: str, root: Path) -> tuple[list[Check], object]:
+def check_profile(profile: str, root: Path, overrides=()) -> tuple[list[Check], object]:
     from emoedge.edge.config import ConfigError
     from emoedge.edge.profiles import load_profile
 
     try:
-        prof = load_profile(profile)
+        prof = load_profile(profile, overrides=overrides)
     except ConfigError as exc:
         return [Check("profile", FAIL, str(exc), "fix the profile (`emoedge profile check FILE`)")], None
     out = [Check("profile", OK, f"{prof.path} ({prof.board.name}, {prof.deployment.mode} mode)")]
+    r = prof.runtime
+    if r.require_purpose and not (r.purpose and r.jurisdiction):
+        out.append(Check("lawful use", FAIL, "this profile does not start until deployment.purpose and "
+                                             "deployment.jurisdiction are set (EU AI Act Art. 5(1)(f): emotion "
+                                             "recognition in education institutions and workplaces is prohibited "
+                                             "except for medical or safety reasons)",
+                         "install.sh --purpose '...' --jurisdiction XX, or --set deployment.purpose=... "
+                         "--set deployment.jurisdiction=... (README.md, Lawful use)"))
+    elif r.purpose or r.jurisdiction:
+        out.append(Check("lawful use", INFO, f"purpose: {r.purpose or '-'}; jurisdiction: {r.jurisdiction or '-'}"))
+    out.append(Check("privacy", INFO, {"images": "a video file of the overlay may be written when asked for",
+                                        "no-video": "no video file is written (the overlay may be shown)",
+                                        "no-images": "no face image is stored or shown, whatever the flags"}[r.privacy]))
     model = board_model(root) or ""
     if prof.board.model_match and not model.startswith(prof.board.model_match):
         out.append(Check("profile board", WARN, f"the profile is for {prof.board.name!r} but this board is "
@@ -178,13 +191,14 @@ def check_profile(profile: str, root: Path) -> tuple[list[Check], object]:
 
 
 def diagnose(root: str | Path = "/", profile: str | None = None, model: str | None = None,
-             model_format: str | None = None, have_picamera2: bool | None = None) -> list[Check]:
+             model_format: str | None = None, have_picamera2: bool | None = None,
+             overrides=()) -> list[Check]:
     root = Path(root)
     checks = [check_board(root), *check_camera(root, have_picamera2), check_edgetpu(root), *check_cpu(root),
               *check_interpreters()]
     prof = None
     if profile:
-        pc, prof = check_profile(profile, root)
+        pc, prof = check_profile(profile, root, overrides)
         checks += pc
     m = model or (prof.runtime.model if prof else "default")
     f = model_format or (prof.runtime.model_format if prof else "int8")

@@ -422,7 +422,8 @@ def cmd_export(args) -> int:
 def cmd_doctor(args) -> int:
     from emoedge.edge.doctor import FAIL, diagnose
 
-    checks = diagnose(args.root, profile=args.profile, model=args.model, model_format=args.model_format)
+    checks = diagnose(args.root, profile=args.profile, model=args.model, model_format=args.model_format,
+                      overrides=args.set or [])
     for c in checks:
         print(c.line())
     failed = [c for c in checks if c.status == FAIL]
@@ -743,7 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check this board, camera, Edge TPU, interpreter, model and profile")
     p.add_argument("--profile", help="a profile name or YAML file to check against this board")
     p.add_argument("--model", help="model to check (default: the profile's, else default)")
-    p.add_argument("--model-format", dest="model_format")
+    p.add_argument("--model-format", dest="model_format", help="format of a shipped model (default: the profile's)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a profile value")
     p.add_argument("--root", default="/", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_doctor)
 
