@@ -45,12 +45,23 @@ def visible_fraction(box: Sequence[float], width: int, height: int) -> float:
     return iw * ih / (w * h)
 
 
+def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2))
+
+
+def _at_edge(box: Sequence[float], width: int, height: int, px: float = 1.0) -> bool:
+    """Whether a box touches the frame's border (a detector's box clipped to the frame does)."""
+    x, y, w, h = box
+    return x <= px or y <= px or x + w >= width - px or y + h >= height - px
+
+
 class IoUTracker:
     """Greedy IoU matching of detections to tracks.
 
-    A detection matched to a track (IoU >= ``iou_threshold``) updates its box; unmatched
-    detections start tracks; a track missed by ``max_misses`` consecutive detection rounds is
-    dropped. Between detections boxes move with the track's velocity, measured between its last
+    A detection matched to a track (IoU >= ``iou_threshold``, or failing that the nearest of similar
+    size within 3/4 of a face width) updates its box; unmatched detections start tracks; a track
+    missed by ``max_misses`` consecutive detection rounds is dropped, at once when it touches the
+    frame's border (the face has left). Between detections boxes move with the track's velocity, measured between its last
     two *detections* (never from its own extrapolated box) (``follow``).
 
     Given the frame size, tracks stay honest about the frame: a detection or a moved box less
@@ -81,28 +92,30 @@ class IoUTracker:
             for fi, f in enumerate(faces):
                 v = iou(t.box, f.box)
                 if v >= self.iou_threshold:
-                    pairs.append((v, ti, fi))
-        pairs.sort(reverse=True)
+                    pairs.append((-v, ti, fi))
         used_t, used_f = set(), set()
-        for _, ti, fi in pairs:
-            if ti in used_t or fi in used_f:
+        self._match(sorted(pairs), faces, frame_index, frame_size, used_t, used_f)
+        # a second chance by centre distance, for faces that moved more than IoU can follow
+        # (a low detection cadence): the nearest of similar size within 3/4 of a face width
+        near = []
+        for ti, t in enumerate(self.tracks):
+            if ti in used_t:
                 continue
-            used_t.add(ti)
-            used_f.add(fi)
-            t, f = self.tracks[ti], faces[fi]
-            box = (float(f.x), float(f.y), float(f.w), float(f.h))
-            last = t.detected_box if t.detected_box is not None else t.box
-            dt = max(1, frame_index - t.last_detected_frame)
-            t.velocity = ((box[0] - last[0]) / dt, (box[1] - last[1]) / dt)
-            t.box = t.detected_box = box
-            t.visible = 1.0 if frame_size is None else visible_fraction(box, *frame_size)
-            t.last_detected_frame = frame_index
-            t.misses = 0
-            t.hits += 1
+            for fi, f in enumerate(faces):
+                if fi in used_f or not 0.67 <= f.w / max(t.box[2], 1e-6) <= 1.5:
+                    continue
+                d = _centre_distance(t.box, f.box) / max(t.box[2], f.w)
+                if d < 0.75:
+                    near.append((d, ti, fi))
+        self._match(sorted(near), faces, frame_index, frame_size, used_t, used_f)
         keep = []
         for ti, t in enumerate(self.tracks):
             if ti not in used_t:
                 t.misses += 1
+                if frame_size is not None and _at_edge(t.box, *frame_size):  # missed at the edge: it has left
+                    self.ended += 1
+                    self.left_frame += 1
+                    continue
                 if t.misses > self.max_misses:
                     self.ended += 1
                     continue
@@ -115,6 +128,25 @@ class IoUTracker:
                 self._next_id += 1
         self.tracks = keep
         return self.tracks
+
+    def _match(self, pairs, faces, frame_index, frame_size, used_t, used_f) -> None:
+        for _, ti, fi in pairs:
+            if ti in used_t or fi in used_f:
+                continue
+            used_t.add(ti)
+            used_f.add(fi)
+            t, f = self.tracks[ti], faces[fi]
+            box = (float(f.x), float(f.y), float(f.w), float(f.h))
+            last = t.detected_box if t.detected_box is not None else t.box
+            dt = max(1, frame_index - t.last_detected_frame)
+            # velocity of the box centre (a box clipped at the frame edge shrinks rather than moves)
+            t.velocity = ((box[0] + box[2] / 2 - last[0] - last[2] / 2) / dt,
+                          (box[1] + box[3] / 2 - last[1] - last[3] / 2) / dt)
+            t.box = t.detected_box = box
+            t.visible = 1.0 if frame_size is None else visible_fraction(box, *frame_size)
+            t.last_detected_frame = frame_index
+            t.misses = 0
+            t.hits += 1
 
     def restart(self) -> None:
         """End every track (the next frame is unrelated to this one); ids keep counting up."""
