@@ -54,11 +54,14 @@ class DriftMonitor:
     Fires a ``drift`` event when the window's predicted-class distribution (without
     ``uncertain``) is further than ``threshold`` (JS divergence) from the reference, or the
     abstention rate exceeds the reference's by ``abstention_margin``; a ``recovered`` event when
-    it comes back. Needs ``window`` observations before judging.
+    it is back below ``recover_ratio`` of both (hysteresis: a window sitting at the threshold does
+    not flap). Needs ``window`` observations before judging; counts are kept incrementally, so an
+    observation costs the same whatever the window.
     """
 
     def __init__(self, class_names: Sequence[str], reference: dict[str, float], window: int = 500,
-                 threshold: float = 0.1, reference_abstention: float = 0.0, abstention_margin: float = 0.25):
+                 threshold: float = 0.1, reference_abstention: float = 0.0, abstention_margin: float = 0.25,
+                 recover_ratio: float = 0.6):
         self.class_names = tuple(class_names)
         self.reference = np.array([reference.get(c, 0.0) for c in self.class_names], dtype=np.float64)
         if self.reference.sum() <= 0:
@@ -67,24 +70,33 @@ class DriftMonitor:
         self.threshold = threshold
         self.reference_abstention = reference_abstention
         self.abstention_margin = abstention_margin
+        self.recover_ratio = recover_ratio
         self._obs: deque = deque(maxlen=window)
+        self._counts: dict[str, int] = {}
+        self._conf_sum = 0.0
         self.drifting = False
         self.js = 0.0
 
     def distribution(self) -> dict[str, float]:
-        labels = [lab for lab, _ in self._obs if lab != UNCERTAIN]
-        n = max(1, len(labels))
-        return {c: labels.count(c) / n for c in self.class_names}
+        n = max(1, len(self._obs) - self._counts.get(UNCERTAIN, 0))
+        return {c: self._counts.get(c, 0) / n for c in self.class_names}
 
     def observe(self, label: str, confidence: float, time_unix_ns: int, run_id: str = "") -> DriftEvent | None:
+        if len(self._obs) == self.window:
+            old, old_conf = self._obs[0]
+            self._counts[old] -= 1
+            self._conf_sum -= old_conf
         self._obs.append((label, confidence))
+        self._counts[label] = self._counts.get(label, 0) + 1
+        self._conf_sum += confidence
         if len(self._obs) < self.window:
             return None
         dist = self.distribution()
         self.js = js_divergence(np.array([dist[c] for c in self.class_names]), self.reference)
-        abst = sum(1 for lab, _ in self._obs if lab == UNCERTAIN) / len(self._obs)
-        conf = float(np.mean([c for _, c in self._obs]))
-        bad = self.js > self.threshold or abst > self.reference_abstention + self.abstention_margin
+        abst = self._counts.get(UNCERTAIN, 0) / len(self._obs)
+        conf = self._conf_sum / len(self._obs)
+        k = self.recover_ratio if self.drifting else 1.0
+        bad = self.js > k * self.threshold or abst > self.reference_abstention + k * self.abstention_margin
         if bad != self.drifting:
             self.drifting = bad
             ev = DriftEvent(time_unix_ns, "drift" if bad else "recovered", self.js, abst, conf, len(self._obs), dist,
