@@ -200,24 +200,26 @@ class DiskFloor:
 
 class JsonlSink(Sink):
     """One JSON object per line: a ``run`` line at start, face label changes, interval summaries;
-    written and flushed line by line. A line cut short (disk full, power cut) is removed before
-    the next line is written, so the file stays valid JSON Lines."""
+    each line written straight to the file (no buffer that could flush half a line later). A line
+    cut short (disk full, power cut) is cut off again before the next line is written, so the
+    file stays valid JSON Lines; one left by an earlier run is removed at start."""
 
     def __init__(self, path: str | Path, floor: DiskFloor | None = None):
         self.path = Path(path)
         self.floor = floor or DiskFloor(0)
+        self._torn = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(self.path, "ab")
+            self.fh = open(self.path, "ab", buffering=0)
             self._good = self._repair()
         except OSError as exc:
             raise WriteError(f"{self.path}: cannot open the events file: {exc.strerror or exc}") from exc
 
     def _repair(self) -> int:
         """Cut a half-written last line (from an earlier run); returns the file's good size."""
-        size = self.fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
+        size = os.fstat(self.fh.fileno()).st_size
+        if size == 0 or not self.path.is_file():
+            return size
         with open(self.path, "rb") as fh:
             back = min(size, 1 << 20)
             fh.seek(size - back)
@@ -226,22 +228,35 @@ class JsonlSink(Sink):
             return size
         cut = tail.rfind(b"\n")
         good = size - back + cut + 1 if cut >= 0 else (size - back if back < size else 0)
-        self.fh.truncate(good)
-        self.fh.seek(good)
+        os.ftruncate(self.fh.fileno(), good)
         log.warning("%s: removed a half-written last line (%d bytes) left by an earlier run", self.path, size - good)
         return good
 
+    def _cut_torn(self) -> None:
+        """Remove what a failed write left (O_APPEND: the next line goes where it ends)."""
+        if self._torn and self.path.is_file():
+            os.ftruncate(self.fh.fileno(), self._good)
+        self._torn = False
+
     def _write(self, d: dict) -> None:
         self.floor.check(self.path)
-        data = (json.dumps(d) + "\n").encode()
+        data = memoryview((json.dumps(d) + "\n").encode())
         try:
-            if self.fh.tell() != self._good:  # an earlier write failed half way: cut it off first
-                self.fh.truncate(self._good)
-                self.fh.seek(self._good)
-            self.fh.write(data)
-            self.fh.flush()
+            self._cut_torn()
+            done = 0
+            while done < len(data):
+                n = self.fh.write(data[done:])
+                if not n:
+                    raise OSError(28, "No space left on device (short write)")
+                done += n
+                self._torn = done < len(data)
             self._good += len(data)
         except OSError as exc:
+            self._torn = True
+            try:
+                self._cut_torn()
+            except OSError as cut_exc:  # cannot even truncate: tried again before the next line
+                log.error("%s: cannot remove a half-written line yet: %s", self.path, cut_exc)
             raise WriteError(f"{self.path}: {exc.strerror or exc}") from exc
 
     def on_start(self, run: RunInfo) -> None:
@@ -257,17 +272,13 @@ class JsonlSink(Sink):
         if self.fh.closed:
             return
         try:
-            if self.fh.tell() != self._good:
-                self.fh.truncate(self._good)
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
+            self._cut_torn()
+            if self.path.is_file():
+                os.fsync(self.fh.fileno())
         except OSError as exc:
             raise WriteError(f"{self.path}: {exc.strerror or exc}") from exc
         finally:
-            try:
-                self.fh.close()
-            except OSError as exc:  # the buffer could not be flushed: the data is lost, say so
-                log.error("%s: closing failed: %s", self.path, exc)
+            self.fh.close()
 
 
 SCHEMA_VERSION = 2
