@@ -116,7 +116,7 @@ class RunSummary:
     misses_by_stage: dict[str, int]
     latency: dict[str, StageLatency]      # per stage and "frame"
     events_written: int
-    intervals_written: int
+    intervals_written: int                # intervals every interval sink stored (all made, without sinks)
     stopped_by: str                       # end | max_frames | signal | display | source_failed | error
     run_id: str = ""
     started_utc: str = ""
@@ -303,19 +303,22 @@ class Pipeline:
         return old
 
     # -- writing records ------------------------------------------------------------------------
-    def _deliver(self, method: str, item) -> int:
-        """Give ``item`` to every sink. A sink that cannot write (disk full, below the free-space
-        floor, I/O error) loses this record, which is counted and said once per outage; the run
-        goes on and the sink is tried again with the next record. Returns sinks that took it."""
-        ok = 0
+    def _deliver(self, method: str, item) -> bool:
+        """Give ``item`` to every sink that takes it. A sink that cannot write (disk full, below the
+        free-space floor, I/O error) loses this record, which is counted and said once per outage;
+        the run goes on and the sink is tried again with the next record. Returns whether every
+        sink that takes such records wrote it."""
+        ok = True
         for s in self.sinks:
+            if getattr(type(s), method, None) is getattr(Sink, method):
+                continue  # this sink does not take such records (a database has no events)
             try:
                 getattr(s, method)(item)
             except (WriteError, OSError, sqlite3.Error) as exc:
                 self._write_failed(s, exc)
+                ok = False
                 continue
-            ok += 1
-            if id(s) in self._failing and method != "on_frame":
+            if id(s) in self._failing:
                 log.warning("%s: writing again (%d record(s) lost in all so far)", getattr(s, "path", s),
                             self.records_lost)
                 del self._failing[id(s)]
@@ -338,10 +341,10 @@ class Pipeline:
                     s.prune(now)
                 except WriteError as exc:
                     self._write_failed(s, exc)
-        self._deliver("on_interval", summary)
+        stored = self._deliver("on_interval", summary)
         if self._csv is not None and now >= self._next_export_ns:
             self._export_csv(now)
-        return 1
+        return int(stored)
 
     def _export_csv(self, now: int) -> None:
         self._next_export_ns = now + int(self.deployment.export_every_min * 60e9)

@@ -541,6 +541,22 @@ def cmd_bench_pipeline(args) -> int:
     return _bench_write(args, pipelines=rows)
 
 
+def cmd_bench_soak(args) -> int:
+    """Soak (RSS over N looped frames, each N in a fresh process) and the fault checks (SIGKILL,
+    disk full, free-space floor); exit 1 when the target or a fault check that ran failed."""
+    from emoedge.benchmarks.soak import all_passed, bench_soak, write_results
+
+    frames = [int(n) for n in args.frames.split(",") if n]
+    res = bench_soak(frames, args.source, args.model, args.budget_ms, args.interval_s, args.warmup,
+                     args.tolerance_mb, faults=not args.no_faults, fault_model=args.fault_model,
+                     tmpfs_size=args.tmpfs_size, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res["settings"]["command"] = "emoedge " + " ".join(sys.argv[1:])
+    md = write_results(res, args.out)
+    print(md.read_text())
+    print(f"wrote {Path(args.out)}/soak.json, soak.md, soak_rss.png")
+    return 0 if all_passed(res) else 1
+
+
 def cmd_models_ship(args) -> int:
     from emoedge.convert.calibration import from_dataset
     from emoedge.convert.ship import ship
@@ -796,6 +812,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference")
     p.add_argument("--tolerance", type=float, default=0.25)
     p.set_defaults(func=cmd_bench_pipeline)
+    p = bench.add_parser("soak", help="RSS over long looped runs (peak, slope per frame) and the fault checks: "
+                                      "SIGKILL mid-run, disk full (tmpfs, needs root), free-space floor")
+    p.add_argument("--frames", default="2000,20000", help="comma-separated run lengths, each in a fresh process")
+    p.add_argument("--source", help="default: ../shared/media/short_hamilton_clip.mp4 if present, else demo")
+    p.add_argument("--model", default="default", help="shipped name or file for the soak runs")
+    p.add_argument("--budget-ms", type=float, default=66.0)
+    p.add_argument("--interval-s", type=float, default=5.0, help="interval summaries every this many seconds")
+    p.add_argument("--warmup", type=float, default=0.15, help="fraction of frames left out of the slope fit")
+    p.add_argument("--tolerance-mb", type=float, default=2.0, help="peak RSS difference allowed (the target)")
+    p.add_argument("--fault-model", default="fast", help="model for the fault checks")
+    p.add_argument("--tmpfs-size", default="1m", help="size of the tmpfs the disk-full check fills")
+    p.add_argument("--no-faults", action="store_true", help="only the soak runs")
+    p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for soak.json, soak.md, soak_rss.png")
+    p.set_defaults(func=cmd_bench_soak)
 
     p = bench.add_parser("all", help="models + pipelines + the targets, in one run")
     for a, kw in (("--model", {"action": "append"}), ("--peer", {"action": "append"}), ("--data", {}),

@@ -429,3 +429,25 @@ def test_the_systemd_unit_is_rendered_from_the_profiles_deployment(capsys):
                  "--set", "deployment.watchdog_s=0"]) == 0
     plain = capsys.readouterr().out.splitlines()
     assert "Type=simple" in plain and not any(ln.startswith("WatchdogSec") for ln in plain)
+
+
+class _StillFull(Sink):
+    """A database that takes intervals only (no events) on a disk that stays full."""
+    path = "full.sqlite"
+
+    def on_interval(self, summary):
+        raise OSError(28, "No space left on device")
+
+
+
+def test_an_event_never_clears_a_storage_problem_of_a_sink_that_takes_no_events(caplog):
+    clock = FakeClock()
+    p = Pipeline(RuntimeConfig(budget_ms=1000, interval_s=0.005, status_every_s=0),
+                 source=SyntheticSource(clock, 30), detector=FakeDetector(clock, [Face(5, 5, 50, 50)], 1),
+                 classifier=FakeClassifier(), clock=clock, sinks=[_StillFull()])
+    with caplog.at_level("WARNING", logger="emoedge"):
+        s = p.run()                       # label events reach the pipeline between failing intervals
+    assert s.events_written >= 1 and s.records_lost >= 2
+    assert "writing again" not in caplog.text
+    assert s.intervals_written == 0       # made, but not stored
+    assert p._health_snapshot()["problems"][0].startswith("storage: full.sqlite")
