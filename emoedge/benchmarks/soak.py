@@ -37,7 +37,7 @@ import numpy as np
 
 from emoedge.edge.sinks import Sink
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLIP = Path("media") / "short_hamilton_clip.mp4"
 SAMPLES_PER_RUN = 500          # the same sampler size for every N, so its own memory is equal
 TARGET_MB = 2.0

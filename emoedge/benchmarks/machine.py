@@ -31,7 +31,7 @@ def _read(path: str) -> str | None:
 
 
 def git_revision(repo: Path | None = None) -> str | None:
-    repo = repo or Path(__file__).resolve().parents[1]
+    repo = repo or Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5)
