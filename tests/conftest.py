@@ -32,6 +32,19 @@ def fer2013():
     return load_fer2013_csv(FER_CSV)
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (nanoseconds), for the runtime's injectable clocks."""
+
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+    def advance_ms(self, ms):
+        self.t += int(ms * 1e6)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

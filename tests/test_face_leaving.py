@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import FakeClock
 
 from emoedge.edge.config import RuntimeConfig
 from emoedge.edge.detect import Face, HaarDetector, _to_faces
@@ -169,17 +170,6 @@ class RecordingSink(Sink):
 
 
 # -- scripted detector, fake classifier, fake clock --------------------------------------------
-
-class FakeClock:
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
-
-    def advance_ms(self, ms):
-        self.t += int(ms * 1e6)
-
 
 class ScriptedSource(FrameSource):
     name = "scripted"

@@ -13,13 +13,13 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import MEDIA, SHARED, need_shared
+from conftest import MEDIA, SHARED, FakeClock, need_shared
 
 from emoedge.edge import fetch
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.config import ConfigError, RuntimeConfig
 from emoedge.edge.detect import BlazeFaceDetector, Face, HaarDetector, OpenCVSSDDetector
-from emoedge.edge.interpreter import ModelError
+from emoedge.edge.errors import ModelError
 from emoedge.edge.pipeline import Pipeline
 from emoedge.edge.sinks import read_intervals
 from emoedge.edge.sources import Frame, FrameSource, SourceError, open_source
@@ -65,17 +65,6 @@ def test_images_folder_with_ssd_and_video_out(clf, tmp_path):
     assert s.frames == 3 and s.faces_seen >= 4
     cap = cv2.VideoCapture(str(tmp_path / "o.avi"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
-
-    def advance_ms(self, ms):
-        self.t += int(ms * 1e6)
 
 
 class SyntheticSource(FrameSource):
