@@ -116,9 +116,8 @@ def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp
     import shutil
 
     from emoedge.convert.tflite import convert_keras
-    from emoedge.train import models
-
     from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.train import models
 
     rng = np.random.default_rng(1)
     faces = rng.integers(0, 255, (30, 48, 48), dtype=np.uint8)

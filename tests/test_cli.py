@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from conftest import face_like, write_fer_csv
 
@@ -76,3 +75,119 @@ def test_convert_and_bench_from_the_command_line(tiny_tflite, csv_path, tmp_path
                  "--runs", "5", "--no-rss", "--out", str(tmp_path / "b")]) == 0
     res = json.loads((tmp_path / "b" / "results.json").read_text())
     assert [m["status"] for m in res["models"]] == ["ok", "failed"]
+
+
+# -- the command line itself: help everywhere, --version, -v/-q, python -m emoedge -------------------
+def _parsers(parser, path=("emoedge",)):
+    """(command path, parser) for the top-level parser and every subcommand below it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                assert listed.get(name), f"{' '.join(path)} {name}: subcommand without help"
+                yield from _parsers(sub, path + (name,))
+
+
+def test_every_option_and_subcommand_has_help_and_shows_defaults():
+    import argparse
+
+    from emoedge.cli import build_parser
+    from emoedge.cli._common import HelpFormatter
+
+    missing, n = [], 0
+    for path, parser in _parsers(build_parser()):
+        assert parser.formatter_class is HelpFormatter, f"{' '.join(path)}: defaults not shown"
+        for a in parser._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            n += 1
+            if a.help is None or (a.help != argparse.SUPPRESS and not a.help.strip()):
+                missing.append(f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}")
+    assert n > 100 and not missing, f"options without help: {missing}"
+    helps = {p: parser.format_help() for p, parser in _parsers(build_parser())}
+    assert "(default: 0.25)" in helps[("emoedge", "bench", "models")]
+    assert "(default: 300)" in helps[("emoedge", "convert")]
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"emoedge {version('emoedge')}"
+
+
+def test_quiet_silences_warnings_and_verbose_shows_info(capsys):
+    import logging
+
+    log = logging.getLogger("emoedge.edge.pipeline")
+    for flags, warning_shown, info_shown in (([], True, False), (["-q"], False, False), (["-v"], True, True)):
+        assert main([*flags, "models", "list"]) == 0
+        capsys.readouterr()
+        log.warning("a warning")
+        log.info("some info")
+        err = capsys.readouterr().err
+        assert ("emoedge: WARNING: a warning" in err) is warning_shown, (flags, err)
+        assert ("emoedge: INFO: some info" in err) is info_shown, (flags, err)
+    main(["models", "list"])  # back to the default for the tests after this one
+    handlers = [h for h in logging.getLogger("emoedge").handlers if type(h).__name__ == "_StderrHandler"]
+    assert len(handlers) == 1  # configured once, however often main() runs
+
+
+def test_set_grammar_is_shared_by_training_configs_and_profiles():
+    from emoedge.edge.config import ConfigError, parse_override
+    from emoedge.train.config_file import load_train_config
+
+    assert parse_override("augment.flip=false") == (["augment", "flip"], False)
+    assert parse_override("deployment.purpose=safety study") == (["deployment", "purpose"], "safety study")
+    assert parse_override("runtime.source=a=b") == (["runtime", "source"], "a=b")
+    assert parse_override("budget_ms=50") == (["budget_ms"], 50)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("epochs")
+    cfg = load_train_config("fast", ["epochs=3", "augment.flip=false", "learning_rate=0.0005"])
+    assert cfg.epochs == 3 and cfg.augment.flip is False and cfg.learning_rate == 0.0005
+
+
+def test_model_specs_resolve_in_the_edge_layer(tmp_path):
+    from emoedge.edge.errors import ModelError
+    from emoedge.edge.models import MODELS_DIR, resolve_model_spec
+
+    assert resolve_model_spec("fast@int8") == MODELS_DIR / "fast.int8.tflite"
+    assert resolve_model_spec(tmp_path / "x.tflite") == tmp_path / "x.tflite"   # a path, even a missing one
+    assert resolve_model_spec("nope@int8", missing_ok=True) == MODELS_DIR / "nope.int8.tflite"
+    with pytest.raises(ModelError):
+        resolve_model_spec("nope@int8")
+
+
+def test_bench_all_writes_one_report_and_leaves_args_alone(tmp_path, capsys, monkeypatch):
+    import emoedge.benchmarks.report as report
+    from emoedge.cli import build_parser
+
+    writes = []
+    real = report.write_report
+    monkeypatch.setattr(report, "write_report", lambda res, out: writes.append(out) or real(res, out))
+    args = build_parser().parse_args(["bench", "all", "--model", "/nonexistent.tflite", "--runs", "5", "--no-rss",
+                                      "--out", str(tmp_path)])
+    before = dict(vars(args))
+    assert args.func(args) == 1
+    assert len(writes) == 1 and vars(args) == before
+    assert json.loads((tmp_path / "results.json").read_text())["targets"] == []
+
+
+def test_python_dash_m_emoedge_and_no_package_module_imports_the_cli():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import emoedge
+
+    r = subprocess.run([sys.executable, "-m", "emoedge", "models", "list"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "fast" in r.stdout, r.stderr
+    root = Path(emoedge.__file__).parent
+    users = [str(p.relative_to(root)) for p in root.rglob("*.py")
+             if "emoedge.cli" in p.read_text() and p.parts[len(root.parts)] != "cli" and p.name != "__main__.py"]
+    assert not users, f"modules that import the CLI: {users}"

@@ -9,8 +9,9 @@ import pytest
 from conftest import face_like, write_fer_csv
 
 from emoedge.data.datasets import FER2013_CLASSES, DatasetError, load_fer2013_csv
+from emoedge.edge.errors import ModelError
 from emoedge.edge.formats import FORMATS, format_of, stem_of
-from emoedge.edge.interpreter import ModelError, TFLiteClassifier
+from emoedge.edge.interpreter import TFLiteClassifier
 from emoedge.edge.models import manifest_path, read_manifest
 
 pytestmark = pytest.mark.slow
@@ -64,8 +65,8 @@ def test_every_format_converts_or_says_why(converted):
 
 
 def test_parity_keras_tflite_onnx(converted, tiny_keras, synth):
-    from emoedge.evaluate import load_classifier
     from emoedge.edge.preprocess import normalize
+    from emoedge.evaluate import load_classifier
 
     results, _, _ = converted
     x = normalize(synth.split("PublicTest").images)
@@ -251,7 +252,7 @@ def test_onnx_int8_of_a_zoom_fused_model_leaves_no_litter(tiny_keras, synth, tmp
     from emoedge.edge.onnx_classifier import ONNXClassifier
 
     x = synth.split("PublicTest").images[:20, ..., None].astype(np.float32) / 255.0
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     want = load_keras(fused).predict(x, verbose=0).argmax(1)
     got = ONNXClassifier(res["onnx-int8"].path).predict(x).argmax(1)

@@ -5,9 +5,19 @@ import numpy as np
 import pytest
 from conftest import FER_CSV, FERPLUS_CSV, MEDIA, face_like, need_shared, write_fer_csv
 
-from emoedge.data.datasets import (FER2013_CLASSES, DatasetError, ferplus_label_counts, ferplus_majority,
-                                   load_dataset, load_fer2013_csv, load_ferplus, load_folder, select_classes,
-                                   standard_splits, stratified_split)
+from emoedge.data.datasets import (
+    FER2013_CLASSES,
+    DatasetError,
+    ferplus_label_counts,
+    ferplus_majority,
+    load_dataset,
+    load_fer2013_csv,
+    load_ferplus,
+    load_folder,
+    select_classes,
+    standard_splits,
+    stratified_split,
+)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from conftest import MEDIA, need_shared
 
 from emoedge.edge.classify import FaceClassifier, demo_image
 from emoedge.edge.detect import HaarDetector
-from emoedge.edge.interpreter import ModelError, TFLiteClassifier, make_interpreter
+from emoedge.edge.errors import ModelError
+from emoedge.edge.interpreter import TFLiteClassifier, make_interpreter
 
 
 def test_device_side_never_imports_tensorflow():

@@ -7,9 +7,9 @@ pytestmark = pytest.mark.slow
 def test_fused_model_is_the_mean_of_members_and_survives_save_load_and_int8(tmp_path):
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.keras.io import load_keras
     from emoedge.train import models
     from emoedge.train.ensemble import fuse, fuse_files
-    from emoedge.train.keras_io import load_keras
 
     a = models.build("small_cnn", 3, width=8)
     b = models.build("vgg_cbam", 3, widths=(8, 8, 8, 8))
@@ -37,9 +37,9 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
 
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.keras.io import load_keras
     from emoedge.train import models
     from emoedge.train.ensemble import fuse_files
-    from emoedge.train.keras_io import load_keras
 
     a = models.build("vgg", 7, widths=(8, 16), dense=16)
     a.save(tmp_path / "a.keras")
@@ -60,9 +60,10 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
 def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
     from conftest import face_like, write_fer_csv
 
+    from emoedge.benchmarks.ensembles import compare_members
     from emoedge.data.datasets import load_fer2013_csv
     from emoedge.train import models
-    from emoedge.train.ensemble import compare_members, fuse_files
+    from emoedge.train.ensemble import fuse_files
 
     imgs, labels = face_like(np.random.default_rng(0), 70, 7)
     ds = load_fer2013_csv(write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 70))
@@ -81,8 +82,8 @@ def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
 def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     import json
 
+    from emoedge.convert.modelcard import render_model_card
     from emoedge.edge.preprocess import PREPROCESSING
-    from emoedge.modelcard import render_model_card
     from emoedge.train.ensemble import fused_run_record
 
     pc = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 5}
@@ -111,7 +112,7 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     assert "`run0` 61.00% / 60.00% after 3 epochs" in card and "(continued from the previous)" in card
     assert "Fusion: mean of the class probabilities of 2 member(s)" in card
     # the card of a model distilled from the fusion of run1 (which continued run0) lists every command
-    from emoedge.modelcard import lineage
+    from emoedge.convert.modelcard import lineage
 
     for i in (0, 1):
         r = json.loads((tmp_path / f"run{i}/run.json").read_text())
@@ -226,11 +227,11 @@ def test_weighted_fusion_is_the_weighted_mean_of_members(tmp_path):
 
 
 def test_logit_fusion_runs_each_member_once_and_is_the_softmax_of_the_weighted_mean_score(tmp_path):
+    import keras
+
+    from emoedge.keras.io import load_keras
     from emoedge.train import models
     from emoedge.train.ensemble import fuse, logits_of
-    from emoedge.train.keras_io import load_keras
-
-    import keras
 
     a = models.build("small_cnn", 7, width=8)
     b = models.build("small_cnn", 7, width=8)

@@ -17,7 +17,7 @@ def test_features_shape_and_bad_file(tmp_path):
     assert f.shape == (3, 1844) and f.dtype == np.float32
     bad = tmp_path / "x.hoglbp.npz"
     bad.write_bytes(b"nope")
-    from emoedge.edge.interpreter import ModelError
+    from emoedge.edge.errors import ModelError
 
     with pytest.raises(ModelError, match="not a HOG\\+LBP model file"):
         HogLbpClassifier(bad)

@@ -4,12 +4,13 @@ import fcntl
 import json
 import socket
 import struct
+import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 
-from emoedge.edge.monitor import DriftMonitor, MetricsServer, js_divergence, render_prometheus
+from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics, js_divergence
 
 NAMES = ("happy", "neutral", "sad")
 REF = {"happy": 0.3, "neutral": 0.5, "sad": 0.2}
@@ -67,15 +68,25 @@ def _non_loopback_ipv4():
 
 
 def test_metrics_endpoint_answers_on_loopback_only():
-    snap = {"frames": 7, "faces": 2, "shares": {"happy": 0.5}, "drifting": False}
-    srv = MetricsServer(lambda: snap, port=0)
+    mon = DriftMonitor(NAMES, REF, window=2)
+    for i in range(2):
+        mon.observe("happy" if i else "sad", 0.9, i)
+    m = RuntimeMetrics(("capture",), lambda: 0.25, mon)
+    for _ in range(7):
+        m.frame(0.004, {"capture": 1.0}, detected=False, classified=2, faces=2, within_budget=True)
+    health = {"frames": 7, "problems": [], "drifting": False}
+    srv = MetricsServer(lambda: health, m.registry, port=0)
     try:
         host, port = srv.address
         assert host == "127.0.0.1"
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert "emoedge_frames_total 7" in body and 'emoedge_label_share{label="happy"} 0.5' in body
-        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
-        assert health["status"] == "ok" and health["frames"] == 7 and health["problems"] == []
+        assert "emoedge_frames_total 7.0" in body and 'emoedge_label_share{label="happy"} 0.5' in body
+        assert "emoedge_last_frame_age_seconds 0.25" in body
+        ok = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
+        assert ok["status"] == "ok" and ok["frames"] == 7 and ok["problems"] == []
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nothing", timeout=5)
+        assert exc.value.code == 404
         other = _non_loopback_ipv4()
         if other is None:
             pytest.skip("no non-loopback IPv4 interface to try")
@@ -85,9 +96,35 @@ def test_metrics_endpoint_answers_on_loopback_only():
         srv.close()
 
 
-def test_prometheus_text_format():
-    text = render_prometheus({"frames": 1})
-    assert "# TYPE emoedge_frames_total counter" in text and text.endswith("\n")
+def test_metrics_follow_prometheus_conventions():
+    """Counters end in _total, times are in seconds; each RuntimeMetrics has its own registry."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    a = RuntimeMetrics(("capture", "detect", "classify"), lambda: 0.0, process=False)
+    b = RuntimeMetrics(("capture", "detect", "classify"), lambda: 0.0, process=False)   # no collision
+    a.frame(0.040, {"capture": 2.0, "detect": 0.0, "classify": 0.0}, detected=False, classified=0, faces=0,
+            within_budget=False)
+    a.frame(0.003, {"capture": 1.0, "detect": 30.0, "classify": 5.0}, detected=True, classified=1, faces=1,
+            within_budget=True)
+    a.records_lost.inc()
+    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(a.registry).decode())}
+    kinds = {n: f.type for n, f in fams.items() if not n.endswith("_created")}   # the client's creation times
+    assert kinds == {"emoedge_frames": "counter", "emoedge_classifications": "counter",
+                     "emoedge_budget_misses": "counter", "emoedge_records_lost": "counter",
+                     "emoedge_faces_tracked": "gauge", "emoedge_last_frame_age_seconds": "gauge",
+                     "emoedge_frame_latency_seconds": "histogram", "emoedge_stage_latency_seconds": "histogram"}
+    v = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+    assert v[("emoedge_frames_total", ())] == 2 and v[("emoedge_budget_misses_total", ())] == 1
+    assert v[("emoedge_classifications_total", ())] == 1 and v[("emoedge_records_lost_total", ())] == 1
+    assert v[("emoedge_frame_latency_seconds_sum", ())] == pytest.approx(0.043)
+    assert v[("emoedge_frame_latency_seconds_bucket", (("le", "0.005"),))] == 1
+    assert v[("emoedge_frame_latency_seconds_bucket", (("le", "1.0"),))] == 2
+    stage = {k[1][0][1]: val for k, val in v.items()
+             if k[0] == "emoedge_stage_latency_seconds_count"}
+    assert stage == {"capture": 2, "detect": 1, "classify": 1}     # a stage counts only where it ran
+    assert v[("emoedge_stage_latency_seconds_sum", (("stage", "detect"),))] == pytest.approx(0.030)
+    assert b"emoedge_frames_total 0.0" in generate_latest(b.registry)
 
 
 def test_drift_does_not_flap_at_the_threshold():

@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
 
-from emoedge.edge.preprocess import (PREPROCESSING, clip_box, dequantize, face_to_gray48, normalize,
-                                     preprocess_face, preprocess_faces, quantize, to_gray)
+from emoedge.edge.preprocess import (
+    PREPROCESSING,
+    clip_box,
+    dequantize,
+    face_to_gray48,
+    normalize,
+    preprocess_face,
+    preprocess_faces,
+    quantize,
+    to_gray,
+)
 
 
 def test_gray_from_bgr_bgra_and_single_channel():

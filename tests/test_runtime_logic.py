@@ -13,7 +13,7 @@ import pytest
 from emoedge.edge.detect import Face, iou, nms
 from emoedge.edge.scheduler import BudgetScheduler
 from emoedge.edge.sinks import Aggregator, FaceEvent, JsonlSink, SqliteSink, read_intervals
-from emoedge.edge.sources import Frame, FrameSource, SourceError, _LatestGrabber
+from emoedge.edge.sources import SourceError, _LatestGrabber
 from emoedge.edge.tracking import UNCERTAIN, EmaSmoother, IoUTracker, Track
 
 

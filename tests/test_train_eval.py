@@ -8,7 +8,7 @@ import pytest
 from conftest import face_like, write_fer_csv
 
 from emoedge.data.datasets import FER2013_CLASSES, load_fer2013_csv, select_classes
-from emoedge.edge.interpreter import ModelError
+from emoedge.edge.errors import ModelError
 
 pytestmark = pytest.mark.slow
 

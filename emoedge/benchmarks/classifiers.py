@@ -32,7 +32,7 @@ class ClassifierSpec:
         return self.name or Path(self.path).name
 
     @classmethod
-    def parse(cls, text: str) -> "ClassifierSpec":
+    def parse(cls, text: str) -> ClassifierSpec:
         """``path`` or ``path:size=64,norm=signed,name=fer``."""
         if ":" not in text or Path(text).exists():
             return cls(text)
@@ -70,7 +70,7 @@ class _KerasRunner:
     """A Keras/HDF5 classifier called directly (``model(x)``), for a peer given as .hdf5."""
 
     def __init__(self, path: Path):
-        from emoedge.train.keras_io import load_keras
+        from emoedge.keras.io import load_keras
 
         self.path = path
         self.model = load_keras(path)

@@ -70,7 +70,7 @@ def _naive(args: dict) -> dict:
 
     from emoedge.edge.preprocess import preprocess_face
     from emoedge.edge.sources import open_source
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     model = load_keras(args["keras_model"])
     cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -248,7 +248,7 @@ def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dic
 # -- fault helpers --------------------------------------------------------------------------------
 def run_command(args: Sequence[str]) -> list[str]:
     """``emoedge run ARGS`` as this Python runs it."""
-    return [sys.executable, "-m", "emoedge.cli", "run", *args]
+    return [sys.executable, "-m", "emoedge", "run", *args]
 
 
 def _ro(db: Path) -> sqlite3.Connection:
@@ -416,8 +416,7 @@ for cls in (S.JsonlSink, S.SqliteSink):
     for name in ("on_start", "on_event", "on_interval"):
         if name in cls.__dict__:
             wrap(cls, name)
-from emoedge.cli import main
-sys.exit(main(["run", *sys.argv[2:]]))
+import runpy; sys.argv = ["emoedge", "run", *sys.argv[2:]]; runpy.run_module("emoedge", run_name="__main__")
 """
 
 

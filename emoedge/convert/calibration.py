@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import (IMAGE_SUFFIXES, DatasetError, FaceDataset, load_dataset, standard_splits)
+from emoedge.data.datasets import IMAGE_SUFFIXES, SPLIT_SEED, DatasetError, FaceDataset, load_dataset, standard_splits
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48, normalize
 
 MIN_RECOMMENDED = 100
@@ -77,7 +77,7 @@ def from_dataset(ds: FaceDataset, size: int = 300, seed: int = 0, val_fraction: 
     """A stratified sample of the training split (the same train/val split the trainer uses)."""
     if size <= 0:
         raise ValueError(f"calibration size must be positive, got {size}")
-    train = standard_splits(ds, val_fraction=val_fraction, seed=1)["train"]
+    train = standard_splits(ds, val_fraction=val_fraction, seed=SPLIT_SEED)["train"]
     if len(train) == 0:
         raise DatasetError(f"{ds.source}: no training split to calibrate from")
     idx = stratified_sample(train.labels, size, seed)

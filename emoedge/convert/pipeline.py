@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from emoedge.convert.calibration import CalibrationSet
-from emoedge.convert.tflite import (atomic_write_bytes, build_manifest, convert_keras, sha256_file,
-                                    write_manifest)
+from emoedge.convert.tflite import atomic_write_bytes, build_manifest, convert_keras, sha256_file, write_manifest
+from emoedge.edge.errors import ModelError
 from emoedge.edge.formats import FORMATS, artifact_path, get_format
-from emoedge.edge.interpreter import ModelError
 from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
-from emoedge.train.keras_io import load_keras
+from emoedge.keras.io import load_keras
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -126,7 +126,7 @@ def quantization_report(float_model: str | Path, artifacts: Sequence[str | Path]
                         layers: bool = True, selective: bool = False, debug_size: int = 200) -> dict:
     """Score ``artifacts`` against ``float_model`` (Keras) on ``usage`` of ``dataset``; write
     ``quantization_report.json``, ``.md`` and ``per_class_accuracy.png`` into ``out_dir``."""
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def render_markdown(r: dict) -> str:
                                                          for c in r["class_names"]) + " |")
     if r.get("layers"):
         L = r["layers"]
-        lines += ["", f"## Per-layer quantization error (int8, TFLite quantization debugger)", "",
+        lines += ["", "## Per-layer quantization error (int8, TFLite quantization debugger)", "",
                   f"RMSE/scale of each layer's dequantized output against float; a healthy layer is near "
                   f"{L['healthy_rmse_per_scale']:.2f}; flagged above {L['flag_above']}. "
                   f"Flagged: {', '.join(f'`{t}`' for t in L['flagged']) or 'none'}.", "",

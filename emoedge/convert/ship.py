@@ -9,11 +9,11 @@ import tempfile
 from pathlib import Path
 
 from emoedge.convert.calibration import CalibrationSet
+from emoedge.convert.modelcard import render_model_card
 from emoedge.convert.tflite import atomic_write_bytes, convert_file
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.models import MODELS_DIR, SHIPPED, manifest_path
 from emoedge.evaluate import evaluate_model
-from emoedge.modelcard import render_model_card
 
 
 def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usage: str = "PublicTest",
@@ -21,7 +21,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
          calibration: CalibrationSet | None = None, report_dir: str | Path | None = None) -> dict[str, Path]:
     """Ship ``run_dir``'s model as ``name``; ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are
     converted beside it from ``calibration`` and scored in a quantization report in ``report_dir``."""
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
     if name not in SHIPPED:
@@ -75,7 +75,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     # temperature scaling on the validation split carved from training, recorded in every manifest
     others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
     extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
-    from emoedge.modelcard import lineage
+    from emoedge.convert.modelcard import lineage
 
     card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra, steps=lineage(run_dir))
     (models_dir / f"{name}.md").write_text(card)
@@ -99,7 +99,7 @@ def _write_reference(models_dir: Path, name: str, ev, source_name: str, dataset:
 
 
 def _calibration_section(model_path: Path, dataset: FaceDataset, rdir: Path, others) -> str:
-    from emoedge.calibrate import calibrate
+    from emoedge.evaluate import calibrate
 
     cal = calibrate(model_path, dataset, usage="val", out_dir=rdir, write_to=others)
     return (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "

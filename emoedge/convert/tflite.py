@@ -8,16 +8,16 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from emoedge.train import tf_env  # noqa: F401
-
-from emoedge.edge.interpreter import ModelError, TFLiteClassifier
+from emoedge.edge.errors import ModelError
+from emoedge.edge.interpreter import TFLiteClassifier
 from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
+from emoedge.keras import tf_env  # noqa: F401
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")
 
@@ -112,7 +112,7 @@ def write_manifest(model_path: Path, manifest: dict) -> Path:
 def convert_file(keras_path: str | Path, out_path: str | Path, mode: str, class_names: Sequence[str],
                  calibration: np.ndarray | None = None, calibration_fingerprint: str | None = None) -> Path:
     """Convert a Keras file to TFLite at ``out_path`` and write its manifest beside it."""
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     keras_path, out_path = Path(keras_path), Path(out_path)
     model = load_keras(keras_path)

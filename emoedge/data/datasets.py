@@ -13,9 +13,9 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class FaceDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def subset(self, mask_or_index, source: str | None = None) -> "FaceDataset":
+    def subset(self, mask_or_index, source: str | None = None) -> FaceDataset:
         idx = np.asarray(mask_or_index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
@@ -101,13 +101,13 @@ class FaceDataset:
             soft_labels=None if self.soft_labels is None else self.soft_labels[idx],
             skipped=self.skipped, meta=self.meta)
 
-    def split(self, name: str) -> "FaceDataset":
+    def split(self, name: str) -> FaceDataset:
         """Items whose split is ``name`` (source or project spelling)."""
         want = canonical_split(name)
         mask = np.array([canonical_split(str(s)) == want for s in self.splits], dtype=bool)
         return self.subset(mask)
 
-    def labelled(self) -> "FaceDataset":
+    def labelled(self) -> FaceDataset:
         return self.subset(self.labels != NO_LABEL)
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -430,6 +430,26 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int =
         for k, chunk in enumerate(np.split(idx, cuts)):
             parts[k].append(chunk)
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]
+
+
+# The seed of the train/validation split of a training run that records none: the trainer's default
+# seed (``TrainConfig.seed``; its ``split_seed`` follows ``seed`` unless set). Evaluation on "val",
+# calibration sampling and a run's splits all carve the same validation faces with it.
+SPLIT_SEED = 1
+
+
+def split_seed_of(run: str | os.PathLike | Mapping) -> int:
+    """The train/validation split seed of a training run: its ``split_seed``, else its ``seed``, else
+    :data:`SPLIT_SEED`. ``run`` is a ``run.json`` path, a run record (with ``config``) or a config."""
+    if isinstance(run, (str, os.PathLike)):
+        import json
+
+        run = json.loads(Path(run).read_text())
+    cfg = run.get("config", run)
+    seed = cfg.get("split_seed")
+    if seed is None:
+        seed = cfg.get("seed")
+    return SPLIT_SEED if seed is None else int(seed)
 
 
 def standard_splits(ds: FaceDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 
 from emoedge.edge.detect import Face, HaarDetector
-from emoedge.edge.interpreter import ModelError, TFLiteClassifier, check_classes
+from emoedge.edge.errors import ModelError
+from emoedge.edge.interpreter import TFLiteClassifier, check_classes
 from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.preprocess import preprocess_faces
 from emoedge.edge.temperature import apply_temperature
 from emoedge.edge.tracking import UNCERTAIN
-
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class FaceClassifier:
         return self._detector
 
     @classmethod
-    def from_spec(cls, spec: str, fmt: str = "int8", **kw) -> "FaceClassifier":
+    def from_spec(cls, spec: str, fmt: str = "int8", **kw) -> FaceClassifier:
         return cls(resolve_model(spec, fmt), **kw)
 
     def classify_faces(self, image: np.ndarray, faces: list[Face]) -> list[FacePrediction]:

@@ -139,10 +139,10 @@ class RuntimeConfig:
                               "sensor) forbids showing face images, so display and fullscreen must be false")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "configuration") -> "RuntimeConfig":
+    def from_dict(cls, d: dict, where: str = "configuration") -> RuntimeConfig:
         return build_dataclass(cls, d, where)
 
-    def replace(self, **changes) -> "RuntimeConfig":
+    def replace(self, **changes) -> RuntimeConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -247,3 +247,19 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level")
     return d
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """One ``--set`` override, the grammar shared by device profiles and training configs:
+    ``a.b=value`` -> ``(["a", "b"], value)``; dots in the key nest, the value is read as YAML
+    (``5`` an int, ``true`` a bool, ``[1, 2]`` a list, ``"x"`` or ``x`` a string)."""
+    import yaml
+
+    key, sep, val = text.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(keys):
+        raise ConfigError(f"override {text!r}: expected key=value (dotted for a nested key: section.key=value)")
+    try:
+        return keys, yaml.safe_load(val)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {exc}") from None

@@ -11,14 +11,16 @@ before detection, which the latency scheduler uses); boxes come back in frame pi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from emoedge.edge.interpreter import ModelError, make_interpreter, tensor_info
+from emoedge.edge.errors import ModelError
+from emoedge.edge.interpreter import make_interpreter, tensor_info
 from emoedge.edge.preprocess import to_gray
 
 

@@ -148,7 +148,7 @@ def check_interpreters() -> list[Check]:
 
 def check_model(model: str, fmt: str, delegate: str = "cpu") -> Check:
     from emoedge.edge.classify import FaceClassifier
-    from emoedge.edge.interpreter import ModelError
+    from emoedge.edge.errors import ModelError
     from emoedge.edge.models import resolve_model
 
     try:

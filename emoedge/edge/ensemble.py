@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from emoedge.edge.interpreter import ModelError
+from emoedge.edge.errors import ModelError
 
 METHODS = ("mean", "vote", "stack")
 

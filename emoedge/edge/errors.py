@@ -26,6 +26,11 @@ class BadInputError(ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
+class ModelError(ValueError):
+    """A model file that is missing, corrupt or not what it claims to be (bad input)."""
+    exit_code = EXIT_BAD_INPUT
+
+
 class WriteError(OSError):
     """Records could not be written; the message names the file."""
     exit_code = EXIT_WRITE

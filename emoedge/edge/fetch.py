@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoedge.edge.interpreter import ModelError
+from emoedge.edge.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,19 @@ from __future__ import annotations
 import importlib
 import logging
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from emoedge.edge.errors import ModelError
 from emoedge.edge.preprocess import dequantize, quantize
 
 log = logging.getLogger(__name__)
 
 EDGETPU_LIBS = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 BACKENDS = ("litert", "tflite_runtime")
-
-
-class ModelError(ValueError):
-    """A model file that is missing, corrupt or not what it claims to be."""
 
 
 @dataclass(frozen=True)

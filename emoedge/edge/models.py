@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from emoedge.edge.errors import ModelError
 from emoedge.edge.formats import get_format
-from emoedge.edge.interpreter import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # What each shipped name is for.
@@ -39,6 +39,25 @@ def resolve_model(spec: str | Path, fmt: str = "int8") -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (and not a shipped model name: {sorted(SHIPPED)})")
     return path
+
+
+def resolve_model_spec(spec: str | Path, missing_ok: bool = False) -> Path:
+    """A model as the benchmarks name it: a file, or a shipped ``NAME@FORMAT`` (``default@int8``).
+
+    A spec that is an existing path, or has no ``@``, is a path (it need not exist: the caller
+    reports it). A shipped ``NAME@FORMAT`` without its file raises :class:`ModelError`, or, with
+    ``missing_ok``, gives the path it would have (a benchmark then records a failed row for it).
+    """
+    s = str(spec)
+    name, at, fmt = s.partition("@")
+    if Path(s).exists() or not at:
+        return Path(s)
+    try:
+        return resolve_model(name, fmt)
+    except ModelError:
+        if not missing_ok:
+            raise
+        return MODELS_DIR / f"{name}{get_format(fmt).suffix}"
 
 
 def manifest_path(model_path: str | Path) -> Path:

@@ -1,6 +1,10 @@
 """On-device monitoring: a rolling distribution of predicted classes, confidence and abstention
-compared with the model card's reference (drift events), and a local health/metrics endpoint in
-the Prometheus text format, bound to 127.0.0.1 unless configured otherwise."""
+compared with the model card's reference (drift events), and a local endpoint bound to 127.0.0.1
+unless configured otherwise: ``/metrics`` (Prometheus exposition by ``prometheus_client``, from a
+registry of the pipeline's own) and ``/health`` (JSON).
+
+``prometheus_client`` (and with it ``http.server`` and ``ssl``, ~7 MB RSS) is imported only when
+the endpoint is on: a runtime without ``--metrics-port`` does not load it."""
 
 from __future__ import annotations
 
@@ -8,12 +12,16 @@ import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emoedge.edge.tracking import UNCERTAIN
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -107,43 +115,108 @@ class DriftMonitor:
         return None
 
 
+# Latency buckets (seconds), 1 ms .. 1 s: 1-2-5 steps plus the budgets of 30 and 15 FPS (33, 66 ms)
+# and 1/3 s, so "within a 30/15 FPS budget" is one bucket and a p95 is read within a step.
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.033, 0.05, 0.066, 0.1, 0.15, 0.2, 0.333, 0.5, 1.0)
+
+
+class RuntimeMetrics:
+    """The pipeline's Prometheus metrics, in a ``CollectorRegistry`` of its own (not the global
+    one: several pipelines or tests in one process never collide), base units (seconds).
+
+    Updated by the frame loop with a few counter increments and histogram observations per frame
+    (:meth:`frame`); the gauges that mirror state kept elsewhere (last frame age, drift) are read
+    when scraped, so they cost the frame loop nothing. Process metrics (``process_*``: CPU, RSS,
+    open files) come from ``ProcessCollector`` in the same registry."""
+
+    def __init__(self, stages: Sequence[str], last_frame_age_s: Callable[[], float],
+                 drift: DriftMonitor | None = None, process: bool = True):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client.process_collector import ProcessCollector
+
+        self.registry = r = CollectorRegistry()
+        self.frames = Counter("emoedge_frames_total", "Frames processed.", registry=r)
+        self.classifications = Counter("emoedge_classifications_total", "Faces classified.", registry=r)
+        self.budget_misses = Counter("emoedge_budget_misses_total", "Frames over the latency budget.", registry=r)
+        self.records_lost = Counter("emoedge_records_lost_total",
+                                    "Records (events, intervals, video frames) that could not be written.",
+                                    registry=r)
+        self.faces = Gauge("emoedge_faces_tracked", "Faces tracked on the last frame.", registry=r)
+        Gauge("emoedge_last_frame_age_seconds", "Seconds since the last frame came from the source.",
+              registry=r).set_function(last_frame_age_s)
+        self.frame_latency = Histogram("emoedge_frame_latency_seconds", "Time from reading a frame to its sinks done.",
+                                       buckets=LATENCY_BUCKETS_S, registry=r)
+        stage = Histogram("emoedge_stage_latency_seconds",
+                          "Time of a pipeline stage on the frames it ran on (detect: detection frames; preprocess, "
+                          "classify: frames with faces to classify).", ["stage"], buckets=LATENCY_BUCKETS_S,
+                          registry=r)
+        self._stage = {s: stage.labels(stage=s) for s in stages}   # children bound once, not per frame
+        if drift is not None:   # drift monitoring on (the model's manifest has a reference distribution)
+            Gauge("emoedge_drifting", "1 while the predicted-class distribution has drifted from the reference.",
+                  registry=r).set_function(lambda: float(drift.drifting))
+            Gauge("emoedge_drift_js_divergence", "JS divergence (base 2) of the recent predicted classes from the "
+                  "model card's reference.", registry=r).set_function(lambda: drift.js)
+            share = Gauge("emoedge_label_share", "Share of each label among the recent predictions (drift window, "
+                          "without uncertain).", ["label"], registry=r)
+            for c in drift.class_names:
+                share.labels(label=c).set_function(lambda c=c: drift.distribution()[c])
+        if process:
+            ProcessCollector(registry=r)
+
+    def frame(self, frame_s: float, stage_ms: dict[str, float], detected: bool, classified: int, faces: int,
+              within_budget: bool) -> None:
+        """One finished frame: its latency, its stages' (those that ran), counts."""
+        self.frames.inc()
+        self.frame_latency.observe(frame_s)
+        for s, v in stage_ms.items():
+            if (s == "detect" and not detected) or (s in ("preprocess", "classify") and not classified):
+                continue   # the stage did not run on this frame: a 0 would hide its real latency
+            self._stage[s].observe(v * 1e-3)
+        if classified:
+            self.classifications.inc(classified)
+        self.faces.set(faces)
+        if not within_budget:
+            self.budget_misses.inc()
+
+
 class MetricsServer:
-    """``/metrics`` (Prometheus text format) and ``/health`` (JSON) from a snapshot function.
+    """``/metrics`` (Prometheus text format, or OpenMetrics when the scraper asks for it) from a
+    ``prometheus_client`` registry and ``/health`` (JSON) from a health function.
 
     ``/health`` answers 200 with ``"status": "ok"`` while frames flow and records are written,
     and 503 with the problems otherwise: ``stale`` (no frame for ``stale_after_s``: a camera that
     is down), ``storage`` (records not being written: disk full or below the floor)."""
 
-    def __init__(self, snapshot: Callable[[], dict], host: str = "127.0.0.1", port: int = 9108):
-        self.snapshot = snapshot
+    def __init__(self, health: Callable[[], dict], registry: CollectorRegistry, host: str = "127.0.0.1",
+                 port: int = 9108):
+        self.health = health
+        self.registry = registry
         outer = self
 
         import http.server  # here, not at import: it loads ssl (~4 MB RSS) into every runtime
 
+        from prometheus_client.exposition import choose_encoder
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path.startswith("/metrics"):
-                    body = render_prometheus(outer.snapshot()).encode()
-                    ctype = "text/plain; version=0.0.4"
-                elif self.path.startswith("/health"):
-                    snap = outer.snapshot()
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    self._answer(200, ctype, encoder(outer.registry))
+                elif path == "/health":
+                    snap = outer.health()
                     problems = list(snap.get("problems", []))
                     body = json.dumps({"status": "ok" if not problems else "unhealthy", "problems": problems,
                                        "frames": snap.get("frames", 0),
                                        "last_frame_age_s": snap.get("last_frame_age_s"),
                                        "records_lost": snap.get("records_lost", 0),
                                        "drifting": snap.get("drifting", False)}).encode()
-                    ctype = "application/json"
-                    self.send_response(200 if not problems else 503)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
+                    self._answer(200 if not problems else 503, "application/json", body)
                 else:
                     self.send_error(404)
-                    return
-                self.send_response(200)
+
+            def _answer(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -164,29 +237,3 @@ class MetricsServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def render_prometheus(s: dict) -> str:
-    lines = []
-
-    def metric(name, kind, help_, value, labels=None):
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        if labels is None:
-            lines.append(f"{name} {value}")
-        else:
-            for k, v in labels.items():
-                lines.append(f'{name}{{label="{k}"}} {v}')
-
-    metric("emoedge_frames_total", "counter", "Frames processed.", s.get("frames", 0))
-    metric("emoedge_faces_tracked", "gauge", "Faces tracked on the last frame.", s.get("faces", 0))
-    metric("emoedge_classifications_total", "counter", "Faces classified.", s.get("classifications", 0))
-    metric("emoedge_budget_misses_total", "counter", "Frames over the latency budget.", s.get("budget_misses", 0))
-    metric("emoedge_records_lost_total", "counter", "Records that could not be written.", s.get("records_lost", 0))
-    metric("emoedge_last_frame_age_seconds", "gauge", "Seconds since the last frame.", s.get("last_frame_age_s", 0.0))
-    metric("emoedge_frame_latency_ms", "gauge", "Last frame's latency in milliseconds.", s.get("frame_ms", 0.0))
-    metric("emoedge_drift_js_divergence", "gauge", "JS divergence of predicted classes from the reference.",
-           s.get("js", 0.0))
-    metric("emoedge_drifting", "gauge", "1 while the prediction distribution has drifted.", int(s.get("drifting", False)))
-    metric("emoedge_label_share", "gauge", "Share of recent predictions per label.", None, s.get("shares", {}))
-    return "\n".join(lines) + "\n"

@@ -13,13 +13,12 @@ import logging.handlers
 import math
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,12 +27,23 @@ from emoedge.edge.config import Deployment, RuntimeConfig
 from emoedge.edge.detect import make_detector
 from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_WRITE, BadInputError, WriteError
 from emoedge.edge.models import read_manifest, resolve_model
-from emoedge.edge.monitor import DriftMonitor, MetricsServer
+from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
 from emoedge.edge.preprocess import preprocess_faces, to_gray
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
-from emoedge.edge.sinks import (Aggregator, DiskFloor, DisplaySink, FaceEvent, IntervalSummary, JsonlSink, RunInfo,
-                                Sink, SqliteSink, VideoSink, export_csv)
+from emoedge.edge.sinks import (
+    Aggregator,
+    DiskFloor,
+    DisplaySink,
+    FaceEvent,
+    IntervalSummary,
+    JsonlSink,
+    RunInfo,
+    Sink,
+    SqliteSink,
+    VideoSink,
+    export_csv,
+)
 from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.tracking import EmaSmoother, IoUTracker
 
@@ -186,7 +196,8 @@ class Pipeline:
                                             height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height),
                                             loop=c.loop)
         self.sinks: list[Sink] = []
-        self.metrics = None
+        self.metrics: MetricsServer | None = None     # the /metrics and /health endpoint
+        self.runtime_metrics: RuntimeMetrics | None = None   # its Prometheus registry (only when it is on)
         try:
             self.detector = detector or make_detector(c.detector, c.detector_dir, c.threads, c.min_face_score)
             if classifier is None:
@@ -200,7 +211,7 @@ class Pipeline:
             self.scheduler = BudgetScheduler(c.budget_ms, c.detect_every, c.max_faces, c.adapt, c.min_detect_scale,
                                              c.max_detect_scale)
             self.monitor = self._make_monitor()
-            self.snapshot: dict = {"frames": 0}
+            self.frames = 0
             self._last_frame_ns: int | None = None
             self._started_ns = clock()
             self.records_lost = 0
@@ -221,8 +232,10 @@ class Pipeline:
                 self.sinks = list(sinks)
             self._csv = self._csv_export_path()
             self._next_export_ns = 0
-            self.metrics = MetricsServer(self._health_snapshot, c.metrics_host, c.metrics_port) \
-                if c.metrics_port is not None else None
+            if c.metrics_port is not None:
+                self.runtime_metrics = RuntimeMetrics(STAGES, self._last_frame_age_s, self.monitor)
+                self.metrics = MetricsServer(self._health_snapshot, self.runtime_metrics.registry, c.metrics_host,
+                                             c.metrics_port)
         except BaseException:
             self._close_quietly()
             raise
@@ -272,17 +285,19 @@ class Pipeline:
         return DriftMonitor(self.class_names, ref, self.config.drift_window, self.config.drift_threshold,
                             float((manifest or {}).get("reference_abstention", 0.0)))
 
-    def _health_snapshot(self) -> dict:
-        """What /health and /metrics show, computed when asked (the server's thread)."""
-        snap = dict(self.snapshot)
+    def _last_frame_age_s(self) -> float:
         last = self._last_frame_ns if self._last_frame_ns is not None else self._started_ns
-        age = (self.clock() - last) / 1e9
+        return (self.clock() - last) / 1e9
+
+    def _health_snapshot(self) -> dict:
+        """What /health shows, computed when asked (the server's thread)."""
+        age = self._last_frame_age_s()
         problems = []
         if age > self.config.stale_after_s:
             problems.append(f"stale: no frame for {age:.1f} s (limit {self.config.stale_after_s:g} s)")
-        problems += [f"storage: {msg}" for msg in self._failing.values()]
-        snap.update(last_frame_age_s=round(age, 3), records_lost=self.records_lost, problems=problems)
-        return snap
+        problems += [f"storage: {msg}" for msg in list(self._failing.values())]
+        return {"frames": self.frames, "last_frame_age_s": round(age, 3), "records_lost": self.records_lost,
+                "drifting": bool(self.monitor is not None and self.monitor.drifting), "problems": problems}
 
     # -- stopping -----------------------------------------------------------------------------
     def stop(self, reason: str = "signal") -> None:
@@ -324,8 +339,13 @@ class Pipeline:
                 del self._failing[id(s)]
         return ok
 
-    def _write_failed(self, sink: Sink, exc: BaseException) -> None:
+    def _lost_record(self) -> None:
         self.records_lost += 1
+        if self.runtime_metrics is not None:
+            self.runtime_metrics.records_lost.inc()
+
+    def _write_failed(self, sink: Sink, exc: BaseException) -> None:
+        self._lost_record()
         msg = str(exc) if isinstance(exc, WriteError) else f"{getattr(sink, 'path', type(sink).__name__)}: {exc}"
         where = str(getattr(sink, "path", type(sink).__name__))
         self.write_errors.setdefault(where, msg)
@@ -352,7 +372,7 @@ class Pipeline:
             DiskFloor(self.config.min_free_mb).check(self._csv)
             export_csv(self.config.db, self._csv)
         except (WriteError, OSError, sqlite3.Error) as exc:
-            self.records_lost += 1
+            self._lost_record()
             self.write_errors.setdefault(str(self._csv), str(exc))
             log.error("%s", exc)
 
@@ -375,6 +395,7 @@ class Pipeline:
         last_status = last_pet = t_start
         ms = 1e-6
         notifier = Notifier()
+        prom = self.runtime_metrics
         for s in self.sinks:
             if isinstance(s, SqliteSink):
                 try:
@@ -466,14 +487,11 @@ class Pipeline:
                 for k, v in stage_ms.items():
                     stats[k].add(v)
                 stats["frame"].add((t7 - t0) * ms)
-                self.scheduler.record(plan, stage_ms, len(chosen))
+                hit = self.scheduler.record(plan, stage_ms, len(chosen))
                 frames += 1
-                self.snapshot = {"frames": frames, "faces": len(tracks), "classifications": classifications,
-                                 "budget_misses": self.scheduler.stats.misses, "frame_ms": (t7 - t0) * ms,
-                                 "js": self.monitor.js if self.monitor else 0.0,
-                                 "drifting": bool(self.monitor and self.monitor.drifting),
-                                 "shares": self.monitor.distribution() if self.monitor and frames % 30 == 0
-                                 else self.snapshot.get("shares", {})}
+                self.frames = frames
+                if prom is not None:
+                    prom.frame((t7 - t0) * 1e-9, stage_ms, plan.detect, len(chosen), len(tracks), hit)
                 if t7 - last_pet >= 1_000_000_000:  # systemd watchdog: frames are flowing
                     notifier.notify("WATCHDOG=1")
                     last_pet = t7

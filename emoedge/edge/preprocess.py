@@ -19,7 +19,7 @@ read from the model (see :func:`quantize`), never assumed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -10,12 +10,23 @@ Validation names the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
 
-from emoedge.edge.config import (DELEGATES, DETECTORS, MODES, ConfigError, Deployment, RuntimeConfig, build_dataclass,
-                                 load_yaml, stricter_privacy)
+from emoedge.edge.config import (
+    DELEGATES,
+    DETECTORS,
+    MODES,
+    ConfigError,
+    Deployment,
+    RuntimeConfig,
+    build_dataclass,
+    load_yaml,
+    parse_override,
+    stricter_privacy,
+)
+
 
 def _profiles_dir() -> Path:
     """``firmware_configs/`` as installed (package ``emoedge.firmware_configs``)."""
@@ -106,20 +117,11 @@ def _raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(_raw(ppath, seen + (path.resolve(),)), d)
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    import yaml
-
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected section.key=value")
-    key, val = text.split("=", 1)
-    return key.split("."), yaml.safe_load(val)
-
-
 def load_profile(name_or_path: str | Path, overrides: Sequence[str] = (), search: Path = PROFILES_DIR) -> Profile:
     path = profile_path(name_or_path, search)
     d = _raw(path)
     for ov in overrides:
-        keys, val = _parse_override(ov)
+        keys, val = parse_override(ov)
         if len(keys) != 2:
             raise ConfigError(f"override {ov!r}: expected section.key=value with section board, runtime or deployment")
         d = _merge(d, {keys[0]: {keys[1]: val}})

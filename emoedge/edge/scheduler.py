@@ -19,8 +19,8 @@ fake clock.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 STAGES = ("capture", "detect", "track", "preprocess", "classify", "sinks")
 

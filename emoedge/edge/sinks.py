@@ -16,10 +16,10 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -57,7 +57,7 @@ class RunInfo:
     host: str = ""
 
     @classmethod
-    def new(cls, wall_ns: int | None = None, **kw) -> "RunInfo":
+    def new(cls, wall_ns: int | None = None, **kw) -> RunInfo:
         return cls(uuid.uuid4().hex[:16], boot_id(), time.time_ns() if wall_ns is None else wall_ns,
                    host=os.uname().nodename if hasattr(os, "uname") else "", **kw)
 

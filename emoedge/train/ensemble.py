@@ -10,15 +10,14 @@ BatchNorm statistics re-estimated on training faces."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from emoedge.train import tf_env  # noqa: F401
 
 import keras
 from keras import layers
 
-from emoedge.train.layers import HorizontalFlip, MeanOverViews, StackViews
+from emoedge.keras import tf_env  # noqa: F401
+from emoedge.keras.layers import HorizontalFlip, MeanOverViews, StackViews
 
 
 def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemble", zoom_px: int = 0,
@@ -166,12 +165,10 @@ def splits_of(run_json: str | Path, dataset) -> dict:
     validation fraction), so no validation face is used for anything but validation."""
     import json
 
-    from emoedge.data.datasets import standard_splits
+    from emoedge.data.datasets import split_seed_of, standard_splits
 
     cfg = json.loads(Path(run_json).read_text())["config"]
-    seed = cfg.get("split_seed")
-    seed = cfg.get("seed", 1) if seed is None else seed
-    return standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=seed)
+    return standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=split_seed_of(cfg))
 
 
 def training_images_of(run_json: str | Path, dataset):
@@ -186,7 +183,7 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
                mean: str = "probs") -> Path:
     """Fuse (or with ``average``, weight-average then view-fuse) the .keras ``paths`` into ``out``.
     Weight averaging re-estimates BatchNorm on the first member's training split of ``dataset``."""
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     members = [load_keras(p) for p in paths]
     bn_note = ""
@@ -297,34 +294,3 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
                                  f"val {r['val']['accuracy']:.2%})" for p, r in zip(paths, runs)))
     return rec
 
-
-def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
-                    runs: int = 200) -> list[dict]:
-    """Accuracy and per-face latency (float32 TFLite, 1 thread) of each member and of the fusion."""
-    import tempfile
-    import time
-
-    import numpy as np
-
-    from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
-    from emoedge.evaluate import evaluate_model
-    from emoedge.train.keras_io import load_keras
-
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for p in [*member_paths, fused_path]:
-            run = evaluate_model(p, dataset, usage=usage)
-            tfl = Path(tmp) / (Path(p).stem + ".tflite")
-            tfl.write_bytes(convert_keras(load_keras(p), "float32"))
-            clf = TFLiteClassifier(tfl, num_threads=1)
-            x = np.zeros((1, 48, 48, 1), np.float32)
-            for _ in range(20):
-                clf.predict(x)
-            t = time.perf_counter()
-            for _ in range(runs):
-                clf.predict(x)
-            rows.append({"model": f"{Path(p).parent.name}/{Path(p).name}", "role": "ensemble" if p == fused_path else "member",
-                         "accuracy": run.evaluation.accuracy, "macro_f1": run.evaluation.macro_f1,
-                         "latency_ms_per_face": (time.perf_counter() - t) * 1000 / runs})
-    return rows

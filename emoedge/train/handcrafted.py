@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import FaceDataset, standard_splits, stratified_split
+from emoedge.data.datasets import SPLIT_SEED, FaceDataset, standard_splits, stratified_split
 from emoedge.edge.handcrafted import HogLbpClassifier, features
 from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import evaluate_predictions
@@ -25,7 +25,7 @@ def versions() -> dict[str, str]:
             "opencv": cv2.__version__, "platform": platform.platform(), "machine": platform.machine()}
 
 
-def train_hoglbp(dataset: FaceDataset, out_dir: str | Path, val_fraction: float = 0.1, seed: int = 1,
+def train_hoglbp(dataset: FaceDataset, out_dir: str | Path, val_fraction: float = 0.1, seed: int = SPLIT_SEED,
                  c: float = 0.05, max_train_items: int | None = None, class_balance: str = "none") -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

@@ -12,14 +12,13 @@ whose input is the preprocessing contract's float32 ``(48, 48, 1)`` in [0, 1].
 
 from __future__ import annotations
 
-from typing import Callable
-
-from emoedge.train import tf_env  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TF loads)
+from collections.abc import Callable
 
 import keras
 from keras import layers
 
-from emoedge.train.layers import ChannelPool
+from emoedge.keras import tf_env  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TF loads)
+from emoedge.keras.layers import ChannelPool
 
 
 def _conv_bn(x, filters, kernel=3, strides=1, name=None, l2=1e-4):

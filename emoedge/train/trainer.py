@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from emoedge.train import tf_env
-
 import numpy as np
 
-from emoedge.data.datasets import FaceDataset, standard_splits
+from emoedge.data.datasets import SPLIT_SEED, FaceDataset, split_seed_of, standard_splits
 from emoedge.edge.preprocess import PREPROCESSING, normalize
+from emoedge.keras import tf_env
 from emoedge.metrics import Evaluation, evaluate_predictions
 
 
@@ -49,7 +48,7 @@ class TrainConfig:
     class_balance: str = "none"         # none | weights | sqrt-weights | oversample
     early_stopping_patience: int = 8     # epochs without a better val accuracy; 0 = off
     val_fraction: float = 0.1
-    seed: int = 1                        # weights, augmentation and shuffle order
+    seed: int = SPLIT_SEED               # weights, augmentation and shuffle order
     split_seed: int | None = None        # the train/validation split (None: seed). Keep it when training
                                          # another ensemble member so no member sees the others' validation faces
     augment: Augment = field(default_factory=Augment)
@@ -64,7 +63,7 @@ class TrainConfig:
     soft_temperature: float = 2.0        # > 1 softens the teacher's distribution
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -240,9 +239,9 @@ def copy_layers_by_name(src, dst) -> tuple[list[str], list[str]]:
     return copied, fresh
 
 
-def teacher_targets(config: "TrainConfig", x_train: np.ndarray, y_train: np.ndarray, k: int) -> np.ndarray:
+def teacher_targets(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, k: int) -> np.ndarray:
     """The teacher's softened probabilities for each (un-augmented) training face, mean of face and mirror."""
-    from emoedge.train.keras_io import load_keras
+    from emoedge.keras.io import load_keras
 
     if not 0.0 <= config.soft_weight <= 1.0:
         raise ValueError(f"soft_weight must be in [0, 1], got {config.soft_weight}")
@@ -322,8 +321,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     if splits is None:
-        split_seed = config.seed if config.split_seed is None else config.split_seed
-        splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=split_seed)
+        splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=split_seed_of(asdict(config)))
     train_ds, val_ds, test_ds = splits["train"], splits["val"], splits.get("test")
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
@@ -344,7 +342,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     rebuilt = True  # the model is the zoo's config.arch (so it can be rebuilt in float32 for export)
     try:
         if config.init_from:
-            from emoedge.train.keras_io import load_keras
+            from emoedge.keras.io import load_keras
 
             src = load_keras(config.init_from)
             model = None

@@ -4,13 +4,13 @@ report expected calibration error before and after with a reliability diagram.""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.models import manifest_path
 from emoedge.edge.temperature import apply_temperature, fit_temperature, plot_reliability, reliability
-from emoedge.evaluate import evaluate_model
+from emoedge.evaluate.scoring import evaluate_model
 
 
 def calibrate(model_path: str | Path, dataset: FaceDataset, usage: str = "val", out_dir: str | Path | None = None,

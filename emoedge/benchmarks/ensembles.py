@@ -1,20 +1,23 @@
 """Ensembles evaluated against their members: mean, vote and stacking over models of any format
 (Keras, TFLite, ONNX, HOG+LBP), on the same split, with each one's latency per face beside its
 accuracy. Stacking is fitted on the validation split carved from training (never the test split).
-Writes a device ensemble spec per method (``edge/ensemble.py`` runs it) and a report."""
+Writes a device ensemble spec per method (``edge/ensemble.py`` runs it) and a report.
+
+:func:`compare_members` does the same for a Keras fusion (``emoedge.train.ensemble``): each member's
+and the fused model's accuracy and float TFLite latency."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.ensemble import METHODS, combine, write_spec
 from emoedge.edge.preprocess import normalize
-from emoedge.evaluate import load_classifier, model_class_names, select_split
+from emoedge.evaluate import evaluate_model, load_classifier, model_class_names, select_split
 from emoedge.metrics import evaluate_predictions
 
 
@@ -102,7 +105,7 @@ def evaluate_ensembles(members: Sequence[str | Path], dataset: FaceDataset, usag
 
 
 def render_markdown(result: dict) -> str:
-    lines = [f"# Ensembles against their members", "",
+    lines = ["# Ensembles against their members", "",
              f"On {result['data']} `{result['split']}` (n={result['n']}); latency: median single-face `predict` at "
              f"{result['threads']} thread(s), an ensemble's being the sum of its members'. Stacking is fitted on "
              f"{result['stack_fitted_on'] or '-'}, never on the test split.", "",
@@ -113,3 +116,33 @@ def render_markdown(result: dict) -> str:
         lines.append(f"| `{r['model']}` | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
                      f"{r['latency_ms_per_face']:.3f} | {'' if gain is None else f'{gain:+.2f}'} |")
     return "\n".join(lines) + "\n"
+
+
+def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
+                    runs: int = 200) -> list[dict]:
+    """Accuracy and per-face latency (float32 TFLite, 1 thread) of each Keras member and of their
+    fusion into one model (``emoedge.train.ensemble.fuse_files``)."""
+    import tempfile
+    import time
+
+    from emoedge.convert.tflite import convert_keras
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.keras.io import load_keras
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in [*member_paths, fused_path]:
+            run = evaluate_model(p, dataset, usage=usage)
+            tfl = Path(tmp) / (Path(p).stem + ".tflite")
+            tfl.write_bytes(convert_keras(load_keras(p), "float32"))
+            clf = TFLiteClassifier(tfl, num_threads=1)
+            x = np.zeros((1, 48, 48, 1), np.float32)
+            for _ in range(20):
+                clf.predict(x)
+            t = time.perf_counter()
+            for _ in range(runs):
+                clf.predict(x)
+            rows.append({"model": f"{Path(p).parent.name}/{Path(p).name}", "role": "ensemble" if p == fused_path else "member",
+                         "accuracy": run.evaluation.accuracy, "macro_f1": run.evaluation.macro_f1,
+                         "latency_ms_per_face": (time.perf_counter() - t) * 1000 / runs})
+    return rows

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emoedge.train import tf_env  # noqa: F401
-
 import keras
+
+from emoedge.keras import tf_env  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="emoedge")

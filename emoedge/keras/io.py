@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emoedge.train import tf_env  # noqa: F401
-
-from emoedge.edge.interpreter import ModelError
-from emoedge.train import layers as _custom_layers  # noqa: F401  (registers them for loading)
+from emoedge.edge.errors import ModelError
+from emoedge.keras import layers as _custom_layers  # noqa: F401  (registers them for loading)
+from emoedge.keras import tf_env  # noqa: F401
 
 
 def load_keras(path: str | Path):

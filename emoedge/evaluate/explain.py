@@ -3,13 +3,13 @@ CBAM model's spatial attention maps, and grids of test faces per class, right an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
-from emoedge.train import tf_env  # noqa: F401
+from emoedge.keras import tf_env  # noqa: F401
 
 
 def last_conv_layer(model):

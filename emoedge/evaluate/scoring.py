@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from emoedge.data.datasets import FaceDataset, canonical_split, load_dataset, standard_splits
+from emoedge.data.datasets import SPLIT_SEED, FaceDataset, canonical_split, standard_splits
 from emoedge.edge.classify import open_model
-from emoedge.edge.interpreter import ModelError, check_classes
+from emoedge.edge.errors import ModelError
+from emoedge.edge.interpreter import check_classes
 from emoedge.edge.models import read_manifest
 from emoedge.edge.preprocess import normalize
 from emoedge.metrics import Evaluation, evaluate_predictions
@@ -22,7 +23,7 @@ class KerasClassifier:
 
     def __init__(self, model_path: str | Path):
         self.path = Path(model_path)
-        from emoedge.train.keras_io import load_keras
+        from emoedge.keras.io import load_keras
 
         self.model = load_keras(self.path)
         shape = self.model.input_shape
@@ -52,7 +53,7 @@ def model_class_names(model_path: str | Path) -> tuple[str, ...] | None:
     return tuple(manifest["class_names"]) if manifest and manifest.get("class_names") else None
 
 
-def select_split(ds: FaceDataset, usage: str | None, seed: int = 1, val_fraction: float = 0.1) -> FaceDataset:
+def select_split(ds: FaceDataset, usage: str | None, seed: int = SPLIT_SEED, val_fraction: float = 0.1) -> FaceDataset:
     """The items of one split: a source split name (e.g. PublicTest) or train/val/test of
     :func:`standard_splits`; ``None`` or ``all`` keeps every labelled item."""
     ds = ds.labelled()

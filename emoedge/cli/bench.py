@@ -1,0 +1,208 @@
+"""``emoedge bench models|pipeline|soak|all`` -> :func:`emoedge.benchmarks.models.bench_models`,
+:func:`emoedge.benchmarks.pipeline.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`;
+results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.benchmarks.targets`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from emoedge.cli._common import add_group, add_parser, comma_list
+
+
+def peer_spec(text: str):
+    """``PATH:size=64,norm=signed,name=fer`` -> a ClassifierSpec (imported only when given)."""
+    from emoedge.benchmarks.classifiers import ClassifierSpec
+
+    return ClassifierSpec.parse(text)
+
+
+def _failures(what: str, rows) -> int:
+    """Name the failed rows of a bench run on stderr; 1 when every row failed (or there is none), else 0."""
+    failed = [r for r in rows if r.status != "ok"]
+    if failed:
+        print(f"emoedge bench {what}: {len(failed)} of {len(rows)} row(s) failed"
+              + (" (all of them)" if len(failed) == len(rows) else "") + ":", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.name}: {r.reason or 'no reason given'}", file=sys.stderr)
+    return 1 if not rows or len(failed) == len(rows) else 0
+
+
+def _write(args, models=None, pipelines=None, peer_name: str | None = None) -> list[int]:
+    """results.json (parts not run now kept from the one in --out) and the report, written once;
+    with ``peer_name`` the targets are evaluated on it. Returns the exit code of each part run."""
+    from emoedge.benchmarks.report import build_results, compare, write_report
+
+    out = Path(args.out)
+    prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    res = build_results(settings={"command": " ".join(sys.argv)})
+    res["models"] = [m.to_dict(samples=True) for m in models] if models is not None else prev.get("models", [])
+    res["pipelines"] = [p.to_dict() for p in pipelines] if pipelines is not None else prev.get("pipelines", [])
+    res["targets"] = prev.get("targets", [])
+    if peer_name is not None:
+        from emoedge.benchmarks.targets import evaluate_targets
+
+        res["targets"] = evaluate_targets(res, peer_name=peer_name)
+    md = write_report(res, out)
+    print(md.read_text())
+    if args.reference:
+        rows = compare(res, json.loads(Path(args.reference).read_text()), args.tolerance)
+        (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+        for r in rows:
+            print(f"  {r['kind']:8s} {r['name']}: {r['status']}")
+    print(f"wrote {out}/results.json and {md}")
+    codes = [_failures("models", models)] if models is not None else []
+    return codes + ([_failures("pipeline", pipelines)] if pipelines is not None else [])
+
+
+def _model_rows(args):
+    import numpy as np
+
+    from emoedge.benchmarks.classifiers import ClassifierSpec
+    from emoedge.benchmarks.models import bench_models
+    from emoedge.edge.models import resolve_model_spec
+
+    paths = [resolve_model_spec(m, missing_ok=True) for m in args.model]  # a missing one: a failed row
+    specs = [ClassifierSpec(str(p), name=p.name) for p in paths] + list(args.peer)
+    if not specs:
+        raise ValueError("give at least one --model or --peer")
+    faces = labels = names = None
+    if args.data:
+        from emoedge.data.datasets import load_dataset
+        from emoedge.evaluate import select_split
+
+        ds = select_split(load_dataset(args.data), args.usage)
+        idx = np.arange(len(ds))
+        if args.eval_size and args.eval_size < len(ds):
+            idx = np.sort(np.random.default_rng(0).choice(len(ds), args.eval_size, replace=False))
+        faces, labels, names = ds.images[idx], ds.labels[idx], ds.class_names
+    return bench_models(specs, faces, labels, names, reference=args.float_reference, threads=args.threads,
+                        runs=args.runs, rss=not args.no_rss)
+
+
+def _pipeline_rows(args, models: list[str], threads: int | None):
+    from emoedge.benchmarks.pipeline import bench_pipeline
+
+    rows = []
+    for det in args.detector:
+        for model in models:
+            name = f"runtime {det} {model}@{args.format}"
+            common = (args.source, det, model, args.format, args.budget_ms, args.max_frames, args.detector_dir, threads)
+            rows.append(bench_pipeline(name, *common))
+            if args.full_scale_too:  # detector parity: every frame, full resolution
+                rows.append(bench_pipeline(f"{name} full-scale detection every frame", *common, min_detect_scale=1.0,
+                                           detect_every=1, adapt=False))
+    if args.naive_keras:
+        rows.append(bench_pipeline("naive baseline", args.source, max_frames=args.max_frames,
+                                   naive_keras_model=args.naive_keras))
+    return rows
+
+
+def cmd_bench_models(args) -> int:
+    return max(_write(args, models=_model_rows(args)))
+
+
+def cmd_bench_pipeline(args) -> int:
+    return max(_write(args, pipelines=_pipeline_rows(args, args.model, args.threads)))
+
+
+def cmd_bench_all(args) -> int:
+    """Models (ours + the peer) and pipelines (runtime + naive baseline) in one run, with targets;
+    exit 1 when every row of every part run failed."""
+    models = _model_rows(args)
+    pipelines = _pipeline_rows(args, args.pipeline_model, args.threads[0]) if args.source else None
+    codes = _write(args, models=models, pipelines=pipelines, peer_name=args.peer_name)
+    if all(codes):
+        print("emoedge bench all: every row failed (exit 1)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench_soak(args) -> int:
+    """Soak (RSS over N looped frames, each N in a fresh process) and the fault checks (SIGKILL,
+    disk full, free-space floor); exit 1 when the target or a fault check that ran failed."""
+    from emoedge.benchmarks.soak import all_passed, bench_soak, write_results
+
+    res = bench_soak(args.frames, args.source, args.model, args.budget_ms, args.interval_s, args.warmup,
+                     args.tolerance_mb, faults=not args.no_faults, fault_model=args.fault_model,
+                     tmpfs_size=args.tmpfs_size, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res["settings"]["command"] = "emoedge " + " ".join(sys.argv[1:])
+    md = write_results(res, args.out)
+    print(md.read_text())
+    print(f"wrote {Path(args.out)}/soak.json, soak.md, soak_rss.png")
+    return 0 if all_passed(res) else 1
+
+
+def _model_options(p) -> None:
+    p.add_argument("--model", action="append", default=[],
+                   help="a model file, or a shipped NAME@FORMAT (e.g. default@int8); repeatable")
+    p.add_argument("--peer", action="append", default=[], type=peer_spec,
+                   help="an external classifier: PATH:size=64,norm=signed,name=fer; repeatable")
+    p.add_argument("--data", help="labelled dataset for accuracy")
+    p.add_argument("--usage", default="PublicTest", help="split of --data to score")
+    p.add_argument("--eval-size", type=int, help="score a random subset of this size (default: the whole split)")
+    p.add_argument("--float-reference", help="the float model (path or name) for loss and agreement")
+    p.add_argument("--threads", default="1", type=comma_list(int), help="comma-separated thread counts")
+    p.add_argument("--runs", type=int, default=300, help="timed runs per model and thread count")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement (a process per model)")
+
+
+def _pipeline_options(p, model_flag: str = "--model", source_required: bool = True) -> None:
+    p.add_argument("--source", required=source_required,
+                   help="a video, image, folder or camera" + ("" if source_required else " (none: no pipelines)"))
+    p.add_argument("--detector", default="haar", type=comma_list(), help="comma-separated face detectors")
+    p.add_argument(model_flag, default="default", type=comma_list(),
+                   help="comma-separated shipped names or files for the pipelines")
+    p.add_argument("--format", default="int8", help="format of the shipped models")
+    p.add_argument("--budget-ms", type=float, default=66.0, help="per-frame latency budget")
+    p.add_argument("--max-frames", type=int,
+                   help="stop each pipeline after this many frames (default: the source's end)")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--naive-keras", help="also run the naive baseline with this Keras model")
+    p.add_argument("--full-scale-too", action="store_true",
+                   help="also run each configuration detecting on every frame at full resolution (detector parity)")
+
+
+def _report_options(p) -> None:
+    p.add_argument("--out", required=True, help="folder for results.json, report.md and the plots")
+    p.add_argument("--reference", help="reference results.json to compare with (comparison.json)")
+    p.add_argument("--tolerance", type=float, default=0.25,
+                   help="latency/FPS may be worse than the reference by this fraction")
+
+
+def register(sub) -> None:
+    bench = add_group(sub, "bench", "benchmarks: models, pipelines, long runs", dest="bench_command")
+    p = add_parser(bench, "models", "size, load, latency percentiles, throughput, RSS, accuracy per artifact")
+    _model_options(p)
+    _report_options(p)
+    p.set_defaults(func=cmd_bench_models)
+
+    p = add_parser(bench, "pipeline", "end-to-end FPS, stage latency, budget hit rate, CPU, RSS")
+    _pipeline_options(p)
+    p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
+    _report_options(p)
+    p.set_defaults(func=cmd_bench_pipeline)
+
+    p = add_parser(bench, "soak", "RSS over long looped runs (peak, slope per frame) and the fault checks: "
+                                  "SIGKILL mid-run, disk full (tmpfs, needs root), free-space floor")
+    p.add_argument("--frames", default="2000,20000", type=comma_list(int),
+                   help="comma-separated run lengths, each in a fresh process")
+    p.add_argument("--source", help="default: ../shared/media/short_hamilton_clip.mp4 if present, else demo")
+    p.add_argument("--model", default="default", help="shipped name or file for the soak runs")
+    p.add_argument("--budget-ms", type=float, default=66.0, help="per-frame latency budget")
+    p.add_argument("--interval-s", type=float, default=5.0, help="interval summaries every this many seconds")
+    p.add_argument("--warmup", type=float, default=0.15, help="fraction of frames left out of the slope fit")
+    p.add_argument("--tolerance-mb", type=float, default=2.0, help="peak RSS difference allowed (the target)")
+    p.add_argument("--fault-model", default="fast", help="model for the fault checks")
+    p.add_argument("--tmpfs-size", default="1m", help="size of the tmpfs the disk-full check fills")
+    p.add_argument("--no-faults", action="store_true", help="only the soak runs")
+    p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for soak.json, soak.md, soak_rss.png")
+    p.set_defaults(func=cmd_bench_soak)
+
+    p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
+    _model_options(p)
+    _pipeline_options(p, model_flag="--pipeline-model", source_required=False)
+    p.add_argument("--peer-name", default="fer", help="the --peer the targets compare with")
+    _report_options(p)
+    p.set_defaults(func=cmd_bench_all)

@@ -1,0 +1,107 @@
+"""``emoedge evaluate`` -> :func:`emoedge.evaluate.evaluate_model`; ``calibrate`` ->
+:func:`emoedge.evaluate.calibrate`; ``explain`` -> :func:`emoedge.evaluate.grad_cam`,
+:func:`emoedge.evaluate.explain_grid`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emoedge.cli._common import add_data_args, add_parser, dataset
+
+
+def cmd_evaluate(args) -> int:
+    from emoedge.edge.models import resolve_model
+    from emoedge.evaluate import evaluate_model, write_evaluation
+
+    model = resolve_model(args.model, args.format)
+    ds = dataset(args)
+    run = evaluate_model(model, ds, usage=args.usage, num_threads=args.threads)
+    print(f"{model} on {ds.source} [{run.split}]")
+    print(run.evaluation.table())
+    if args.json:
+        write_evaluation(run, args.json, plot=not args.no_plots)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from emoedge.evaluate import calibrate
+
+    r = calibrate(args.model, dataset(args), usage=args.usage, out_dir=args.out, write_to=args.also)
+    print(f"{r['model']}: temperature {r['temperature']:.3f} fitted on {r['split']} (n={r['n']}); "
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    import cv2
+
+    from emoedge.evaluate import attention_maps, explain_grid, grad_cam, overlay
+    from emoedge.keras.io import load_keras
+
+    if not args.image and not args.data:
+        raise ValueError("give --image or --data")
+    model = load_keras(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.image:
+        from emoedge.edge.detect import HaarDetector
+        from emoedge.edge.preprocess import preprocess_faces
+
+        img = cv2.imread(str(args.image))
+        if img is None:
+            raise FileNotFoundError(f"{args.image}: not a readable image")
+        faces = HaarDetector().detect(img)
+        if not faces:
+            print(f"{args.image}: no face found")
+            return 1
+        x = preprocess_faces(img, [f.box for f in faces])
+        cams, att = grad_cam(model, x), attention_maps(model, x)
+        for i in range(len(faces)):
+            cv2.imwrite(str(out / f"face{i}_gradcam.png"), overlay(x[i], cams[i]))
+            for name, maps in att.items():
+                cv2.imwrite(str(out / f"face{i}_{name}.png"), overlay(x[i], maps[i]))
+        print(f"wrote Grad-CAM overlays of {len(faces)} face(s) to {out}")
+        return 0
+    from emoedge.evaluate import select_split
+
+    ds = select_split(dataset(args), args.usage)
+    path = explain_grid(model, ds.images, ds.labels, ds.class_names, out / "gradcam_grid.png", args.per_class)
+    print(f"wrote {path}")
+    # a CBAM model: where each attention block looks, on the same faces
+    for layer in [lay.name for lay in model.layers if lay.name.endswith("_spatial")]:
+        path = explain_grid(model, ds.images, ds.labels, ds.class_names, out / f"attention_{layer}.png",
+                            args.per_class, attention=layer)
+        print(f"wrote {path}")
+    return 0
+
+
+def register(sub) -> None:
+    p = add_parser(sub, "evaluate", "accuracy, macro-F1, per-class metrics, confusion matrix")
+    p.add_argument("--model", required=True, help="a .tflite/.onnx/.keras/.hoglbp.npz file or a shipped model name")
+    p.add_argument("--format", default="int8", help="format of a shipped model: int8, uint8, onnx-int8, hoglbp, ...")
+    add_data_args(p)
+    p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
+    p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
+    p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
+    p.add_argument("--no-plots", action="store_true", help="no confusion-matrix PNG beside --json")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add_parser(sub, "calibrate", "fit temperature scaling on validation data; record it in the manifests")
+    p.add_argument("--model", required=True, help="the model file to calibrate (its manifest gets the temperature)")
+    add_data_args(p)
+    p.add_argument("--usage", default="val", help="split to fit on (val: the validation split carved from training)")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="another artifact of the same model to record the temperature in (repeatable)")
+    p.add_argument("--out", help="folder for calibration.json and reliability.png")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = add_parser(sub, "explain", "Grad-CAM (and CBAM attention) overlays: where the model looks")
+    p.add_argument("--model", required=True, help="a Keras model")
+    p.add_argument("--image", help="a photo: every face found gets an overlay")
+    add_data_args(p, required=False)
+    p.add_argument("--usage", default="PublicTest", help="split of --data the grid's faces come from")
+    p.add_argument("--per-class", type=int, default=3,
+                   help="faces per class in the grid, right and wrong each")
+    p.add_argument("--out", required=True, help="output folder for the PNG overlays")
+    p.set_defaults(func=cmd_explain)

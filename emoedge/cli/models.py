@@ -1,0 +1,83 @@
+"""``emoedge models list|ship|fetch`` -> :func:`emoedge.edge.models.shipped_models`,
+:func:`emoedge.convert.ship.ship`, :func:`emoedge.edge.fetch.fetch`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from emoedge.cli._common import LABEL_SETS, add_group, add_parser, comma_list
+
+
+def cmd_models_list(args) -> int:
+    from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
+
+    have = shipped_models()
+    for name, what in SHIPPED.items():
+        print(f"{name:8s} {what}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
+    print(f"(in {MODELS_DIR})")
+    return 0
+
+
+def cmd_models_ship(args) -> int:
+    from emoedge.convert.calibration import from_dataset
+    from emoedge.convert.ship import ship
+    from emoedge.data.datasets import load_dataset
+
+    ds = load_dataset(args.data, labels=args.labels)
+    formats = tuple(args.to)
+    if formats and not (Path(args.run) / "model.keras").is_file() and (Path(args.run) / "model.hoglbp.npz").is_file():
+        print(f"{args.run}: a HOG+LBP run is shipped as .hoglbp.npz only (no TFLite/ONNX conversion); "
+              f"ignoring --to {','.join(args.to)}", file=sys.stderr)
+        formats = ()
+    cal = from_dataset(ds, size=args.calib_size) if formats else None
+    out = ship(args.run, args.name, ds, command=args.command or " ".join(sys.argv), usage=args.usage,
+               formats=formats, calibration=cal, report_dir=args.report_dir or Path("docs/models") / args.name)
+    for k, v in out.items():
+        print(f"{k:10s} {v}")
+    if args.float_dir:
+        from emoedge.convert.ship import move_float_masters
+        from emoedge.edge.models import MODELS_DIR
+
+        moved = move_float_masters(MODELS_DIR, args.name, args.float_dir)
+        print(f"moved {len(moved)} float master file(s) out of the package to {args.float_dir}")
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from emoedge.edge import fetch
+
+    names = sorted(fetch.DETECTOR_FILES) if args.name == "all" else [args.name]
+    for name in names:
+        for p in fetch.fetch(name, args.dest, base_url=args.base_url):
+            print(f"{name}: {p} (sha256 verified)")
+    return 0
+
+
+def register(sub) -> None:
+    from emoedge.edge.models import SHIPPED
+
+    models = add_group(sub, "models", "shipped models: list, ship a training run, fetch detector files",
+                       dest="models_command")
+    add_parser(models, "list", "the shipped models and their files").set_defaults(func=cmd_models_list)
+
+    p = add_parser(models, "ship", "put a training run into the package as a shipped model (+ conversions)")
+    p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")
+    p.add_argument("--float-dir", help="move the float masters (.keras, float .tflite/.onnx) here after shipping: "
+                                       "the package then carries only the quantized device files")
+    p.add_argument("--name", required=True, choices=sorted(SHIPPED), help="the shipped name it replaces")
+    p.add_argument("--data", required=True, help="the dataset to evaluate on (and calibrate from)")
+    p.add_argument("--labels", default="auto", choices=LABEL_SETS, help="label set of a FER2013 CSV")
+    p.add_argument("--usage", default="PublicTest", help="split the model card's scores come from")
+    p.add_argument("--to", default="int8,uint8,edgetpu,onnx,onnx-int8", type=comma_list(),
+                   help="formats to convert beside it (comma-separated; empty: none)")
+    p.add_argument("--calib-size", type=int, default=300, help="calibration faces for the quantized formats")
+    p.add_argument("--report-dir", help="where the quantization report goes (default: docs/models/NAME)")
+    p.add_argument("--command", help="the training command to record in the model card (default: this command)")
+    p.set_defaults(func=cmd_models_ship)
+
+    p = add_parser(models, "fetch", "download detector files (sha256 pinned)")
+    p.add_argument("name", choices=["blazeface", "ssd", "all"], help="which detector's files")
+    p.add_argument("--dest", help="folder (default: $EMOEDGE_MODELS or ~/.cache/emoedge/models)")
+    p.add_argument("--base-url", help="fetch from this mirror instead of the official location")
+    p.set_defaults(func=cmd_models_fetch)
