@@ -91,7 +91,8 @@ def test_targets_from_one_results_document():
                        "peak_rss_mb": 120},
                       {"name": "runtime haar default full-scale detection every frame", "status": "ok", "fps": 40,
                        "faces_per_frame": 0.5, "faces_per_detection": 0.5, "peak_rss_mb": 121},
-                      {"name": "naive baseline", "status": "ok", "fps": 10, "faces_per_frame": 1.05, "peak_rss_mb": 800}]}
+                      {"name": "naive baseline", "status": "ok", "fps": 10, "faces_per_frame": 1.05,
+                       "peak_rss_mb": 800}]}
     rows = {r["target"]: r for r in evaluate_targets(res)}
     assert rows["fast int8 classifies a face in no more time than the fer peer (1 thread, p50)"]["met"]
     assert rows["fast int8 is more accurate than the fer peer"]["met"]

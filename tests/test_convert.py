@@ -92,7 +92,8 @@ def test_int8_io_and_manifest_round_trip(converted, tiny_keras):
         m = read_manifest(path)
         clf = TFLiteClassifier(path)
         assert m["input"]["dtype"] == dtype == clf.input.dtype.name
-        assert m["input"]["scale"] == pytest.approx(clf.input.scale) and m["input"]["zero_point"] == clf.input.zero_point
+        assert (m["input"]["scale"] == pytest.approx(clf.input.scale)
+                and m["input"]["zero_point"] == clf.input.zero_point)
         assert m["output"]["scale"] == pytest.approx(clf.output.scale)
         assert m["class_names"] == list(NAMES)
         assert m["sha256"] == sha256_file(path) and m["size_bytes"] == path.stat().st_size

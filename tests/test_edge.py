@@ -31,7 +31,8 @@ def test_demo_image_has_one_face_found_by_haar():
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name,count", [("obama.jpg", 1), ("two_people.jpg", 2), ("biden.jpg", 1), ("lin-manuel-miranda.png", 1)])
+@pytest.mark.parametrize("name,count", [("obama.jpg", 1), ("two_people.jpg", 2), ("biden.jpg", 1),
+                                        ("lin-manuel-miranda.png", 1)])
 def test_haar_on_real_photos(name, count):
     need_shared(MEDIA / name)
     faces = HaarDetector().detect(cv2.imread(str(MEDIA / name)))

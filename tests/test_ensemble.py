@@ -159,7 +159,8 @@ def test_weight_average_means_the_weights_and_re_estimates_batchnorm(tmp_path):
     x = rng.random((64, 48, 48, 1), dtype=np.float32)
     plain = average_weights([a, b])
     np.testing.assert_allclose(plain.get_layer("s2b_conv").get_weights()[0],
-                               (a.get_layer("s2b_conv").get_weights()[0] + b.get_layer("s2b_conv").get_weights()[0]) / 2,
+                               (a.get_layer("s2b_conv").get_weights()[0]
+                                + b.get_layer("s2b_conv").get_weights()[0]) / 2,
                                rtol=1e-6)
     avg = average_weights([a, b], x, batch_size=16)
     # the first BN's moving mean is now the mean of the averaged first conv's outputs over the images

@@ -29,7 +29,8 @@ from conftest import FakeClock
 from emoedge.edge.config import RuntimeConfig
 from emoedge.edge.detect import Face, HaarDetector, _to_faces
 from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.sinks import FaceEvent, Sink
+from emoedge.edge.records import FaceEvent
+from emoedge.edge.sinks import Sink
 from emoedge.edge.sources import Frame, FrameSource
 from emoedge.edge.tracking import IoUTracker, visible_fraction
 

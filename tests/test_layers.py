@@ -203,7 +203,8 @@ def _fail(problems: list[str], what: str) -> None:
 
 def test_every_subpackage_has_a_layer():
     parts = {part_of(module_name(p)) for p in PKG_DIR.rglob("*.py")} - {""}
-    _fail([f"emoedge.{p}: not in LAYERS (tests/test_layers.py); give it a layer" for p in sorted(parts - set(LAYER_OF))],
+    _fail([f"emoedge.{p}: not in LAYERS (tests/test_layers.py); give it a layer"
+           for p in sorted(parts - set(LAYER_OF))],
           "subpackage(s) without a layer")
 
 

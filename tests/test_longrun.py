@@ -19,10 +19,11 @@ from emoedge.cli import main
 from emoedge.edge.config import ConfigError, RuntimeConfig
 from emoedge.edge.detect import Face
 from emoedge.edge.errors import WriteError
-from emoedge.edge.pipeline import LatencyStats, Pipeline
+from emoedge.edge.pipeline import Pipeline
 from emoedge.edge.profiles import load_profile
 from emoedge.edge.sinks import JsonlSink, Sink, SqliteSink, export_csv, read_intervals
 from emoedge.edge.sources import SourceError, open_source
+from emoedge.edge.stats import LatencyStats
 from emoedge.edge.tracking import IoUTracker
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -137,7 +138,8 @@ def test_records_carry_wall_clock_time_and_sort_across_a_reboot(tmp_path):
     assert all(x["time_utc" if x["type"] in ("face", "run") and "time_utc" in x else "start_utc"
                  if x["type"] == "interval" else "started_utc"].startswith("2026-09-21") for x in lines)
     export_csv(db, tmp_path / "s.csv")
-    table = list(csv.DictReader(open(tmp_path / "s.csv")))
+    with open(tmp_path / "s.csv") as f:
+        table = list(csv.DictReader(f))
     assert [r["start_utc"] for r in table] == sorted(r["start_utc"] for r in table)
     assert table[0]["run_id"] == first_run and table[0]["start_utc"].endswith("Z")
 
@@ -208,7 +210,8 @@ def test_the_classroom_profile_needs_a_purpose_and_stores_it_with_every_record(t
     rows = read_intervals(db)
     assert rows and all(r["purpose"] == "safety study under ethics approval" and r["jurisdiction"] == "UK"
                         for r in rows)
-    exported = list(csv.DictReader(open(tmp_path / "summaries.csv")))     # deployment.export_csv: true
+    with open(tmp_path / "summaries.csv") as f:                           # deployment.export_csv: true
+        exported = list(csv.DictReader(f))
     assert len(exported) == len(rows) and exported[0]["purpose"] == rows[0]["purpose"]
     assert "purpose: safety study under ethics approval" in (tmp_path / "emoedge.log").read_text()
 

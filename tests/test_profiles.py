@@ -52,9 +52,11 @@ def _write(tmp_path, text, name="p.yaml"):
     ("extends: rpi4\nruntime:\n  threads: 8\n", r"runtime.threads: 8 threads on a 4-core"),
     ("extends: rpi4\nwifi: {}\n", r"unknown section\(s\) \['wifi'\]"),
     ("extends: nowhere\n", r"key 'extends': nowhere: no such profile"),
-    ("extends: classroom-sensor-rpi4\nruntime:\n  display: true\n", r"runtime: key 'display': privacy rule 'no-images' \(a classroom sensor"),
+    ("extends: classroom-sensor-rpi4\nruntime:\n  display: true\n",
+     r"runtime: key 'display': privacy rule 'no-images' \(a classroom sensor"),
     ("extends: classroom-sensor-rpi4\nruntime:\n  db: null\n", r"runtime.db: a classroom sensor stores"),
-    ("extends: rpi4\nruntime:\n  video_out: x.mp4\n", r"runtime: key 'video_out': privacy rule 'no-video' forbids storing face images"),
+    ("extends: rpi4\nruntime:\n  video_out: x.mp4\n",
+     r"runtime: key 'video_out': privacy rule 'no-video' forbids storing face images"),
     ("extends: x86-dev\nruntime:\n  source: picamera\n", r"runtime.source: picamera on generic x86-64"),
     ("runtime: [1, 2]\n", r"runtime: expected a mapping"),
     # every numeric value is range-checked, naming file and key

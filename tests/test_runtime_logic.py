@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from emoedge.edge.detect import Face, iou, nms
+from emoedge.edge.records import Aggregator, FaceEvent
 from emoedge.edge.scheduler import BudgetScheduler
-from emoedge.edge.sinks import Aggregator, FaceEvent, JsonlSink, SqliteSink, read_intervals
+from emoedge.edge.sinks import JsonlSink, SqliteSink, read_intervals
 from emoedge.edge.sources import SourceError, _LatestGrabber
 from emoedge.edge.tracking import UNCERTAIN, EmaSmoother, IoUTracker, Track
 
@@ -201,7 +202,8 @@ def test_sinks_write_readable_records(tmp_path):
 
 CRASHER = r"""
 import sys, os
-from emoedge.edge.sinks import SqliteSink, IntervalSummary
+from emoedge.edge.records import IntervalSummary
+from emoedge.edge.sinks import SqliteSink
 db = SqliteSink(sys.argv[1])
 for i in range(3):
     db.on_interval(IntervalSummary(f"r-{i}", "r", i * 10**9, (i + 1) * 10**9, 1.0, 10, 2, 20, {"happy": 1.0}, 0.9))
@@ -252,14 +254,15 @@ def test_export_summaries_as_csv(tmp_path):
     import csv
 
     from emoedge.cli import main
-    from emoedge.edge.sinks import IntervalSummary
+    from emoedge.edge.records import IntervalSummary
 
     db = SqliteSink(tmp_path / "s.sqlite")
     db.on_interval(IntervalSummary("r-1", "r", 1_700_000_000 * 10**9, 1_700_000_010 * 10**9, 10.0, 5, 2, 8,
                                    {"happy": 0.75, "uncertain": 0.25}, 0.6))
     db.close()
     assert main(["export", "--db", str(tmp_path / "s.sqlite"), "--csv", str(tmp_path / "s.csv")]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
     assert rows[0]["share_happy"] == "0.7500" and rows[0]["faces_seen"] == "2"
     assert rows[0]["start_utc"] == "2023-11-14T22:13:20.000Z"      # wall clock, UTC
     assert main(["export", "--db", str(tmp_path / "none.sqlite"), "--csv", str(tmp_path / "x.csv")]) == 2
@@ -268,7 +271,7 @@ def test_export_summaries_as_csv(tmp_path):
 def test_display_on_headless_opencv_is_a_clear_error():
     import cv2
 
-    from emoedge.edge.sinks import DisplaySink
+    from emoedge.edge.overlay import DisplaySink
 
     try:
         sink = DisplaySink()

@@ -142,7 +142,8 @@ def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, 
             t = time.perf_counter()
             for _ in range(runs):
                 clf.predict(x)
-            rows.append({"model": f"{Path(p).parent.name}/{Path(p).name}", "role": "ensemble" if p == fused_path else "member",
+            rows.append({"model": f"{Path(p).parent.name}/{Path(p).name}",
+                         "role": "ensemble" if p == fused_path else "member",
                          "accuracy": run.evaluation.accuracy, "macro_f1": run.evaluation.macro_f1,
                          "latency_ms_per_face": (time.perf_counter() - t) * 1000 / runs})
     return rows

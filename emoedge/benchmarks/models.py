@@ -104,14 +104,16 @@ def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -
     args = json.dumps({k: v for k, v in asdict(spec).items() if k != "class_names"})
     r = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
-        raise RuntimeError(f"RSS probe failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
+        raise RuntimeError(f"RSS probe failed: {reason}")
     return float(r.stdout.strip().splitlines()[-1])
 
 
 def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels: np.ndarray | None = None,
                 class_names: Sequence[str] | None = None, reference_probs: np.ndarray | None = None,
                 reference_accuracy: float | None = None, threads: Sequence[int] = (1,), runs: int = 300,
-                warmup: int = 30, batches: Sequence[int] = (8, 32), rss: bool = True) -> tuple[ModelResult, np.ndarray | None]:
+                warmup: int = 30, batches: Sequence[int] = (8, 32),
+                rss: bool = True) -> tuple[ModelResult, np.ndarray | None]:
     """Benchmark one classifier. A failure at any step is recorded with its reason, not raised.
     Returns the result and the class probabilities on ``faces48`` (for the float reference)."""
     name, path = spec.label, Path(spec.path)

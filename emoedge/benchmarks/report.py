@@ -165,23 +165,24 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
                   "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
         for r in results["models"]:
             if r["status"] != "ok":
-                lines.append(f"| {r['name']} | {r['format']} | **failed**: {r['reason']} | {r['size_bytes'] / 1024:.0f} "
-                             "| | | | | | | | |")
+                lines.append(f"| {r['name']} | {r['format']} | **failed**: {r['reason']} | "
+                             f"{r['size_bytes'] / 1024:.0f} | | | | | | | | |")
                 continue
             lat = "; ".join(f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f} / {x['p99_ms']:.3f} ({x['threads']})"
                             for x in r["latency"])
             thr = ", ".join(f"b{k}: {v:.0f}" if isinstance(v, (int, float)) else f"b{k}: {v}"
                             for k, v in (r.get("batch_throughput_fps") or {}).items())
             fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-            lines.append(f"| {r['name']} | {r['format']} | ok | {r['size_bytes'] / 1024:.0f} | {fmt(r['load_ms'], '.1f')} "
-                         f"| {fmt(r['first_inference_ms'], '.2f')} | {lat} | {thr} | {fmt(r['peak_rss_mb'], '.0f')} | "
-                         f"{fmt(r['accuracy'], '.4f')} | {fmt(r['accuracy_loss_pts'], '+.2f')} | {fmt(r['agreement'], '.4f')} |")
+            lines.append(f"| {r['name']} | {r['format']} | ok | {r['size_bytes'] / 1024:.0f} | "
+                         f"{fmt(r['load_ms'], '.1f')} | {fmt(r['first_inference_ms'], '.2f')} | {lat} | {thr} | "
+                         f"{fmt(r['peak_rss_mb'], '.0f')} | {fmt(r['accuracy'], '.4f')} | "
+                         f"{fmt(r['accuracy_loss_pts'], '+.2f')} | {fmt(r['agreement'], '.4f')} |")
         paired = [r for r in results["models"] if r["status"] == "ok" and r.get("interleaved")]
         if paired:
             th = paired[0]["interleaved"]["threads"]
-            lines += ["", f"Side by side: the device models timed again round-robin ({paired[0]['interleaved']['runs']} "
-                      f"faces each, {th} thread(s), in blocks of 10), so load from elsewhere falls on all alike. "
-                      "Compare models by these.", "",
+            lines += ["", "Side by side: the device models timed again round-robin "
+                      f"({paired[0]['interleaved']['runs']} faces each, {th} thread(s), in blocks of 10), "
+                      "so load from elsewhere falls on all alike. Compare models by these.", "",
                       "| artifact | p50 ms | p95 ms | p50 vs fastest |", "|---|---:|---:|---:|"]
             best = min(r["interleaved"]["p50_ms"] for r in paired)
             for r in sorted(paired, key=lambda r: r["interleaved"]["p50_ms"]):
@@ -193,8 +194,8 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
         lines.append("")
     if results["pipelines"]:
         lines += ["## Pipelines", "",
-                  "| run | status | detector | model | frames | FPS | faces/frame | budget hit rate | frame p50 / p95 ms | "
-                  "CPU s | peak RSS (MB) |", "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+                  "| run | status | detector | model | frames | FPS | faces/frame | budget hit rate | "
+                  "frame p50 / p95 ms | CPU s | peak RSS (MB) |", "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
         for p in results["pipelines"]:
             if p["status"] != "ok":
                 lines.append(f"| {p['name']} | **failed**: {p['reason']} | | | | | | | | | |")
@@ -208,7 +209,8 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
     if results["targets"]:
         lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
         for t in results["targets"]:
-            lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no** (' + t.get('by', '') + ')'} |")
+            met = "yes" if t["met"] else "**no** (" + t.get("by", "") + ")"
+            lines.append(f"| {t['target']} | {t['measured']} | {met} |")
         lines.append("")
     for title, file in plots.items():
         lines += [f"![{title}]({file})", ""]

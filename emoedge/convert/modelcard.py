@@ -105,17 +105,21 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                 + f" after {m['epochs_run']} epochs" + (" (continued from the previous)" if m.get("init_from") else "")
                 for m in run["members"]) + "."
         epochs = sum(st["epochs"] for st in steps) if steps else run["epochs_run"]
-        time_line = f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min of training, {epochs} epochs in all."
-        settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, Adam lr {cfg['learning_rate']} "
+        time_line = (f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min of training, "
+                     f"{epochs} epochs in all.")
+        settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, "
+                    f"Adam lr {cfg['learning_rate']} "
                     f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
                     f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
                     f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
                     f"{'on' if cfg.get('onednn') else 'off'}, "
                     f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
-                    + (f" Distilled from `{Path(cfg['soft_targets_from']).parent.name}/{Path(cfg['soft_targets_from']).name}`"
+                    + (" Distilled from "
+                       f"`{Path(cfg['soft_targets_from']).parent.name}/{Path(cfg['soft_targets_from']).name}`"
                        f" (weight {cfg['soft_weight']}, "
                        f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
-                    + (f" Started from the weights of `{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
+                    + (" Started from the weights of "
+                       f"`{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
                        if cfg.get("init_from") else ""))
     else:  # a handcrafted (HOG+LBP) model
         arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "

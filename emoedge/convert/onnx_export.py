@@ -20,7 +20,8 @@ def _require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise RuntimeError(f"ONNX conversion needs {module.split('.')[0]}: pip install 'emoedge[onnx]' ({exc})") from exc
+        raise RuntimeError(f"ONNX conversion needs {module.split('.')[0]}: "
+                           f"pip install 'emoedge[onnx]' ({exc})") from exc
 
 
 def keras_to_onnx(model, out_path: str | Path, opset: int = 17) -> Path:

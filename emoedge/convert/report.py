@@ -207,8 +207,8 @@ def render_markdown(r: dict) -> str:
             lines.append(s.get("note", ""))
     if r.get("calibration"):
         c = r["calibration"]
-        lines += ["", f"Calibration: {c['size']} faces from {c['source']}, fingerprint `{c['fingerprint_sha256'][:16]}`; "
-                  f"per class {c['per_class']}."]
+        lines += ["", f"Calibration: {c['size']} faces from {c['source']}, "
+                  f"fingerprint `{c['fingerprint_sha256'][:16]}`; per class {c['per_class']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -173,7 +173,8 @@ def quantization_section(rep: dict, results) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for a in rep["artifacts"]:
         lines.append(f"| `{a['file']}` | {a['format']} | {a['size_bytes'] / 1024:.0f} | {a['accuracy']:.4f} | "
-                     f"{a['delta_accuracy_pts']:+.2f} | {a['macro_f1']:.4f} | {a['agreement']:.4f} | {a['mean_kl']:.5f} |")
+                     f"{a['delta_accuracy_pts']:+.2f} | {a['macro_f1']:.4f} | {a['agreement']:.4f} | "
+                     f"{a['mean_kl']:.5f} |")
     for r in results:
         if r.status != "ok":
             lines.append(f"| - | {r.format} | | | | | | {r.status}: {r.message} |")

@@ -140,10 +140,7 @@ class FaceClassifier:
 
     @staticmethod
     def draw(image: np.ndarray, preds: list[FacePrediction]) -> np.ndarray:
-        out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        for p in preds:
-            x, y, w, h = p.face.box
-            cv2.rectangle(out, (x, y), (x + w, y + h), (0, 200, 255), 2)
-            text = f"{p.label} {p.confidence:.0%}"
-            cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 255), 2)
-        return out
+        """Boxes, labels and confidence on a copy of ``image`` (the runtime's overlay drawing)."""
+        from emoedge.edge.overlay import draw_boxes
+
+        return draw_boxes(image, [(p.face.box, p.label, f"{p.label} {p.confidence:.0%}") for p in preds])

@@ -142,7 +142,8 @@ def check_interpreters() -> list[Check]:
     else:
         out.append(Check("tflite interpreter", FAIL, "no TFLite interpreter installed", "pip install ai-edge-litert"))
     ort = importlib.util.find_spec("onnxruntime") is not None
-    out.append(Check("onnx runtime", OK if ort else INFO, "installed" if ort else "not installed (only for .onnx models)"))
+    out.append(Check("onnx runtime", OK if ort else INFO,
+                     "installed" if ort else "not installed (only for .onnx models)"))
     return out
 
 
@@ -180,9 +181,10 @@ def check_profile(profile: str, root: Path, overrides=()) -> tuple[list[Check], 
                          "--set deployment.jurisdiction=... (README.md, Lawful use)"))
     elif r.purpose or r.jurisdiction:
         out.append(Check("lawful use", INFO, f"purpose: {r.purpose or '-'}; jurisdiction: {r.jurisdiction or '-'}"))
-    out.append(Check("privacy", INFO, {"images": "a video file of the overlay may be written when asked for",
-                                        "no-video": "no video file is written (the overlay may be shown)",
-                                        "no-images": "no face image is stored or shown, whatever the flags"}[r.privacy]))
+    out.append(Check("privacy", INFO,
+                     {"images": "a video file of the overlay may be written when asked for",
+                      "no-video": "no video file is written (the overlay may be shown)",
+                      "no-images": "no face image is stored or shown, whatever the flags"}[r.privacy]))
     model = board_model(root) or ""
     if prof.board.model_match and not model.startswith(prof.board.model_match):
         out.append(Check("profile board", WARN, f"the profile is for {prof.board.name!r} but this board is "

@@ -89,7 +89,8 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
     spec = {"method": method, "members": rel, "class_names": list(class_names),
             "member_sha256": [sha256_of(Path(m)) for m in members]}
     if method == "stack":
-        spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(), "intercept": np.asarray(stack["intercept"]).tolist()}
+        spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(),
+                         "intercept": np.asarray(stack["intercept"]).tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec, indent=2) + "\n")
     return path

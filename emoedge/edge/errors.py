@@ -9,7 +9,7 @@ tell them apart. Every message names the file, key, port or device it is about.
 | 3 | the source is lost or cannot be opened (camera gone after its reconnect attempts) |
 | 4 | records could not be written (disk full, below the free-space floor, I/O error): the run kept going, some records were lost |
 | 130 | interrupted (Ctrl-C outside a pipeline run) |
-"""
+"""  # noqa: E501 (a Markdown table: its rows cannot be wrapped)
 
 from __future__ import annotations
 

@@ -10,41 +10,28 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import math
 import signal
 import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.config import Deployment, RuntimeConfig
 from emoedge.edge.detect import make_detector
-from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_WRITE, BadInputError, WriteError
+from emoedge.edge.errors import BadInputError, WriteError
 from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
+from emoedge.edge.overlay import DisplaySink, VideoSink
 from emoedge.edge.preprocess import preprocess_faces, to_gray
+from emoedge.edge.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
-from emoedge.edge.sinks import (
-    Aggregator,
-    DiskFloor,
-    DisplaySink,
-    FaceEvent,
-    IntervalSummary,
-    JsonlSink,
-    RunInfo,
-    Sink,
-    SqliteSink,
-    VideoSink,
-    export_csv,
-)
+from emoedge.edge.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
 from emoedge.edge.sources import FrameSource, SourceError, open_source
+from emoedge.edge.stats import LatencyStats, RunSummary
 from emoedge.edge.tracking import EmaSmoother, IoUTracker
 
 log = logging.getLogger("emoedge.edge.pipeline")
@@ -52,122 +39,6 @@ log = logging.getLogger("emoedge.edge.pipeline")
 LAWFUL_USE = ("the EU AI Act (Regulation (EU) 2024/1689, Article 5(1)(f)) prohibits emotion recognition in "
               "workplaces and education institutions since 2 February 2025, except for medical or safety reasons; "
               "see the README's 'Lawful use'")
-
-
-@dataclass(frozen=True)
-class StageLatency:
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-class LatencyStats:
-    """Streaming latency statistics in constant memory: exact count, mean and max, percentiles
-    from a log-spaced histogram (bins 1% wide from 1 us to 100 s, so a percentile is within 1%).
-    Written by hand to keep the device install small (no extra package for ~30 lines)."""
-
-    LO_MS, HI_MS, RATIO = 1e-3, 1e5, 1.01
-
-    def __init__(self):
-        self._log_r = math.log(self.RATIO)
-        self.nbins = int(math.ceil(math.log(self.HI_MS / self.LO_MS) / self._log_r)) + 2
-        self.counts = np.zeros(self.nbins, dtype=np.int64)
-        self.n = 0
-        self.total = 0.0
-        self.max = 0.0
-
-    def add(self, ms: float) -> None:
-        self.n += 1
-        self.total += ms
-        if ms > self.max:
-            self.max = ms
-        if ms <= self.LO_MS:
-            i = 0
-        else:
-            i = min(self.nbins - 1, int(math.log(ms / self.LO_MS) / self._log_r) + 1)
-        self.counts[i] += 1
-
-    def percentile(self, q: float) -> float:
-        if self.n == 0:
-            return 0.0
-        rank = q / 100.0 * self.n
-        i = int(np.searchsorted(np.cumsum(self.counts), max(rank, 1), side="left"))
-        if i == 0:
-            return min(self.LO_MS, self.max)
-        return min(self.LO_MS * self.RATIO ** (i - 0.5), self.max)   # the bin's geometric middle
-
-    def summary(self) -> StageLatency:
-        if self.n == 0:
-            return StageLatency(0.0, 0.0, 0.0, 0.0, 0.0)
-        return StageLatency(self.total / self.n, self.percentile(50), self.percentile(95), self.percentile(99),
-                            self.max)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    source: str
-    model: str
-    detector: str
-    frames: int
-    duration_s: float
-    fps: float
-    dropped_frames: int
-    faces_seen: int                       # distinct tracks
-    frames_with_faces: int
-    detection_frames: int                 # frames on which the detector ran
-    detections: int                       # faces the detector returned, summed over those frames
-    classifications: int
-    labels: dict[str, int]                # label -> face-frames with that smoothed label
-    budget_ms: float
-    budget_hits: int
-    budget_misses: int
-    misses_by_stage: dict[str, int]
-    latency: dict[str, StageLatency]      # per stage and "frame"
-    events_written: int
-    intervals_written: int                # intervals every interval sink stored (all made, without sinks)
-    stopped_by: str                       # end | max_frames | signal | display | source_failed | error
-    run_id: str = ""
-    started_utc: str = ""
-    tracks_left_frame: int = 0            # tracks ended because the face moved out of the frame
-    records_lost: int = 0                 # records (events, intervals, video frames) not written
-    write_errors: tuple[str, ...] = ()    # what went wrong writing them, per file
-    unreadable_inputs: int = 0            # input files skipped as unreadable
-    error: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """0 done; 3 the source was lost; 4 records were lost; 2 input files were unreadable."""
-        if self.stopped_by == "source_failed":
-            return EXIT_SOURCE
-        if self.records_lost or self.write_errors:
-            return EXIT_WRITE
-        if self.unreadable_inputs:
-            return EXIT_BAD_INPUT
-        return EXIT_OK
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "exit_code": self.exit_code}
-
-    def text(self) -> str:
-        lines = [f"{self.frames} frames in {self.duration_s:.1f} s = {self.fps:.1f} FPS from {self.source} "
-                 f"({self.dropped_frames} dropped); detector {self.detector}, model {Path(self.model).name}",
-                 f"faces: {self.faces_seen} tracked, on {self.frames_with_faces} frames; "
-                 f"{self.classifications} classifications; labels {dict(self.labels)}",
-                 f"budget {self.budget_ms:.0f} ms: {self.budget_hits} hits, {self.budget_misses} misses "
-                 f"(by stage: {', '.join(f'{k} {v}' for k, v in self.misses_by_stage.items() if v) or 'none'})",
-                 "latency ms (p50 / p95 / p99): " + "; ".join(
-                     f"{k} {v.p50_ms:.2f}/{v.p95_ms:.2f}/{v.p99_ms:.2f}" for k, v in self.latency.items()),
-                 f"events {self.events_written}, intervals {self.intervals_written}; stopped by {self.stopped_by}"
-                 f"; run {self.run_id} started {self.started_utc}"]
-        if self.unreadable_inputs:
-            lines.append(f"unreadable input files skipped: {self.unreadable_inputs} (named in the log above)")
-        if self.records_lost or self.write_errors:
-            lines.append(f"RECORDS LOST: {self.records_lost}; " + "; ".join(self.write_errors))
-        if self.error:
-            lines.append(f"error: {self.error}")
-        return "\n".join(lines)
 
 
 class Pipeline:

@@ -197,8 +197,8 @@ def render_unit(profile: Profile, template: str, prefix: str = "/opt/emoedge", o
     deployment's ``restart``, ``watchdog_s``, ``user`` and ``data_dir`` become ``Restart=``,
     ``WatchdogSec=`` (with ``Type=notify``; 0 removes both), ``User=``, ``WorkingDirectory=`` and
     ``ReadWritePaths=``; ``ExecStart`` runs ``emoedge run --profile`` with the profile's path and
-    the same ``--set`` overrides (e.g. the purpose and jurisdiction). ``RestartPreventExitStatus=2``: a bad configuration (exit 2) is
-    not restarted in a loop; a lost camera (3) or a full disk (4) is."""
+    the same ``--set`` overrides (e.g. the purpose and jurisdiction). ``RestartPreventExitStatus=2``:
+    a bad configuration (exit 2) is not restarted in a loop; a lost camera (3) or a full disk (4) is."""
     import shlex
 
     d = profile.deployment

@@ -1,10 +1,9 @@
-"""Where results go: per-interval aggregates, a JSON Lines event stream, SQLite summaries for
-offline sensors, and the overlay (window, kiosk full-screen, or a video file).
+"""Where records go: the ``Sink`` interface and the storage sinks: a JSON Lines event stream and
+SQLite interval summaries for offline sensors (and their CSV export), behind a free-space floor.
 
-Privacy: no sink stores an image or a face crop; the overlay only draws on frames it is given,
-and frames are written only by the video sink, which is made only when asked for.
-Crash safety: events are flushed line by line; each interval is one SQLite transaction, so a
-crash or power cut loses at most the interval in progress.
+Privacy: no sink here stores an image or a face crop (the overlay sinks are in ``overlay``).
+Crash safety: events are written line by line, torn lines cut; each interval is one SQLite
+transaction, so a crash or power cut loses at most the interval in progress.
 """
 
 from __future__ import annotations
@@ -14,169 +13,36 @@ import logging
 import os
 import shutil
 import sqlite3
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from emoedge.edge.errors import BadInputError, WriteError
-from emoedge.edge.tracking import UNCERTAIN, Track
+from emoedge.edge.records import IntervalSummary, RunInfo
+from emoedge.edge.tracking import Track
 
 log = logging.getLogger(__name__)
 
 
-def utc_iso(unix_ns: int) -> str:
-    """Wall-clock time as ISO 8601 UTC with milliseconds: ``2026-11-30T07:44:45.123Z`` (sorts as text)."""
-    return datetime.fromtimestamp(unix_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
-    """This boot's id (Linux); records from two boots never share one. Elsewhere: 'unknown'."""
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Who wrote a record: one per process run, stored once (SQLite ``runs``, a JSONL ``run`` line)."""
-    run_id: str
-    boot_id: str
-    started_unix_ns: int
-    source: str = ""
-    model: str = ""
-    detector: str = ""
-    purpose: str | None = None
-    jurisdiction: str | None = None
-    host: str = ""
-
-    @classmethod
-    def new(cls, wall_ns: int | None = None, **kw) -> RunInfo:
-        return cls(uuid.uuid4().hex[:16], boot_id(), time.time_ns() if wall_ns is None else wall_ns,
-                   host=os.uname().nodename if hasattr(os, "uname") else "", **kw)
-
-    @property
-    def started_utc(self) -> str:
-        return utc_iso(self.started_unix_ns)
-
-    def to_dict(self) -> dict:
-        return {"type": "run", **asdict(self), "started_utc": self.started_utc}
-
-
-@dataclass(frozen=True)
-class FaceEvent:
-    """A face whose smoothed label changed (or first got one)."""
-    time_unix_ns: int                  # wall clock (UTC)
-    frame: int
-    track_id: int
-    label: str
-    previous: str | None
-    confidence: float
-    box: tuple[int, int, int, int]
-    run_id: str = ""
-
-    def to_dict(self) -> dict:
-        return {"type": "face", "time_utc": utc_iso(self.time_unix_ns), **asdict(self), "box": list(self.box)}
-
-
-@dataclass(frozen=True)
-class IntervalSummary:
-    interval_id: str                   # run id + sequence number: the same interval always has the same id
-    run_id: str
-    start_unix_ns: int                 # wall clock (UTC) of the interval's first frame
-    end_unix_ns: int                   # wall clock of its end
-    duration_s: float                  # monotonic (or media) time the interval covers
-    frames: int
-    faces_seen: int                    # distinct tracks seen in the interval
-    face_observations: int             # (frame, face) pairs with a label
-    share: dict[str, float]            # label -> share of observations (incl. "uncertain")
-    mean_confidence: float
-
-    @property
-    def start_utc(self) -> str:
-        return utc_iso(self.start_unix_ns)
-
-    @property
-    def end_utc(self) -> str:
-        return utc_iso(self.end_unix_ns)
-
-    def to_dict(self) -> dict:
-        return {"type": "interval", "start_utc": self.start_utc, "end_utc": self.end_utc, **asdict(self)}
-
-
-class Aggregator:
-    """Accumulates per-frame face labels into interval summaries of ``interval_s`` seconds.
-
-    Interval boundaries follow the frames' monotonic (or media) timestamps, so a wall-clock jump
-    (NTP, daylight saving) never makes an interval negative or endless; each summary records the
-    wall-clock times of its first and last frame."""
-
-    def __init__(self, class_names: Sequence[str], interval_s: float = 60.0, run_id: str = ""):
-        self.labels = tuple(class_names) + (UNCERTAIN,)
-        self.interval_ns = int(interval_s * 1e9)
-        self.run_id = run_id
-        self.seq = 0
-        self._reset(None, None)
-
-    def _reset(self, start_ns: int | None, start_wall_ns: int | None) -> None:
-        self.start_ns = start_ns
-        self.start_wall_ns = start_wall_ns
-        self.frames = 0
-        self.tracks: set[int] = set()
-        self.counts = {c: 0 for c in self.labels}
-        self.conf_sum = 0.0
-        self.obs = 0
-        self.last_ns = start_ns
-        self.last_wall_ns = start_wall_ns
-
-    def add(self, timestamp_ns: int, tracks: Sequence[Track], wall_ns: int | None = None) -> IntervalSummary | None:
-        """Add one frame (``timestamp_ns`` monotonic or media time, ``wall_ns`` the wall clock);
-        returns the finished interval when this frame starts a new one."""
-        wall_ns = time.time_ns() if wall_ns is None else wall_ns
-        done = None
-        if self.start_ns is None:
-            self._reset(timestamp_ns, wall_ns)
-        elif timestamp_ns - self.start_ns >= self.interval_ns:
-            done = self.flush(timestamp_ns, wall_ns)
-            self._reset(timestamp_ns, wall_ns)
-        self.frames += 1
-        self.last_ns = timestamp_ns
-        self.last_wall_ns = wall_ns
-        for t in tracks:
-            self.tracks.add(t.track_id)
-            if t.label is not None:
-                self.counts[t.label] = self.counts.get(t.label, 0) + 1
-                self.conf_sum += t.confidence
-                self.obs += 1
-        return done
-
-    def flush(self, end_ns: int | None = None, end_wall_ns: int | None = None) -> IntervalSummary | None:
-        if self.start_ns is None or self.frames == 0:
-            return None
-        end = end_ns if end_ns is not None else self.last_ns
-        end_wall = end_wall_ns if end_wall_ns is not None else self.last_wall_ns
-        share = {c: (n / self.obs if self.obs else 0.0) for c, n in self.counts.items()}
-        self.seq += 1
-        s = IntervalSummary(f"{self.run_id}-{self.seq:06d}", self.run_id, int(self.start_wall_ns), int(end_wall),
-                            (end - self.start_ns) / 1e9, self.frames, len(self.tracks), self.obs, share,
-                            self.conf_sum / self.obs if self.obs else 0.0)
-        self._reset(None, None)
-        return s
-
-
 class Sink:
+    """What the pipeline gives a sink; a sink implements the kinds of record it takes (the pipeline
+    gives a record only to sinks that override its method)."""
+
     path: Path | None = None
-    def on_start(self, run: RunInfo) -> None: ...   # noqa: E704
-    def on_frame(self, frame, tracks: Sequence[Track], scale: float) -> None: ...   # noqa: E704
-    def on_event(self, event) -> None: ...          # noqa: E704  FaceEvent or a monitor's DriftEvent
-    def on_interval(self, summary: IntervalSummary) -> None: ...   # noqa: E704
-    def close(self) -> None: ...   # noqa: E704
+
+    def on_start(self, run: RunInfo) -> None:
+        """A run begins."""
+
+    def on_frame(self, frame, tracks: Sequence[Track], scale: float) -> None:
+        """A processed frame and its tracks (boxes in work-plane pixels, ``scale`` to the frame)."""
+
+    def on_event(self, event) -> None:
+        """A face's label changed (FaceEvent) or the drift monitor fired (DriftEvent)."""
+
+    def on_interval(self, summary: IntervalSummary) -> None:
+        """An interval summary is complete."""
+
+    def close(self) -> None:
+        """Flush and release; raises WriteError when that fails."""
 
 
 class DiskFloor:
@@ -210,7 +76,7 @@ class JsonlSink(Sink):
         self._torn = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(self.path, "ab", buffering=0)
+            self.fh = open(self.path, "ab", buffering=0)  # noqa: SIM115  (open for the sink's life)
             self._good = self._repair()
         except OSError as exc:
             raise WriteError(f"{self.path}: cannot open the events file: {exc.strerror or exc}") from exc
@@ -445,96 +311,6 @@ def read_intervals(path: str | Path) -> list[dict]:
     keys = INTERVAL_COLUMNS + ("share", "boot_id", "purpose", "jurisdiction")
     n = len(INTERVAL_COLUMNS)
     return [dict(zip(keys, r[:n] + (json.loads(r[n]),) + r[n + 1:])) for r in rows]
-
-
-COLORS = {"happy": (0, 200, 0), "surprise": (0, 200, 255), "neutral": (200, 200, 200), "sad": (255, 120, 0),
-          "angry": (0, 0, 255), "fear": (180, 0, 180), "disgust": (0, 120, 120), "contempt": (120, 120, 0),
-          UNCERTAIN: (128, 128, 128)}
-
-
-def draw_overlay(image: np.ndarray, tracks: Sequence[Track], scale: float = 1.0, status: str = "") -> np.ndarray:
-    """Boxes, labels and confidence on a copy of ``image`` (boxes given in work-plane pixels)."""
-    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    for t in tracks:
-        x, y, w, h = (int(round(v * scale)) for v in t.box)
-        color = COLORS.get(t.label or UNCERTAIN, (0, 200, 255))
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-        text = f"#{t.track_id} {t.label or '...'}" + (f" {t.confidence:.0%}" if t.label else "")
-        cv2.putText(out, text, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.55, color, 2)
-    if status:
-        cv2.putText(out, status, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
-    return out
-
-
-class VideoSink(Sink):
-    """Overlay frames written to a video file (the only sink that stores images; opt-in).
-
-    The file plays at the source's own pace: it is written at ``fps`` (the source's frame rate)
-    and each processed frame fills the slots up to its timestamp, so frames the pipeline skipped
-    (a live camera faster than the budget, ``--realtime``) become repeats, not a sped-up video."""
-
-    def __init__(self, path: str | Path, fps: float = 15.0, timed: bool = True):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fps = float(fps)
-        self.timed = timed            # False: one slot per frame (unrelated photos)
-        self.writer = None
-        self.written = 0
-        self._t0: int | None = None
-
-    def on_frame(self, frame, tracks, scale) -> None:
-        if self.timed:
-            if self._t0 is None:
-                self._t0 = frame.timestamp_ns
-            due = int(round((frame.timestamp_ns - self._t0) * self.fps / 1e9)) + 1 - self.written
-            if due <= 0:
-                return  # frames faster than the file's rate: this slot is written already
-            due = min(due, int(self.fps * 10) + 1)  # a stall (camera reconnect) fills at most 10 s
-        else:
-            due = 1
-        img = draw_overlay(frame.image, tracks, scale)
-        if self.writer is not None and (img.shape[1], img.shape[0]) != self.size:
-            img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)  # a video has one frame size
-        if self.writer is None:
-            self.size = (img.shape[1], img.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v") else "MJPG"))
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (img.shape[1], img.shape[0]))
-            if not self.writer.isOpened():
-                raise WriteError(f"{self.path}: OpenCV cannot write this video file")
-        for _ in range(due):
-            self.writer.write(img)
-        self.written += due
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-
-
-class DisplaySink(Sink):
-    """A window (or a full-screen kiosk view) through OpenCV's HighGUI."""
-
-    def __init__(self, fullscreen: bool = False, title: str = "emoedge"):
-        self.title = title
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-            if fullscreen:
-                cv2.setWindowProperty(title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
-        except cv2.error as exc:
-            raise RuntimeError("this OpenCV has no window support (opencv-python-headless, or no display): "
-                               "install opencv-python on the kiosk and run under a desktop session, or use "
-                               "--no-display / --video-out") from exc
-        self.quit = False
-
-    def on_frame(self, frame, tracks, scale) -> None:
-        cv2.imshow(self.title, draw_overlay(frame.image, tracks, scale))
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-            self.quit = True
-
-    def close(self) -> None:
-        try:
-            cv2.destroyWindow(self.title)
-        except cv2.error:
-            pass
 
 
 def export_csv(db_path: str | Path, csv_path: str | Path) -> int:

@@ -61,8 +61,8 @@ class IoUTracker:
     A detection matched to a track (IoU >= ``iou_threshold``, or failing that the nearest of similar
     size within 3/4 of a face width) updates its box; unmatched detections start tracks; a track
     missed by ``max_misses`` consecutive detection rounds is dropped, at once when it touches the
-    frame's border (the face has left). Between detections boxes move with the track's velocity, measured between its last
-    two *detections* (never from its own extrapolated box) (``follow``).
+    frame's border (the face has left). Between detections boxes move with the track's velocity,
+    measured between its last two *detections* (never from its own extrapolated box) (``follow``).
 
     Given the frame size, tracks stay honest about the frame: a detection or a moved box less
     than ``min_visible`` inside the frame is not tracked (a face leaving the frame ends its

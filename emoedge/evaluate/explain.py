@@ -41,7 +41,7 @@ def grad_cam(model, faces: np.ndarray, class_index: int | Sequence[int] | None =
     import keras
     import tensorflow as tf
 
-    members = [l for l in model.layers if isinstance(l, keras.Model)]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     if layer_name is None and members and not _has_feature_map(model):
         # a fused ensemble: the mean of its members' maps (on the face as given) for the ensemble's class
         if class_index is None:
@@ -75,15 +75,15 @@ def attention_maps(model, faces: np.ndarray) -> dict[str, np.ndarray]:
     """The spatial attention of every CBAM block (layers named ``*_spatial``), resized to the input."""
     import keras
 
-    layers = [l for l in model.layers if l.name.endswith("_spatial")]
+    layers = [layer for layer in model.layers if layer.name.endswith("_spatial")]
     if not layers:
         return {}
-    m = keras.Model(model.inputs, [l.output for l in layers])
+    m = keras.Model(model.inputs, [layer.output for layer in layers])
     outs = m(np.asarray(faces, np.float32), training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     h, w = faces.shape[1:3]
-    return {l.name: np.stack([cv2.resize(np.asarray(o)[i, ..., 0], (w, h)) for i in range(len(faces))])
-            for l, o in zip(layers, outs)}
+    return {layer.name: np.stack([cv2.resize(np.asarray(o)[i, ..., 0], (w, h)) for i in range(len(faces))])
+            for layer, o in zip(layers, outs)}
 
 
 def overlay(face: np.ndarray, cam: np.ndarray, size: int = 144) -> np.ndarray:
