@@ -15,9 +15,8 @@ from emoedge.data.datasets import (
     load_ferplus,
     load_folder,
     select_classes,
-    standard_splits,
-    stratified_split,
 )
+from emoedge.data.splits import standard_splits, stratified_split
 
 
 @pytest.fixture

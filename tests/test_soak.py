@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from emoedge.benchmarks import soak
+from emoedge.benchmarks import faults, soak, soak_report
 
 
 def test_fit_slope_leaves_out_the_warmup_and_recovers_a_known_slope():
@@ -43,14 +43,14 @@ def test_a_short_looped_soak_run_reports_peak_rss_and_a_slope():
 
 
 def test_sigkill_mid_run_keeps_exactly_the_committed_intervals(tmp_path):
-    r = soak.sigkill_check(tmp_path, model="fast")
+    r = faults.sigkill_check(tmp_path, model="fast")
     assert r["status"] == "pass", r
     assert r["intervals_before_kill"] >= 3 and r["returncode"] == -9
 
 
 @pytest.fixture(scope="module")
 def disk_full(tmp_path_factory):
-    r = soak.disk_full_check(tmp_path_factory.mktemp("full"), "1m", model="fast", max_frames=600)
+    r = faults.disk_full_check(tmp_path_factory.mktemp("full"), "1m", model="fast", max_frames=600)
     if r["status"] == "skipped":
         pytest.skip(f"disk-full check on a tmpfs: {r['reason']}")
     return r
@@ -74,7 +74,7 @@ def test_a_full_disk_leaves_no_half_jsonl_line(disk_full):
 
 
 def test_below_the_free_space_floor_nothing_is_written(tmp_path):
-    r = soak.floor_check(tmp_path, model="fast", max_frames=20)
+    r = faults.floor_check(tmp_path, model="fast", max_frames=20)
     assert r["status"] == "pass", r
     assert r["exit_code"] == 4 and r["jsonl_lines"] == 0 and r["db_intervals"] == 0
     assert "below the floor" in r["message"]
@@ -92,9 +92,9 @@ def test_bench_soak_command_and_report(tmp_path):
                         "warmup_fraction": 0.15, "samples_per_run": 500, "tolerance_mb": 2.0, "command": "c"},
            "runs": [run], "target": {"status": "not run"},
            "faults": {"disk_full": {"status": "skipped", "reason": "not root"}}}
-    md = soak.write_results(res, tmp_path)
+    md = soak_report.write_results(res, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"soak.json", "soak.md", "soak_rss.png"}
     text = md.read_text()
     assert "| 2000 | 30.0 | 101.0 | 0 |" in text and "skipped**: not root" in text
     assert soak.fit_slope(samples, 0.15, column=2)["slope_b_per_frame"] == pytest.approx(2**20 / 1000)
-    assert soak.all_passed({**res, "target": {"status": "pass"}})
+    assert soak_report.all_passed({**res, "target": {"status": "pass"}})

@@ -122,7 +122,8 @@ def cmd_bench_all(args) -> int:
 def cmd_bench_soak(args) -> int:
     """Soak (RSS over N looped frames, each N in a fresh process) and the fault checks (SIGKILL,
     disk full, free-space floor); exit 1 when the target or a fault check that ran failed."""
-    from emoedge.benchmarks.soak import all_passed, bench_soak, write_results
+    from emoedge.benchmarks.soak import bench_soak
+    from emoedge.benchmarks.soak_report import all_passed, write_results
 
     res = bench_soak(args.frames, args.source, args.model, args.budget_ms, args.interval_s, args.warmup,
                      args.tolerance_mb, faults=not args.no_faults, fault_model=args.fault_model,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import IMAGE_SUFFIXES, SPLIT_SEED, DatasetError, FaceDataset, load_dataset, standard_splits
+from emoedge.data.datasets import IMAGE_SUFFIXES, DatasetError, FaceDataset, load_dataset
+from emoedge.data.splits import SPLIT_SEED, standard_splits
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48, normalize
 
 MIN_RECOMMENDED = 100

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import SPLIT_SEED, FaceDataset, canonical_split, standard_splits
+from emoedge.data.datasets import FaceDataset, canonical_split
+from emoedge.data.splits import SPLIT_SEED, standard_splits
 from emoedge.edge.classify import open_model
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import check_classes

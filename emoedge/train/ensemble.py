@@ -165,7 +165,7 @@ def splits_of(run_json: str | Path, dataset) -> dict:
     validation fraction), so no validation face is used for anything but validation."""
     import json
 
-    from emoedge.data.datasets import split_seed_of, standard_splits
+    from emoedge.data.splits import split_seed_of, standard_splits
 
     cfg = json.loads(Path(run_json).read_text())["config"]
     return standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=split_seed_of(cfg))

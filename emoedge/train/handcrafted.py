@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import SPLIT_SEED, FaceDataset, standard_splits, stratified_split
+from emoedge.data.datasets import FaceDataset
+from emoedge.data.splits import SPLIT_SEED, standard_splits, stratified_split
 from emoedge.edge.handcrafted import HogLbpClassifier, features
 from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import evaluate_predictions

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from emoedge.data.datasets import SPLIT_SEED, FaceDataset, split_seed_of, standard_splits
+from emoedge.data.datasets import FaceDataset
+from emoedge.data.splits import SPLIT_SEED, split_seed_of, standard_splits
 from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.keras import tf_env
 from emoedge.metrics import Evaluation, evaluate_predictions
@@ -326,7 +327,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
     if config.max_train_items and len(train_ds) > config.max_train_items:
-        from emoedge.data.datasets import stratified_split
+        from emoedge.data.splits import stratified_split
 
         frac = config.max_train_items / len(train_ds)
         keep, _ = stratified_split(train_ds.labels, [frac, 1 - frac], config.seed)
