@@ -84,7 +84,7 @@ def test_parity_keras_tflite_onnx(converted, tiny_keras, synth):
 
 
 def test_int8_io_and_manifest_round_trip(converted, tiny_keras):
-    from emoedge.convert.tflite import sha256_file
+    from emoedge.edge.fileio import sha256_file
 
     results, cal, _ = converted
     for name, dtype in (("int8", "int8"), ("uint8", "uint8")):
@@ -104,6 +104,20 @@ def test_int8_io_and_manifest_round_trip(converted, tiny_keras):
     assert 0 < TFLiteClassifier(results["int8"].path).input.scale <= 1 / 255 * 1.01
     onnx_m = read_manifest(results["onnx"].path)
     assert onnx_m["max_abs_diff_vs_keras"] < 1e-4
+
+
+def test_onnx_metadata_records_class_names_and_preprocessing(converted):
+    import onnxruntime as ort
+
+    from emoedge.edge.preprocess import PREPROCESSING
+
+    results, _, _ = converted
+    for name in ("onnx", "onnx-int8"):
+        path = results[name].path
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        props = meta.custom_metadata_map
+        assert json.loads(props["class_names"]) == list(NAMES) == read_manifest(path)["class_names"], name
+        assert json.loads(props["preprocessing"]) == PREPROCESSING == read_manifest(path)["preprocessing"], name
 
 
 def test_int8_file_is_a_third_of_float_or_less(converted):

@@ -110,3 +110,35 @@ def test_cross_dataset_check_with_a_class_mapping(tmp_path, fer2013, tiny_tflite
     assert set(ds.class_names) == {"happy", "neutral", "surprise"}
     run = evaluate_model(tiny_tflite, ds)
     assert run.evaluation.n == 18 and run.evaluation.class_names == fer2013.class_names
+
+
+def test_atomic_write_keeps_nothing_on_failure_and_hashes(tmp_path):
+    import hashlib
+
+    from emoedge.edge.fileio import atomic_write_bytes, atomic_write_text, atomic_writer, sha256_file
+
+    target = tmp_path / "sub" / "a.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_text(tmp_path / "b.txt", "two\n")
+    assert target.read_bytes() == b"one" and (tmp_path / "b.txt").read_text() == "two\n"
+    assert sha256_file(target) == hashlib.sha256(b"one").hexdigest()
+    with pytest.raises(RuntimeError), atomic_writer(target) as fh:
+        fh.write(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == ["a.bin"]
+
+
+def test_one_detector_registry():
+    from emoedge.edge import fetch
+    from emoedge.edge.config import ConfigError, RuntimeConfig
+    from emoedge.edge.detect import DETECTORS, HaarDetector, make_detector
+
+    assert list(DETECTORS) == ["haar", "blazeface", "ssd"]
+    assert isinstance(make_detector("haar"), HaarDetector)
+    assert fetch.detector_files() == {n: k.files for n, k in DETECTORS.items() if k.files}
+    for name in DETECTORS:
+        assert RuntimeConfig(detector=name).detector == name
+    with pytest.raises(ConfigError, match="must be one of haar, blazeface, ssd"):
+        RuntimeConfig(detector="yolo")
+    with pytest.raises(ValueError, match="unknown detector model 'haar'"):
+        fetch.locate("haar")

@@ -398,9 +398,9 @@ def test_a_face_that_leaves_and_comes_back_gets_a_new_track():
 # -- real detectors on the synthetic clips -----------------------------------------------------
 
 def _need_detector_files(name: str) -> str:
-    from emoedge.edge.fetch import DETECTOR_FILES
+    from emoedge.edge.fetch import detector_files
 
-    missing = [f.name for f in DETECTOR_FILES[name] if not (DETECTOR_DIR / f.name).is_file()]
+    missing = [f.name for f in detector_files()[name] if not (DETECTOR_DIR / f.name).is_file()]
     if missing:
         pytest.skip(f"{name} files {missing} are absent from {DETECTOR_DIR} "
                     "(../shared/detectors, or set EMOEDGE_SHARED)")

@@ -52,7 +52,7 @@ def test_ship_the_handcrafted_baseline_runs_without_an_interpreter(tmp_path, rng
     ds = load_fer2013_csv(csv)
     train_hoglbp(ds, tmp_path / "run")
     models = tmp_path / "models"
-    out = ship(tmp_path / "run", "hoglbp", ds, command="emoedge train --config hoglbp ...", models_dir=models,
+    out = ship(tmp_path / "run", "hoglbp", ds, command="emoedge train --config hoglbp ...", out_dir=models,
                report_dir=tmp_path / "rep")
     assert sorted(p.name for p in models.iterdir()) == ["hoglbp.eval.json", "hoglbp.hoglbp.npz",
                                                         "hoglbp.hoglbp.npz.json", "hoglbp.md", "hoglbp.run.json"]

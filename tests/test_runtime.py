@@ -1,6 +1,7 @@
 """The pipeline end to end on real media (../shared), on a fake clock, and its faults;
 detector files fetched from a local HTTP server."""
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -252,7 +253,9 @@ def test_fetch_from_a_local_server_verifies_sha256(local_server, tmp_path, monke
     assert BlazeFaceDetector(got[0]).detect(cv2.imread(str(MEDIA / "obama.jpg")))
     # a file whose checksum differs is refused and not kept
     bad = fetch.RemoteFile("face_detection_short_range.tflite", "x", "0" * 64)
-    monkeypatch.setitem(fetch.DETECTOR_FILES, "blazeface", (bad,))
+    from emoedge.edge.detect import DETECTORS
+
+    monkeypatch.setitem(DETECTORS, "blazeface", dataclasses.replace(DETECTORS["blazeface"], files=(bad,)))
     dest = tmp_path / "other"
     with pytest.raises(ModelError, match="does not match the pinned"):
         fetch.fetch("blazeface", dest, base_url=local_server)

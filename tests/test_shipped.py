@@ -17,7 +17,7 @@ def test_something_is_shipped():
 
 @pytest.mark.parametrize("path", ARTIFACTS, ids=lambda p: p.name)
 def test_manifest_matches_the_file(path):
-    from emoedge.convert.tflite import sha256_file
+    from emoedge.edge.fileio import sha256_file
 
     m = read_manifest(path)
     assert m is not None, f"{manifest_path(path)} is missing"

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from emoedge.edge.temperature import apply_temperature, fit_temperature, nll, reliability
+from emoedge.edge.temperature import apply_temperature
+from emoedge.evaluate.temperature import fit_temperature, nll, reliability
 
 
 def _overconfident(rng, n=4000, k=5, acc=0.6):

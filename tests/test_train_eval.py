@@ -145,7 +145,7 @@ def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_su
     from emoedge.edge.classify import FaceClassifier
 
     ds = load_fer2013_csv(real_subset)
-    out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", models_dir=tmp_path,
+    out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", out_dir=tmp_path,
                report_dir=tmp_path.parent / "rep")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["fast.eval.json", "fast.keras", "fast.keras.json", "fast.md", "fast.run.json",

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.benchmarks.timing import percentiles, time_calls
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.ensemble import METHODS, combine, write_spec
 from emoedge.edge.preprocess import normalize
 from emoedge.evaluate import evaluate_model, load_classifier, model_class_names, select_split
 from emoedge.metrics import evaluate_predictions
+from emoedge.tables import markdown_table
 
 
 def fit_stack(member_probs: Sequence[np.ndarray], labels: np.ndarray, k: int, c: float = 1.0) -> dict:
@@ -36,10 +38,8 @@ def fit_stack(member_probs: Sequence[np.ndarray], labels: np.ndarray, k: int, c:
 
 def latency_ms_per_face(clf, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one single-face ``predict`` (the runtime classifies faces one by one)."""
-    from emoedge.benchmarks.models import time_per_face
-
     x = np.random.default_rng(0).random((1, 48, 48, 1), dtype=np.float32)
-    return float(np.median(time_per_face(clf, x, runs, warmup)))
+    return percentiles(time_calls(lambda: clf.predict(x), runs, warmup), [50])[0]
 
 
 def evaluate_ensembles(members: Sequence[str | Path], dataset: FaceDataset, usage: str = "PublicTest",
@@ -109,13 +109,25 @@ def render_markdown(result: dict) -> str:
              f"On {result['data']} `{result['split']}` (n={result['n']}); latency: median single-face `predict` at "
              f"{result['threads']} thread(s), an ensemble's being the sum of its members'. Stacking is fitted on "
              f"{result['stack_fitted_on'] or '-'}, never on the test split.", "",
-             "| model | role | accuracy | macro-F1 | ms/face | gain over best member (pts) |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in result["rows"]:
-        gain = r.get("gain_over_best_member_pts")
-        lines.append(f"| `{r['model']}` | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
-                     f"{r['latency_ms_per_face']:.3f} | {'' if gain is None else f'{gain:+.2f}'} |")
+             rows_table(result["rows"])]
     return "\n".join(lines) + "\n"
+
+
+def rows_table(rows: Sequence[dict], latency_header: str = "ms/face", code: bool = True) -> str:
+    """The Markdown table of :func:`evaluate_ensembles` or :func:`compare_members` rows: model
+    (in backticks with ``code``), role, accuracy, macro-F1, latency per face under
+    ``latency_header``, and the gain over the best member if the rows have one."""
+    gain = any("gain_over_best_member_pts" in r for r in rows)
+    out = []
+    for r in rows:
+        row = [f"`{r['model']}`" if code else r["model"], r["role"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+               f"{r['latency_ms_per_face']:.3f}"]
+        if gain:
+            g = r.get("gain_over_best_member_pts")
+            row.append("" if g is None else f"{g:+.2f}")
+        out.append(row)
+    return markdown_table(["model", "role", "accuracy", "macro-F1", latency_header]
+                          + (["gain over best member (pts)"] if gain else []), out, "llrrrr" if gain else "llrrr")
 
 
 def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
@@ -123,7 +135,6 @@ def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, 
     """Accuracy and per-face latency (float32 TFLite, 1 thread) of each Keras member and of their
     fusion into one model (``emoedge.train.ensemble.fuse_files``)."""
     import tempfile
-    import time
 
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
@@ -137,13 +148,9 @@ def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, 
             tfl.write_bytes(convert_keras(load_keras(p), "float32"))
             clf = TFLiteClassifier(tfl, num_threads=1)
             x = np.zeros((1, 48, 48, 1), np.float32)
-            for _ in range(20):
-                clf.predict(x)
-            t = time.perf_counter()
-            for _ in range(runs):
-                clf.predict(x)
+            ms = time_calls(lambda clf=clf, x=x: clf.predict(x), runs, warmup=20)
             rows.append({"model": f"{Path(p).parent.name}/{Path(p).name}",
                          "role": "ensemble" if p == fused_path else "member",
                          "accuracy": run.evaluation.accuracy, "macro_f1": run.evaluation.macro_f1,
-                         "latency_ms_per_face": (time.perf_counter() - t) * 1000 / runs})
+                         "latency_ms_per_face": float(np.mean(ms))})
     return rows

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.benchmarks.classifiers import ClassifierSpec, class_names_of, describe_engine, open_runner
+from emoedge.benchmarks.timing import summary, time_call, time_calls
 from emoedge.metrics import evaluate_predictions
 
 
@@ -80,15 +80,10 @@ def _format_name(path: str) -> str:
         return Path(path).suffix.lstrip(".") or "?"
 
 
-def time_per_face(runner, x1: np.ndarray, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        runner.predict(x1)
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter_ns()
-        runner.predict(x1)
-        out.append((time.perf_counter_ns() - t) / 1e6)
-    return out
+def latency_stats(threads: int, samples_ms: Sequence[float]) -> LatencyStats:
+    s = summary(samples_ms)
+    return LatencyStats(threads, len(samples_ms), s["p50_ms"], s["p95_ms"], s["p99_ms"], s["mean_ms"],
+                        tuple(samples_ms))
 
 
 def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -> float:
@@ -120,29 +115,20 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
     fmt = _format_name(spec.path)
     size = path.stat().st_size if path.is_file() else 0
     try:
-        t = time.perf_counter_ns()
-        runner = open_runner(spec, threads[0])
-        load_ms = (time.perf_counter_ns() - t) / 1e6
+        runner, load_ms = time_call(open_runner, spec, threads[0])
         x1 = spec.prepare(faces48[:1] if faces48 is not None and len(faces48) else np.zeros((1, 48, 48), np.uint8))
-        t = time.perf_counter_ns()
-        runner.predict(x1)
-        first_ms = (time.perf_counter_ns() - t) / 1e6
+        _, first_ms = time_call(runner.predict, x1)
         lats = []
         for th in threads:
             r = runner if th == threads[0] else open_runner(spec, th)
-            s = time_per_face(r, x1, runs, warmup)
-            p50, p95, p99 = np.percentile(s, [50, 95, 99])
-            lats.append(LatencyStats(th, runs, float(p50), float(p95), float(p99), float(np.mean(s)), tuple(s)))
+            lats.append(latency_stats(th, time_calls(lambda r=r: r.predict(x1), runs, warmup)))
         thr = {}
         for b in batches:
             xb = np.repeat(x1, b, axis=0)
             try:
-                runner.predict(xb)
-                t = time.perf_counter_ns()
                 n_rep = max(3, runs // (4 * b))
-                for _ in range(n_rep):
-                    runner.predict(xb)
-                thr[str(b)] = b * n_rep / ((time.perf_counter_ns() - t) / 1e9)
+                s = time_calls(lambda xb=xb: runner.predict(xb), n_rep, warmup=1)
+                thr[str(b)] = b * n_rep / (sum(s) / 1e3)
             except Exception as exc:  # a back-end without batching: recorded, not fatal
                 thr[str(b)] = f"failed: {exc}"
         probs = acc = f1 = loss = agree = recall = None
@@ -225,20 +211,12 @@ def interleaved_latency(specs: Sequence[ClassifierSpec], faces48: np.ndarray | N
         try:
             r = open_runner(s, threads)
             x1 = s.prepare(faces48[:1] if faces48 is not None and len(faces48) else np.zeros((1, 48, 48), np.uint8))
-            for _ in range(warmup):
-                r.predict(x1)
+            time_calls(lambda r=r, x1=x1: r.predict(x1), 0, warmup)
         except Exception:  # noqa: BLE001  (recorded in the model's own row)
             continue
         runners.append((s.label, r, x1))
     samples: dict[str, list[float]] = {label: [] for label, _, _ in runners}
     for _ in range(max(1, runs // block)):
         for label, r, x1 in runners:
-            for _ in range(block):
-                t = time.perf_counter_ns()
-                r.predict(x1)
-                samples[label].append((time.perf_counter_ns() - t) / 1e6)
-    out = {}
-    for label, s in samples.items():
-        p50, p95, p99 = np.percentile(s, [50, 95, 99])
-        out[label] = LatencyStats(threads, len(s), float(p50), float(p95), float(p99), float(np.mean(s)), tuple(s))
-    return out
+            samples[label] += time_calls(lambda r=r, x1=x1: r.predict(x1), block)
+    return {label: latency_stats(threads, s) for label, s in samples.items()}

@@ -66,8 +66,8 @@ def _child(kind: str, args: dict) -> dict:
 def _naive(args: dict) -> dict:
     """Haar at full resolution on every frame, Keras predict per face (the tutorial pipeline)."""
     import cv2
-    import numpy as np
 
+    from emoedge.benchmarks.timing import summary, time_call
     from emoedge.edge.preprocess import preprocess_face
     from emoedge.edge.sources import open_source
     from emoedge.keras.io import load_keras
@@ -75,6 +75,14 @@ def _naive(args: dict) -> dict:
     model = load_keras(args["keras_model"])
     cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
     src = open_source(args["source"])
+
+    def frame(image):
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+        for (x, y, w, h) in (boxes if len(boxes) else []):
+            model.predict(preprocess_face(gray, (x, y, w, h))[None], verbose=0)
+        return boxes
+
     frames = faces_total = 0
     per_frame = []
     max_frames = args.get("max_frames")
@@ -82,18 +90,12 @@ def _naive(args: dict) -> dict:
         f = src.read()
         if f is None:
             break
-        t = time.perf_counter()
-        gray = cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY)
-        boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-        for (x, y, w, h) in (boxes if len(boxes) else []):
-            model.predict(preprocess_face(gray, (x, y, w, h))[None], verbose=0)
-        per_frame.append((time.perf_counter() - t) * 1000)
+        boxes, ms = time_call(frame, f.image)
+        per_frame.append(ms)
         faces_total += len(boxes)
         frames += 1
     src.close()
-    a = np.asarray(per_frame) if per_frame else np.zeros(1)
-    lat = {"frame": {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-                     "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}}
+    lat = {"frame": summary(per_frame)}
     return {"frames": frames, "faces_total": faces_total, "hits": None, "latency": lat,
             "detections": faces_total, "detection_frames": frames}
 

@@ -13,6 +13,7 @@ import numpy as np
 from emoedge.benchmarks.machine import machine_info
 from emoedge.benchmarks.models import ModelResult
 from emoedge.benchmarks.pipeline import PipelineResult
+from emoedge.tables import markdown_table
 
 SCHEMA_VERSION = 1
 REQUIRED = {"schema_version", "created", "machine", "models", "pipelines", "targets"}
@@ -159,59 +160,58 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + f"; emoedge git {m.get('git_revision')}.",
              f"Created {results['created']}.", ""]
     if results["models"]:
-        lines += ["## Models", "",
-                  "| artifact | format | status | size (KiB) | load (ms) | first (ms) | p50 / p95 / p99 ms (threads) | "
-                  "batch faces/s | peak RSS (MB) | accuracy | loss (pts) | agreement |",
-                  "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+        rows = []
+        fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
         for r in results["models"]:
             if r["status"] != "ok":
-                lines.append(f"| {r['name']} | {r['format']} | **failed**: {r['reason']} | "
-                             f"{r['size_bytes'] / 1024:.0f} | | | | | | | | |")
+                rows.append([r["name"], r["format"], f"**failed**: {r['reason']}", f"{r['size_bytes'] / 1024:.0f}"])
                 continue
             lat = "; ".join(f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f} / {x['p99_ms']:.3f} ({x['threads']})"
                             for x in r["latency"])
             thr = ", ".join(f"b{k}: {v:.0f}" if isinstance(v, (int, float)) else f"b{k}: {v}"
                             for k, v in (r.get("batch_throughput_fps") or {}).items())
-            fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-            lines.append(f"| {r['name']} | {r['format']} | ok | {r['size_bytes'] / 1024:.0f} | "
-                         f"{fmt(r['load_ms'], '.1f')} | {fmt(r['first_inference_ms'], '.2f')} | {lat} | {thr} | "
-                         f"{fmt(r['peak_rss_mb'], '.0f')} | {fmt(r['accuracy'], '.4f')} | "
-                         f"{fmt(r['accuracy_loss_pts'], '+.2f')} | {fmt(r['agreement'], '.4f')} |")
+            rows.append([r["name"], r["format"], "ok", f"{r['size_bytes'] / 1024:.0f}", fmt(r["load_ms"], ".1f"),
+                         fmt(r["first_inference_ms"], ".2f"), lat, thr, fmt(r["peak_rss_mb"], ".0f"),
+                         fmt(r["accuracy"], ".4f"), fmt(r["accuracy_loss_pts"], "+.2f"), fmt(r["agreement"], ".4f")])
+        lines += ["## Models", "",
+                  markdown_table(["artifact", "format", "status", "size (KiB)", "load (ms)", "first (ms)",
+                                  "p50 / p95 / p99 ms (threads)", "batch faces/s", "peak RSS (MB)", "accuracy",
+                                  "loss (pts)", "agreement"], rows, "lllrrrllrrrr")]
         paired = [r for r in results["models"] if r["status"] == "ok" and r.get("interleaved")]
         if paired:
             th = paired[0]["interleaved"]["threads"]
+            best = min(r["interleaved"]["p50_ms"] for r in paired)
             lines += ["", "Side by side: the device models timed again round-robin "
                       f"({paired[0]['interleaved']['runs']} faces each, {th} thread(s), in blocks of 10), "
                       "so load from elsewhere falls on all alike. Compare models by these.", "",
-                      "| artifact | p50 ms | p95 ms | p50 vs fastest |", "|---|---:|---:|---:|"]
-            best = min(r["interleaved"]["p50_ms"] for r in paired)
-            for r in sorted(paired, key=lambda r: r["interleaved"]["p50_ms"]):
-                il = r["interleaved"]
-                lines.append(f"| {r['name']} | {il['p50_ms']:.3f} | {il['p95_ms']:.3f} | {il['p50_ms'] / best:.2f}x |")
+                      markdown_table(["artifact", "p50 ms", "p95 ms", "p50 vs fastest"],
+                                     [[n, f"{il['p50_ms']:.3f}", f"{il['p95_ms']:.3f}", f"{il['p50_ms'] / best:.2f}x"]
+                                      for n, il in sorted(((r["name"], r["interleaved"]) for r in paired),
+                                                          key=lambda x: x[1]["p50_ms"])], "lrrr")]
         engines = [(r["name"], r.get("engine")) for r in results["models"] if r["status"] == "ok" and r.get("engine")]
         if engines:
             lines += ["", "Engines: " + "; ".join(f"{n}: {e}" for n, e in engines) + "."]
         lines.append("")
     if results["pipelines"]:
-        lines += ["## Pipelines", "",
-                  "| run | status | detector | model | frames | FPS | faces/frame | budget hit rate | "
-                  "frame p50 / p95 ms | CPU s | peak RSS (MB) |", "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+        rows = []
         for p in results["pipelines"]:
             if p["status"] != "ok":
-                lines.append(f"| {p['name']} | **failed**: {p['reason']} | | | | | | | | | |")
+                rows.append([p["name"], f"**failed**: {p['reason']}"])
                 continue
             fl = p["latency"]["frame"]
             hr = "" if p["budget_hit_rate"] is None else f"{p['budget_hit_rate']:.1%} of {p['budget_ms']:.0f} ms"
-            lines.append(f"| {p['name']} | ok | {p['detector']} | {p['model']} | {p['frames']} | {p['fps']:.1f} | "
-                         f"{p['faces_per_frame']:.2f} | {hr} | {fl['p50_ms']:.1f} / {fl['p95_ms']:.1f} | "
-                         f"{p['cpu_s']:.1f} | {p['peak_rss_mb']:.0f} |")
-        lines.append("")
+            rows.append([p["name"], "ok", p["detector"], p["model"], p["frames"], f"{p['fps']:.1f}",
+                         f"{p['faces_per_frame']:.2f}", hr, f"{fl['p50_ms']:.1f} / {fl['p95_ms']:.1f}",
+                         f"{p['cpu_s']:.1f}", f"{p['peak_rss_mb']:.0f}"])
+        lines += ["## Pipelines", "",
+                  markdown_table(["run", "status", "detector", "model", "frames", "FPS", "faces/frame",
+                                  "budget hit rate", "frame p50 / p95 ms", "CPU s", "peak RSS (MB)"], rows,
+                                 "llllrrrrlrr"), ""]
     if results["targets"]:
-        lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
-        for t in results["targets"]:
-            met = "yes" if t["met"] else "**no** (" + t.get("by", "") + ")"
-            lines.append(f"| {t['target']} | {t['measured']} | {met} |")
-        lines.append("")
+        lines += ["## Targets", "",
+                  markdown_table(["target", "measured", "met"],
+                                 [[t["target"], t["measured"], "yes" if t["met"] else f"**no** ({t.get('by', '')})"]
+                                  for t in results["targets"]]), ""]
     for title, file in plots.items():
         lines += [f"![{title}]({file})", ""]
     return "\n".join(lines)

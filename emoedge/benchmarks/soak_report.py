@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.tables import markdown_table
+
 
 # -- report ---------------------------------------------------------------------------------------------
 def plot_rss(results: dict, path: Path) -> None:
@@ -81,22 +83,22 @@ def markdown(results: dict) -> str:
            f"process; RSS from `/proc/self/statm` every N/{s['samples_per_run']} frames; slope = least-squares fit "
            f"after the first {s['warmup_fraction']:.0%} of frames; peak = VmHWM (model loading included).", "",
            "Anonymous RSS (resident minus shared in statm: heap and stacks, what a leak grows) beside it; the "
-           "file-backed rest (library code) is mapped in and out by the kernel and varies between runs.", "",
-           "| frames | FPS | peak RSS (MB) | peak reached by frame | RSS after init (MB) | RSS start -> end of "
-           "measured part (MB) | slope (B/frame) | anonymous RSS start -> end (MB) | anonymous slope (B/frame) | "
-           "intervals | records lost |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "file-backed rest (library code) is mapped in and out by the kernel and varies between runs.", ""]
+    rows = []
     for r in results["runs"]:
         if r["status"] != "ok":
-            out.append(f"| {r['frames_asked']} | failed: {r['reason']} | | | | | | | | | |")
+            rows.append([r["frames_asked"], f"failed: {r['reason']}"])
             continue
         at = r.get("peak_at_frame")
         at = "after the last" if at == -1 else ("?" if at is None else at)
-        out.append(f"| {r['frames']} | {r['fps']:.1f} | {r['peak_rss_mb']:.1f} | {at} | {r['rss_after_init_mb']:.1f} | "
-                   f"{r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | {r['slope_b_per_frame']:+.1f} | "
-                   f"{r.get('anon_start_mb', 0):.1f} -> {r.get('anon_end_mb', 0):.1f} | "
-                   f"{r.get('anon_slope_b_per_frame', 0):+.1f} | "
-                   f"{r['intervals_written']} | {r['records_lost']} |")
+        rows.append([r["frames"], f"{r['fps']:.1f}", f"{r['peak_rss_mb']:.1f}", at, f"{r['rss_after_init_mb']:.1f}",
+                     f"{r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f}", f"{r['slope_b_per_frame']:+.1f}",
+                     f"{r.get('anon_start_mb', 0):.1f} -> {r.get('anon_end_mb', 0):.1f}",
+                     f"{r.get('anon_slope_b_per_frame', 0):+.1f}", r["intervals_written"], r["records_lost"]])
+    out.append(markdown_table(["frames", "FPS", "peak RSS (MB)", "peak reached by frame", "RSS after init (MB)",
+                               "RSS start -> end of measured part (MB)", "slope (B/frame)",
+                               "anonymous RSS start -> end (MB)", "anonymous slope (B/frame)", "intervals",
+                               "records lost"], rows, "r" * 11))
     out += ["", f"**Target** (same peak RSS within {s['tolerance_mb']:g} MB): " + (t.get("line") or t["status"]), "",
             "![RSS vs frame](soak_rss.png)", "", "## Faults", ""]
     k = f.get("sigkill")
@@ -104,12 +106,12 @@ def markdown(results: dict) -> str:
         out += [f"**SIGKILL mid-run: {k['status']}.** `{k.get('command', '')}`, frozen (SIGSTOP) once the DB held "
                 f">= 3 intervals, committed intervals read, then SIGKILL.", ""]
         if "intervals_after_kill" in k:
-            out += ["| intervals before kill | after kill | same set | integrity_check | contiguous, complete rows | "
-                    "JSONL half lines | next run (exit, intervals, old kept) |", "|---:|---:|---|---|---|---:|---|",
-                    f"| {k['intervals_before_kill']} | {k['intervals_after_kill']} | {_yes(k['same_intervals'])} | "
-                    f"{k['integrity_check']} | {_yes(k['contiguous'] and k['complete_rows'])} | "
-                    f"{k['jsonl_bad_lines']} | "
-                    f"{k['rerun_exit']}, {k['intervals_after_rerun']}, {_yes(k['rerun_kept_old'])} |", ""]
+            out += [markdown_table(
+                ["intervals before kill", "after kill", "same set", "integrity_check", "contiguous, complete rows",
+                 "JSONL half lines", "next run (exit, intervals, old kept)"],
+                [[k["intervals_before_kill"], k["intervals_after_kill"], _yes(k["same_intervals"]),
+                  k["integrity_check"], _yes(k["contiguous"] and k["complete_rows"]), k["jsonl_bad_lines"],
+                  f"{k['rerun_exit']}, {k['intervals_after_rerun']}, {_yes(k['rerun_kept_old'])}"]], "rrlllrl"), ""]
             out += _failed(k)
         elif k.get("reason"):
             out += [f"Reason: {k['reason']}", ""]
@@ -121,13 +123,14 @@ def markdown(results: dict) -> str:
             out += [f"**Disk full ({d.get('tmpfs_size')} tmpfs, `--min-free-mb 0`): {d['status']}.** "
                     f"`{d.get('command', '')}`", ""]
             if "exit_code" in d:
-                out += ["| exit | records lost | stderr names file | integrity_check | DB intervals / reported "
-                        "written / missing | JSONL lines / reported / half lines |", "|---:|---:|---|---|---|---|",
-                        f"| {d['exit_code']} | {d['records_lost']} | "
-                        f"{_yes(d['stderr_names_db'] or d['stderr_names_events'])} | {d['integrity_check']} | "
-                        f"{d['db_intervals']} / {d['db_intervals_reported_written']} / "
-                        f"{len(d['db_missing_reported'])} | "
-                        f"{d['jsonl_lines']} / {d['jsonl_lines_reported_written']} / {d['jsonl_bad_lines']} |", ""]
+                out += [markdown_table(
+                    ["exit", "records lost", "stderr names file", "integrity_check",
+                     "DB intervals / reported written / missing", "JSONL lines / reported / half lines"],
+                    [[d["exit_code"], d["records_lost"], _yes(d["stderr_names_db"] or d["stderr_names_events"]),
+                      d["integrity_check"],
+                      f"{d['db_intervals']} / {d['db_intervals_reported_written']} / {len(d['db_missing_reported'])}",
+                      f"{d['jsonl_lines']} / {d['jsonl_lines_reported_written']} / {d['jsonl_bad_lines']}"]],
+                    "rrllll"), ""]
                 out += _failed(d)
                 if d.get("stderr_tail"):
                     out += ["stderr (errors):", "", "```", *d["stderr_tail"], "```", ""]

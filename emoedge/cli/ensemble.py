@@ -29,13 +29,10 @@ def cmd_ensemble(args) -> int:
           f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if ds is not None:
-        from emoedge.benchmarks.ensembles import compare_members
+        from emoedge.benchmarks.ensembles import compare_members, rows_table
 
         rows = compare_members(args.models, out, ds, args.usage)
-        print("| model | role | accuracy | macro-F1 | ms/face (float TFLite, 1 thread) |\n|---|---|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r['model']} | {r['role']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
-                  f"{r['latency_ms_per_face']:.3f} |")
+        print(rows_table(rows, "ms/face (float TFLite, 1 thread)", code=False))
         Path(out).with_suffix(".members.json").write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 

@@ -32,22 +32,21 @@ def cmd_models_ship(args) -> int:
         formats = ()
     cal = from_dataset(ds, size=args.calib_size) if formats else None
     out = ship(args.run, args.name, ds, command=args.command or " ".join(sys.argv), usage=args.usage,
-               formats=formats, calibration=cal, report_dir=args.report_dir or Path("docs/models") / args.name)
+               out_dir=args.out, report_dir=args.report_dir, formats=formats, calibration=cal)
     for k, v in out.items():
         print(f"{k:10s} {v}")
     if args.float_dir:
         from emoedge.convert.ship import move_float_masters
-        from emoedge.edge.models import MODELS_DIR
 
-        moved = move_float_masters(MODELS_DIR, args.name, args.float_dir)
-        print(f"moved {len(moved)} float master file(s) out of the package to {args.float_dir}")
+        moved = move_float_masters(args.out, args.name, args.float_dir)
+        print(f"moved {len(moved)} float master file(s) from {args.out} to {args.float_dir}")
     return 0
 
 
 def cmd_models_fetch(args) -> int:
     from emoedge.edge import fetch
 
-    names = sorted(fetch.DETECTOR_FILES) if args.name == "all" else [args.name]
+    names = sorted(fetch.detector_files()) if args.name == "all" else [args.name]
     for name in names:
         for p in fetch.fetch(name, args.dest, base_url=args.base_url):
             print(f"{name}: {p} (sha256 verified)")
@@ -61,10 +60,17 @@ def register(sub) -> None:
                        dest="models_command")
     add_parser(models, "list", "the shipped models and their files").set_defaults(func=cmd_models_list)
 
-    p = add_parser(models, "ship", "put a training run into the package as a shipped model (+ conversions)")
+    p = add_parser(models, "ship", "ship a training run as a shipped model (+ conversions) into --out")
     p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")
-    p.add_argument("--float-dir", help="move the float masters (.keras, float .tflite/.onnx) here after shipping: "
-                                       "the package then carries only the quantized device files")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="where the model files, manifests, evaluation, run record and card go; to put the model "
+                        "into the package of a source checkout: --out emoedge/edge/models (nothing is written "
+                        "into the package otherwise)")
+    p.add_argument("--report-dir", required=True, metavar="DIR",
+                   help="where the reports go: quantization report, conversion summary, calibration and "
+                        "reliability diagram (the repository keeps them in docs/models/NAME)")
+    p.add_argument("--float-dir", help="move the float masters (.keras, float .tflite/.onnx) from --out to here "
+                                       "after shipping: --out then holds only the quantized device files")
     p.add_argument("--name", required=True, choices=sorted(SHIPPED), help="the shipped name it replaces")
     p.add_argument("--data", required=True, help="the dataset to evaluate on (and calibrate from)")
     p.add_argument("--labels", default="auto", choices=LABEL_SETS, help="label set of a FER2013 CSV")
@@ -72,12 +78,11 @@ def register(sub) -> None:
     p.add_argument("--to", default="int8,uint8,edgetpu,onnx,onnx-int8", type=comma_list(),
                    help="formats to convert beside it (comma-separated; empty: none)")
     p.add_argument("--calib-size", type=int, default=300, help="calibration faces for the quantized formats")
-    p.add_argument("--report-dir", help="where the quantization report goes (default: docs/models/NAME)")
     p.add_argument("--command", help="the training command to record in the model card (default: this command)")
     p.set_defaults(func=cmd_models_ship)
 
     p = add_parser(models, "fetch", "download detector files (sha256 pinned)")
-    p.add_argument("name", choices=["blazeface", "ssd", "all"], help="which detector's files")
+    p.add_argument("name", help="a detector that needs files (see emoedge.edge.detect.DETECTORS), or all")
     p.add_argument("--dest", help="folder (default: $EMOEDGE_MODELS or ~/.cache/emoedge/models)")
     p.add_argument("--base-url", help="fetch from this mirror instead of the official location")
     p.set_defaults(func=cmd_models_fetch)

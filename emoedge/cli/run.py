@@ -150,7 +150,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--model-format", dest="model_format", help="format of a shipped model (default int8)")
     p.add_argument("--delegate", choices=["cpu", "edgetpu"], help="where the classifier runs (default cpu)")
     p.add_argument("--threads", type=int, help="interpreter threads, 1 or more (default: the back-end's)")
-    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"], help="face detector (default haar)")
+    p.add_argument("--detector", help="face detector, a name in emoedge.edge.detect.DETECTORS (default haar)")
     p.add_argument("--detector-dir", dest="detector_dir",
                    help="folder with the BlazeFace/SSD files (default: the fetch cache)")
     p.add_argument("--budget-ms", dest="budget_ms", type=float, help="per-frame latency budget in ms (default 66)")

@@ -1,17 +1,26 @@
 """Keras -> ONNX via tf2onnx (checked against Keras with onnxruntime), and onnxruntime static
-QDQ int8 quantization from the same calibration set as the TFLite int8 model."""
+QDQ int8 quantization from the same calibration set as the TFLite int8 model.
+
+Like the TFLite manifest, every ONNX file records its class names and the preprocessing contract
+(:data:`emoedge.edge.preprocess.PREPROCESSING`), here inside the model: ``metadata_props``
+``class_names`` and ``preprocessing``, each a JSON string (read back with onnxruntime's
+``InferenceSession(path).get_modelmeta().custom_metadata_map``). The int8 model keeps its float
+model's."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from emoedge.convert.tflite import atomic_write_bytes
+from emoedge.edge.fileio import atomic_write_bytes
+from emoedge.edge.preprocess import PREPROCESSING
 
 
 def _require(module: str):
@@ -24,14 +33,31 @@ def _require(module: str):
                            f"pip install 'emoedge[onnx]' ({exc})") from exc
 
 
-def keras_to_onnx(model, out_path: str | Path, opset: int = 17) -> Path:
-    """Convert a loaded Keras model with a dynamic batch dimension; written atomically."""
+def model_metadata(class_names: Sequence[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an emoedge ONNX model: class names and the preprocessing contract."""
+    return {"class_names": json.dumps(list(class_names)), "preprocessing": json.dumps(PREPROCESSING)}
+
+
+def _set_metadata(proto, metadata: dict[str, str]) -> None:
+    kept = [p for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def keras_to_onnx(model, out_path: str | Path, opset: int = 17, class_names: Sequence[str] | None = None) -> Path:
+    """Convert a loaded Keras model with a dynamic batch dimension; written atomically. With
+    ``class_names``, the model's metadata records them and the preprocessing contract."""
     import tensorflow as tf
 
     tf2onnx = _require("tf2onnx")
     shape = (None,) + tuple(model.input_shape[1:])
     spec = [tf.TensorSpec(shape, tf.float32, name="face")]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    if class_names is not None:
+        _set_metadata(proto, model_metadata(class_names))
     out = Path(out_path)
     atomic_write_bytes(out, proto.SerializeToString())
     return out
@@ -66,7 +92,9 @@ def _working_dir(path):
 
 
 def quantize_onnx_static(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
-    """QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration``."""
+    """QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration``; the
+    metadata of ``onnx_path`` (class names, preprocessing contract) is carried over."""
+    onnx = _require("onnx")
     q = _require("onnxruntime.quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -98,5 +126,7 @@ def quantize_onnx_static(onnx_path: str | Path, out_path: str | Path, calibratio
         q.quantize_static(str(pre), str(tmp_out), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
                           activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                           calibrate_method=q.CalibrationMethod.MinMax)
-        atomic_write_bytes(out, tmp_out.read_bytes())
+        quantized = onnx.load(str(tmp_out))
+        _set_metadata(quantized, {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props})
+        atomic_write_bytes(out, quantized.SerializeToString())
     return out

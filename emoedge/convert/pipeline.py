@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.convert.calibration import CalibrationSet
-from emoedge.convert.tflite import atomic_write_bytes, build_manifest, convert_keras, sha256_file, write_manifest
+from emoedge.convert.tflite import build_manifest, convert_keras, write_manifest
 from emoedge.edge.errors import ModelError
+from emoedge.edge.fileio import atomic_write_bytes, sha256_file
 from emoedge.edge.formats import FORMATS, artifact_path, get_format
 from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
@@ -124,7 +125,7 @@ def convert_model(model_path: str | Path, formats: Sequence[str], out_dir: str |
             elif name == "onnx":
                 from emoedge.convert.onnx_export import keras_to_onnx, max_abs_diff
 
-                keras_to_onnx(model, path)
+                keras_to_onnx(model, path, class_names=class_names)
                 probe = calibration.x[:64] if calibration is not None else \
                     np.random.default_rng(0).random((16, 48, 48, 1), dtype=np.float32)
                 diff = max_abs_diff(model, path, probe)

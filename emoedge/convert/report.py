@@ -23,6 +23,7 @@ from emoedge.data.datasets import FaceDataset
 from emoedge.edge.formats import format_of
 from emoedge.evaluate import evaluate_model
 from emoedge.metrics import Evaluation, evaluate_predictions
+from emoedge.tables import markdown_table
 
 HEALTHY_RMSE_PER_SCALE = 1 / np.sqrt(12)   # ~0.29: uniform rounding error of one quantization step
 FLAG_RMSE_PER_SCALE = 0.7
@@ -175,27 +176,26 @@ def render_markdown(r: dict) -> str:
              f"On {r['data']} `{r['split']}` (n={r['n']}); deltas are against the float Keras model, in "
              f"percentage points for accuracy. Agreement: share of faces where the artifact's top-1 class equals "
              f"the float model's. KL: mean KL(float || artifact) of the class distributions.", "",
-             "| file | format | size (KiB) | accuracy | delta acc (pts) | macro-F1 | delta F1 | agreement | mean KL |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for a in r["artifacts"]:
-        lines.append(f"| `{a['file']}` | {a['format']} | {a['size_bytes'] / 1024:.0f} | {a['accuracy']:.4f} | "
-                     f"{a['delta_accuracy_pts']:+.2f} | {a['macro_f1']:.4f} | {a['delta_macro_f1']:+.4f} | "
-                     f"{a['agreement']:.4f} | {a['mean_kl']:.5f} |")
-    lines += ["", "Per-class accuracy (recall) delta in points:", "",
-              "| file | " + " | ".join(r["class_names"]) + " |", "|---|" + "---:|" * len(r["class_names"])]
-    for a in r["artifacts"][1:]:
-        lines.append(f"| `{a['file']}` | " + " | ".join(f"{a['per_class_accuracy_delta_pts'][c]:+.1f}"
-                                                         for c in r["class_names"]) + " |")
+             markdown_table(["file", "format", "size (KiB)", "accuracy", "delta acc (pts)", "macro-F1", "delta F1",
+                             "agreement", "mean KL"],
+                            [[f"`{a['file']}`", a["format"], f"{a['size_bytes'] / 1024:.0f}", f"{a['accuracy']:.4f}",
+                              f"{a['delta_accuracy_pts']:+.2f}", f"{a['macro_f1']:.4f}", f"{a['delta_macro_f1']:+.4f}",
+                              f"{a['agreement']:.4f}", f"{a['mean_kl']:.5f}"] for a in r["artifacts"]],
+                            "llrrrrrrr"),
+             "", "Per-class accuracy (recall) delta in points:", "",
+             markdown_table(["file", *r["class_names"]],
+                            [[f"`{a['file']}`", *(f"{a['per_class_accuracy_delta_pts'][c]:+.1f}"
+                                                  for c in r["class_names"])] for a in r["artifacts"][1:]],
+                            "l" + "r" * len(r["class_names"]))]
     if r.get("layers"):
         L = r["layers"]
         lines += ["", "## Per-layer quantization error (int8, TFLite quantization debugger)", "",
                   f"RMSE/scale of each layer's dequantized output against float; a healthy layer is near "
                   f"{L['healthy_rmse_per_scale']:.2f}; flagged above {L['flag_above']}. "
                   f"Flagged: {', '.join(f'`{t}`' for t in L['flagged']) or 'none'}.", "",
-                  "| tensor | op | RMSE/scale | scale | flagged |", "|---|---|---:|---:|---|"]
-        for t in L["table"]:
-            lines.append(f"| `{t['tensor']}` | {t['op']} | {t['rmse_per_scale']:.3f} | {t['scale']:.4g} | "
-                         f"{'**yes**' if t['flagged'] else ''} |")
+                  markdown_table(["tensor", "op", "RMSE/scale", "scale", "flagged"],
+                                 [[f"`{t['tensor']}`", t["op"], f"{t['rmse_per_scale']:.3f}", f"{t['scale']:.4g}",
+                                   "**yes**" if t["flagged"] else ""] for t in L["table"]], "llrrl")]
     if r.get("selective"):
         s = r["selective"]
         lines += ["", "## Selective quantization", ""]

@@ -1,5 +1,7 @@
-"""Put a trained run into the package as a shipped model: the Keras file (without optimizer
-state), its float32 TFLite with manifest, an evaluation on the test split and a model card."""
+"""Ship a trained run as one of the shipped models: the Keras file (without optimizer state), its
+float32 TFLite with manifest, an evaluation on the test split and a model card, all in the folder
+the caller names (``emoedge/edge/models`` of a source checkout to put it into the package), and the
+reports (quantization, calibration) in another. Nothing is written anywhere else."""
 
 from __future__ import annotations
 
@@ -10,20 +12,25 @@ from pathlib import Path
 
 from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.modelcard import render_model_card
-from emoedge.convert.tflite import atomic_write_bytes, convert_file
+from emoedge.convert.tflite import convert_file
 from emoedge.data.datasets import FaceDataset
-from emoedge.edge.models import MODELS_DIR, SHIPPED, manifest_path
+from emoedge.edge.fileio import atomic_write_bytes
+from emoedge.edge.models import SHIPPED, manifest_path
 from emoedge.evaluate import evaluate_model
+from emoedge.tables import markdown_table
 
 
-def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usage: str = "PublicTest",
-         models_dir: str | Path = MODELS_DIR, formats: tuple[str, ...] = (),
-         calibration: CalibrationSet | None = None, report_dir: str | Path | None = None) -> dict[str, Path]:
-    """Ship ``run_dir``'s model as ``name``; ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are
-    converted beside it from ``calibration`` and scored in a quantization report in ``report_dir``."""
+def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usage: str = "PublicTest", *,
+         out_dir: str | Path, report_dir: str | Path, formats: tuple[str, ...] = (),
+         calibration: CalibrationSet | None = None) -> dict[str, Path]:
+    """Ship ``run_dir``'s model as ``name`` into ``out_dir`` (model files, manifests, evaluation,
+    run record, card); ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are converted beside it from
+    ``calibration``. The quantization report, conversion summary and calibration (reliability
+    diagram) go to ``report_dir``. Both are required: nothing is written into the package unless
+    ``out_dir`` is its models folder (``emoedge.edge.models.MODELS_DIR``)."""
     from emoedge.keras.io import load_keras
 
-    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    run_dir, models_dir, report_dir = Path(run_dir), Path(out_dir), Path(report_dir)
     if name not in SHIPPED:
         raise ValueError(f"{name!r} is not a shipped model name ({sorted(SHIPPED)})")
     if not (run_dir / "run.json").is_file():
@@ -52,7 +59,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
     shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
     files = {p.name: p.stat().st_size for p in (keras_path, tfl)}
-    rdir = Path(report_dir) if report_dir else Path("docs/models") / name
+    rdir = report_dir
     extra = {}
     out = {"keras": keras_path, "tflite": tfl}
     if formats:
@@ -109,14 +116,14 @@ def _calibration_section(model_path: Path, dataset: FaceDataset, rdir: Path, oth
 
 
 def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset, command: str, usage: str,
-                      models_dir: Path, report_dir) -> dict[str, Path]:
+                      models_dir: Path, report_dir: Path) -> dict[str, Path]:
     """Ship a HOG+LBP run: the .hoglbp.npz (numpy only on the device), manifest, evaluation, calibration, card."""
     from emoedge.edge.preprocess import PREPROCESSING
 
     src = run_dir / "model.hoglbp.npz"
     dst = models_dir / f"{name}.hoglbp.npz"
     atomic_write_bytes(dst, src.read_bytes())
-    from emoedge.convert.tflite import sha256_file
+    from emoedge.edge.fileio import sha256_file
 
     manifest = {"format": "hoglbp", "mode": "hoglbp", "file": dst.name, "sha256": sha256_file(dst),
                 "size_bytes": dst.stat().st_size, "class_names": run["class_names"],
@@ -128,7 +135,7 @@ def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset,
     (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
     shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
     _write_reference(models_dir, name, ev, dst.name, dataset, usage)
-    rdir = Path(report_dir) if report_dir else Path("docs/models") / name
+    rdir = report_dir
     extra = {"Calibration": _calibration_section(dst, dataset, rdir, []),
              "Runtime": ("Runs on numpy and OpenCV alone, with no interpreter: `emoedge run --model " + name
                          + " --model-format hoglbp`. No quantization: the features and the linear layer are float32.")}
@@ -169,15 +176,13 @@ def quantization_section(rep: dict, results) -> str:
     arts = {a["format"]: a for a in rep["artifacts"]}
     f32 = arts.get("float32")
     lines = [f"On {rep['data']} `{rep['split']}` (n={rep['n']}), against the float Keras model:", "",
-             "| artifact | format | size (KiB) | accuracy | delta (pts) | macro-F1 | agreement | mean KL |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for a in rep["artifacts"]:
-        lines.append(f"| `{a['file']}` | {a['format']} | {a['size_bytes'] / 1024:.0f} | {a['accuracy']:.4f} | "
-                     f"{a['delta_accuracy_pts']:+.2f} | {a['macro_f1']:.4f} | {a['agreement']:.4f} | "
-                     f"{a['mean_kl']:.5f} |")
-    for r in results:
-        if r.status != "ok":
-            lines.append(f"| - | {r.format} | | | | | | {r.status}: {r.message} |")
+             markdown_table(["artifact", "format", "size (KiB)", "accuracy", "delta (pts)", "macro-F1", "agreement",
+                             "mean KL"],
+                            [[f"`{a['file']}`", a["format"], f"{a['size_bytes'] / 1024:.0f}", f"{a['accuracy']:.4f}",
+                              f"{a['delta_accuracy_pts']:+.2f}", f"{a['macro_f1']:.4f}", f"{a['agreement']:.4f}",
+                              f"{a['mean_kl']:.5f}"] for a in rep["artifacts"]]
+                            + [["-", r.format, "", "", "", "", "", f"{r.status}: {r.message}"]
+                               for r in results if r.status != "ok"], "llrrrrrr")]
     i8 = arts.get("int8")
     if i8 and f32:
         ok_loss = -i8["delta_accuracy_pts"] <= 0.3

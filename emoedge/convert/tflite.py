@@ -3,51 +3,21 @@ beside every artifact. Imports TensorFlow: a workstation tool, not for the devic
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from emoedge.edge.errors import ModelError
+from emoedge.edge.fileio import atomic_write_bytes, sha256_file
 from emoedge.edge.interpreter import TFLiteClassifier
 from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
 from emoedge.keras import tf_env  # noqa: F401
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: no half-written artifact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are shared files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def convert_keras(model, mode: str = "float32", calibration: np.ndarray | None = None) -> bytes:

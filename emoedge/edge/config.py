@@ -15,7 +15,6 @@ class ConfigError(ValueError):
     pass
 
 
-DETECTORS = ("haar", "blazeface", "ssd")
 DELEGATES = ("cpu", "edgetpu")
 # What a run may do with face images, strictest last. "images": the overlay window and a video
 # file when asked for; "no-video": no video file (nothing stored), a window is fine; "no-images":
@@ -99,6 +98,8 @@ class RuntimeConfig:
         r = lambda key, *a, **k: _check_range("runtime", key, getattr(self, key), *a, **k)  # noqa: E731
         if self.delegate not in DELEGATES:
             raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+        from emoedge.edge.detect import DETECTORS  # here: it imports OpenCV, which loading a config needs not
+
         if self.detector not in DETECTORS:
             raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         if self.privacy not in PRIVACY:

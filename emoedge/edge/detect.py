@@ -11,7 +11,7 @@ before detection, which the latency scheduler uses); boxes come back in frame pi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +19,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from emoedge.edge import fetch
 from emoedge.edge.errors import ModelError
+from emoedge.edge.fetch import RemoteFile
 from emoedge.edge.interpreter import make_interpreter, tensor_info
 from emoedge.edge.preprocess import to_gray
 
@@ -243,19 +245,41 @@ class OpenCVSSDDetector:
         return _to_faces(boxes[order], det[order, 2], w, h, 1.0)
 
 
-DETECTORS = ("haar", "blazeface", "ssd")
+@dataclass(frozen=True)
+class DetectorKind:
+    """One entry of the detector registry: how to build it from its located files, and which
+    files it needs (what ``emoedge models fetch NAME`` downloads; none: ships with OpenCV)."""
+    build: Callable[[list[Path], int | None, float], Detector]  # (file paths, threads, min score)
+    files: tuple[RemoteFile, ...] = ()
+
+
+# The one list of face detectors: the runtime config, device profiles, the command line and the
+# fetcher (emoedge.edge.fetch) all read it. Files: official locations, sha256 pinned.
+DETECTORS: dict[str, DetectorKind] = {
+    "haar": DetectorKind(lambda paths, threads, score: HaarDetector()),
+    "blazeface": DetectorKind(
+        lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads),
+        (RemoteFile("face_detection_short_range.tflite",
+                    "https://storage.googleapis.com/mediapipe-assets/face_detection_short_range.tflite",
+                    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),)),
+    "ssd": DetectorKind(
+        lambda paths, threads, score: OpenCVSSDDetector(paths[0], paths[1], min_score=score),
+        (RemoteFile("opencv_face_detector_uint8.pb",
+                    "https://raw.githubusercontent.com/opencv/opencv_3rdparty/"
+                    "dnn_samples_face_detector_20180220_uint8/opencv_face_detector_uint8.pb",
+                    "5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed"),
+         RemoteFile("opencv_face_detector.pbtxt",
+                    "https://raw.githubusercontent.com/opencv/opencv/4.x/samples/dnn/face_detector/"
+                    "opencv_face_detector.pbtxt",
+                    "5397808362fc6fb7c4044484848e297b22449d913a267fa7f8bd9d86dce29144"))),
+}
 
 
 def make_detector(name: str, model_dir: str | Path | None = None, num_threads: int | None = None,
                   min_score: float = 0.5) -> Detector:
     """A detector by name. BlazeFace and SSD files come from ``model_dir`` or the fetch cache."""
-    from emoedge.edge import fetch
-
-    if name == "haar":
-        return HaarDetector()
-    if name == "blazeface":
-        return BlazeFaceDetector(fetch.locate("blazeface", model_dir)[0], min_score=min_score, num_threads=num_threads)
-    if name == "ssd":
-        pb, pbtxt = fetch.locate("ssd", model_dir)
-        return OpenCVSSDDetector(pb, pbtxt, min_score=min_score)
-    raise ValueError(f"unknown detector {name!r}; choose one of {DETECTORS}")
+    try:
+        kind = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of {tuple(DETECTORS)}") from None
+    return kind.build(fetch.locate(name, model_dir) if kind.files else [], num_threads, min_score)

@@ -84,10 +84,10 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
 
     base = path.parent.resolve()
     rel = [os.path.relpath(Path(m).resolve(), base) for m in members]
-    from emoedge.edge.fetch import sha256_of
+    from emoedge.edge.fileio import sha256_file
 
     spec = {"method": method, "members": rel, "class_names": list(class_names),
-            "member_sha256": [sha256_of(Path(m)) for m in members]}
+            "member_sha256": [sha256_file(Path(m)) for m in members]}
     if method == "stack":
         spec["stack"] = {"coef": np.asarray(stack["coef"]).tolist(),
                          "intercept": np.asarray(stack["intercept"]).tolist()}
@@ -146,9 +146,9 @@ class EnsembleClassifier:
         self.input_size = 48
 
     def _check_pin(self, member: Path, want: str) -> None:
-        from emoedge.edge.fetch import sha256_of
+        from emoedge.edge.fileio import sha256_file
 
-        got = sha256_of(member)
+        got = sha256_file(member)
         if got == want:
             return
         msg = (f"{self.path}: member {member} has sha256 {got[:12]}..., the spec was made for {want[:12]}... "

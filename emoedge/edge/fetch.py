@@ -1,15 +1,16 @@
-"""Detector model files: where they come from (official locations, sha256 pinned) and where
-they are found on disk. Downloads are verified before they are kept; a bad file is never kept."""
+"""Detector model files: fetching them (the official locations and pinned sha256 of each detector's
+files are in the registry, emoedge.edge.detect.DETECTORS) and where they are found on disk.
+Downloads are verified before they are kept; a bad file is never kept."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from emoedge.edge.errors import ModelError
+from emoedge.edge.fileio import atomic_writer, sha256_file
 
 
 @dataclass(frozen=True)
@@ -19,23 +20,11 @@ class RemoteFile:
     sha256: str
 
 
-DETECTOR_FILES: dict[str, tuple[RemoteFile, ...]] = {
-    "blazeface": (
-        RemoteFile("face_detection_short_range.tflite",
-                   "https://storage.googleapis.com/mediapipe-assets/face_detection_short_range.tflite",
-                   "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),
-    ),
-    "ssd": (
-        RemoteFile("opencv_face_detector_uint8.pb",
-                   "https://raw.githubusercontent.com/opencv/opencv_3rdparty/"
-                   "dnn_samples_face_detector_20180220_uint8/opencv_face_detector_uint8.pb",
-                   "5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed"),
-        RemoteFile("opencv_face_detector.pbtxt",
-                   "https://raw.githubusercontent.com/opencv/opencv/4.x/samples/dnn/face_detector/"
-                   "opencv_face_detector.pbtxt",
-                   "5397808362fc6fb7c4044484848e297b22449d913a267fa7f8bd9d86dce29144"),
-    ),
-}
+def detector_files() -> dict[str, tuple[RemoteFile, ...]]:
+    """The files of every detector that needs some, from the registry (emoedge.edge.detect.DETECTORS)."""
+    from emoedge.edge.detect import DETECTORS  # here: detect imports cv2, and this module
+
+    return {name: kind.files for name, kind in DETECTORS.items() if kind.files}
 
 
 def cache_dir() -> Path:
@@ -46,19 +35,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emoedge" / "models"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(name: str) -> tuple[RemoteFile, ...]:
+    files = detector_files()
     try:
-        return DETECTOR_FILES[name]
+        return files[name]
     except KeyError:
-        raise ValueError(f"unknown detector model {name!r}; choose one of {sorted(DETECTOR_FILES)}") from None
+        raise ValueError(f"unknown detector model {name!r}; choose one of {sorted(files)}") from None
 
 
 def locate(name: str, model_dir: str | Path | None = None) -> list[Path]:
@@ -85,16 +67,15 @@ def fetch(name: str, dest: str | Path | None = None, base_url: str | None = None
     out = []
     for f in _files(name):
         target = dest / f.name
-        if target.is_file() and sha256_of(target) == f.sha256:
+        if target.is_file() and sha256_file(target) == f.sha256:
             out.append(target)
             continue
         url = f"{base_url.rstrip('/')}/{f.name}" if base_url else f.url
-        fd, tmp = tempfile.mkstemp(prefix=f.name + ".", suffix=".part", dir=dest)
         try:
             h = hashlib.sha256()
             import urllib.request  # here, not at import: it loads ssl (~4 MB RSS) into every runtime
 
-            with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            with atomic_writer(target) as fh, urllib.request.urlopen(url, timeout=timeout_s) as resp:
                 total = int(resp.headers.get("Content-Length") or 0)
                 done = 0
                 for chunk in iter(lambda: resp.read(1 << 16), b""):
@@ -103,16 +84,10 @@ def fetch(name: str, dest: str | Path | None = None, base_url: str | None = None
                     done += len(chunk)
                     if progress:
                         progress(f.name, done, total)
-            if h.hexdigest() != f.sha256:
-                raise ModelError(f"{url}: sha256 {h.hexdigest()} does not match the pinned {f.sha256}; "
-                                 f"the file was not kept")
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-            os.replace(tmp, target)
+                if h.hexdigest() != f.sha256:  # inside the writer: the file is not kept
+                    raise ModelError(f"{url}: sha256 {h.hexdigest()} does not match the pinned {f.sha256}; "
+                                     f"the file was not kept")
         except OSError as exc:
             raise ModelError(f"{url}: download failed: {exc}") from exc
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         out.append(target)
     return out

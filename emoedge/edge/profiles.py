@@ -16,7 +16,6 @@ from pathlib import Path
 
 from emoedge.edge.config import (
     DELEGATES,
-    DETECTORS,
     MODES,
     ConfigError,
     Deployment,
@@ -60,6 +59,8 @@ class Board:
     def __post_init__(self) -> None:
         if self.cores < 1 or self.memory_mb < 1:
             raise ConfigError(f"key '{'cores' if self.cores < 1 else 'memory_mb'}' must be at least 1")
+        from emoedge.edge.detect import DETECTORS  # here: it imports OpenCV
+
         for k, v in self.detector_ms.items():
             if k not in DETECTORS:
                 raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")

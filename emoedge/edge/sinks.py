@@ -8,6 +8,7 @@ transaction, so a crash or power cut loses at most the interval in progress.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoedge.edge.errors import BadInputError, WriteError
+from emoedge.edge.fileio import atomic_writer
 from emoedge.edge.records import IntervalSummary, RunInfo
 from emoedge.edge.tracking import Track
 
@@ -321,11 +323,11 @@ def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
     rows = read_intervals(db_path)
     labels = sorted({k for r in rows for k in r["share"]})
     out = Path(csv_path)
-    tmp = out.with_name(out.name + ".tmp")
     head = ["start_utc", "end_utc", "duration_s", "interval_id", "run_id", "boot_id", "frames", "faces_seen",
             "face_observations", "mean_confidence", "purpose", "jurisdiction"]
     try:
-        with open(tmp, "w", newline="") as fh:
+        with atomic_writer(out) as raw:
+            fh = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             w = csv.writer(fh)
             w.writerow(head + [f"share_{k}" for k in labels])
             for r in rows:
@@ -334,9 +336,7 @@ def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
                             f"{r['mean_confidence']:.4f}", r["purpose"] or "", r["jurisdiction"] or ""]
                            + [f"{r['share'].get(k, 0.0):.4f}" for k in labels])
             fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+            fh.detach()  # the atomic writer owns (and closes) the file
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError(f"{out}: CSV export failed: {exc.strerror or exc}") from exc
     return len(rows)

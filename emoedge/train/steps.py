@@ -1,0 +1,374 @@
+"""The steps of :func:`emoedge.train.trainer.train`, in the order it runs them: the data splits, the
+training targets (a teacher's soft labels), the model (zoo, ``init_from``, precision), the tf.data
+pipelines (augmentation, class balance), the resumable fit, the float32 export, and the evaluation
+and run record. Keras and TensorFlow are imported inside the steps: ``train`` sets up oneDNN first."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emoedge.data.datasets import FaceDataset
+from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
+from emoedge.edge.preprocess import PREPROCESSING, normalize
+from emoedge.metrics import evaluate_predictions
+from emoedge.train.trainer import (
+    TrainResult,
+    copy_layers_by_name,
+    library_versions,
+    make_augmenter,
+    plot_curves,
+    predict_probs,
+    replace_head,
+    teacher_targets,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from emoedge.train.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data of a run: the splits, and the normalised faces and labels the model sees."""
+    train: FaceDataset
+    val: FaceDataset
+    test: FaceDataset | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the fit leaves besides the weights: the per-epoch history (every segment of a resumed run)."""
+    history: dict[str, list[float]]
+    best_epoch: int       # 1-based, best validation accuracy
+    train_seconds: float  # including the earlier segments of a resumed run
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history["loss"])
+
+
+def _class_weights(labels: np.ndarray, k: int, mode: str) -> dict[int, float] | None:
+    """Per-class loss weights for ``class_balance`` (inverse frequency, or its square root), or None."""
+    if mode in ("none", "oversample"):
+        return None
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    counts[counts == 0] = 1
+    w = counts.sum() / (k * counts)
+    if mode == "sqrt-weights":
+        w = np.sqrt(w)
+    elif mode != "weights":
+        raise ValueError(f"class_balance must be none, weights, sqrt-weights or oversample, got {mode!r}")
+    w = w / (w * counts).sum() * counts.sum()  # keep the mean loss scale
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def _oversample(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Indices with every class repeated up to the median class count."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    target = int(np.median(counts))
+    out = []
+    for c, n in zip(classes, counts):
+        idx = np.flatnonzero(labels == c)
+        if n < target:
+            idx = np.concatenate([idx, rng.choice(idx, target - n, replace=True)])
+        out.append(idx)
+    return rng.permutation(np.concatenate(out))
+
+
+def _has_1x1_stride2_conv(model: Any) -> bool:
+    """Whether ``model`` has a 1x1 convolution with a stride above 1 (oneDNN cannot train those here)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k = layer.kernel_size
+            s = layer.strides
+            if tuple(k) == (1, 1) and max(s) > 1:
+                return True
+    return False
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    """The per-epoch log written by CSVLogger (all segments of a resumed run)."""
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+
+
+def data_splits(config: TrainConfig, dataset: FaceDataset, splits: dict[str, FaceDataset] | None) -> Splits:
+    """The train/validation/test splits: ``splits``, or else :func:`standard_splits` of ``dataset``
+    with the config's split seed; the training split capped at ``config.max_train_items``
+    (stratified by ``config.seed``)."""
+    if splits is None:
+        splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=split_seed_of(asdict(config)))
+    train_ds, val_ds, test_ds = splits["train"], splits["val"], splits.get("test")
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
+    if config.max_train_items and len(train_ds) > config.max_train_items:
+        frac = config.max_train_items / len(train_ds)
+        keep, _ = stratified_split(train_ds.labels, [frac, 1 - frac], config.seed)
+        train_ds = train_ds.subset(keep)
+    return Splits(train_ds, val_ds, test_ds, normalize(train_ds.images), train_ds.labels,
+                  normalize(val_ds.images), val_ds.labels, dataset.num_classes)
+
+
+def targets(config: TrainConfig, data: Splits) -> np.ndarray:
+    """The training targets (N, k): the one-hot labels, mixed with the teacher's softened
+    probabilities (``config.soft_weight`` of the target) when ``config.soft_targets_from`` is set.
+    Runs before the model is built: loading the teacher draws from the seeded generators."""
+    k = data.num_classes
+    one_hot = np.eye(k, dtype=np.float32)[data.y_train]
+    if not config.soft_targets_from:
+        return one_hot
+    soft = teacher_targets(config, data.x_train, data.y_train, k)
+    return config.soft_weight * soft + (1.0 - config.soft_weight) * one_hot
+
+
+def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
+    """The model ``config.init_from`` starts, and whether it is the zoo's ``config.arch``: with the
+    same classes, ``config.arch`` rebuilt under the current precision policy with the saved weights
+    (all of them, or the layers matching by name and shape); else the saved model (new head if needed)."""
+    from emoedge.keras.io import load_keras
+    from emoedge.train import models as zoo
+
+    src = load_keras(config.init_from)
+    if src.output_shape[-1] != k:
+        return replace_head(src, k), False
+    # Same classes: continue training. Rebuild config.arch under the current precision
+    # policy and copy the weights (a loaded model keeps its saved float32 policy).
+    candidate = zoo.build(config.arch, k, **config.arch_kwargs)
+    if [w.shape for w in candidate.weights] == [w.shape for w in src.weights]:
+        candidate.set_weights(src.get_weights())
+        return candidate, True
+    copied, fresh = copy_layers_by_name(src, candidate)
+    if copied:
+        # a smaller relative (e.g. a layer dropped): seed what matches, train the rest
+        print(f"init_from {config.init_from}: arch {config.arch} {config.arch_kwargs} differs; "
+              f"copied {len(copied)} layers by name and shape, {len(fresh)} start fresh: "
+              f"{', '.join(fresh) or '-'}", file=sys.stderr)
+        return candidate, True
+    print(f"init_from {config.init_from}: no layer of arch {config.arch} {config.arch_kwargs} "
+          f"matches it by name and shape; training the loaded model as saved (float32)", file=sys.stderr)
+    return src, False
+
+
+def build_model(config: TrainConfig, num_classes: int) -> tuple[Any, bool]:
+    """The model to train, under the training precision (bfloat16 if ``config.mixed_precision``),
+    from the zoo or started from ``config.init_from``; and whether it is the zoo's ``config.arch``
+    (so it can be rebuilt in float32 for export). Refuses what oneDNN cannot train."""
+    import keras
+
+    from emoedge.train import models as zoo
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        if config.init_from:
+            model, rebuilt = _start_from(config, num_classes)
+        else:
+            model, rebuilt = zoo.build(config.arch, num_classes, **config.arch_kwargs), True
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    if config.onednn and _has_1x1_stride2_conv(model):
+        raise ValueError(f"{config.arch}: has 1x1 stride-2 convolutions, whose oneDNN backward pass corrupts "
+                         f"the heap on this CPU; train it without --onednn")
+    return model, rebuilt
+
+
+def compile_model(config: TrainConfig, model: Any, steps_per_epoch: int) -> None:
+    """Adam with ``config.schedule`` (cosine decay after a warm-up, or a fixed rate that ``plateau``
+    halves in a callback) and cross-entropy with ``config.label_smoothing``."""
+    import keras
+
+    total_steps = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate * (0.1 if warmup else 1.0), max(1, total_steps - warmup), alpha=0.01,
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    elif config.schedule in ("plateau", "constant"):
+        lr = config.learning_rate
+    else:
+        raise ValueError(f"schedule must be cosine, plateau or constant, got {config.schedule!r}")
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"])
+
+
+def datasets(config: TrainConfig, data: Splits, y_train: np.ndarray) -> tuple[Any, Any]:
+    """The training pipeline (oversampled or with per-face class weights as ``config.class_balance``
+    asks; shuffled by ``config.seed``, batched, augmented) and the validation pipeline."""
+    import tensorflow as tf
+
+    order = _training_order(config, data)
+    augment = make_augmenter(config.augment, config.seed)
+    y_val = np.eye(data.num_classes, dtype=np.float32)[data.y_val]
+    cw = _class_weights(data.y_train, data.num_classes, config.class_balance)
+    if cw is not None:
+        sample_w = np.array([cw[int(c)] for c in data.y_train], dtype=np.float32)
+        tds = tf.data.Dataset.from_tensor_slices((data.x_train[order], y_train[order], sample_w[order]))
+    else:
+        tds = tf.data.Dataset.from_tensor_slices((data.x_train[order], y_train[order]))
+    tds = (tds.shuffle(len(order), seed=config.seed, reshuffle_each_iteration=True)
+           .batch(config.batch_size)
+           .map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+           .prefetch(tf.data.AUTOTUNE))
+    vds = tf.data.Dataset.from_tensor_slices((data.x_val, y_val)).batch(256).prefetch(tf.data.AUTOTUNE)
+    return tds, vds
+
+
+def _training_order(config: TrainConfig, data: Splits) -> np.ndarray:
+    """Indices of the training faces in one epoch (oversampled for ``class_balance: oversample``)."""
+    if config.class_balance == "oversample":
+        return _oversample(data.y_train, config.seed)
+    return np.arange(len(data.y_train))
+
+
+def steps_per_epoch(config: TrainConfig, data: Splits) -> int:
+    """Training batches per epoch."""
+    return math.ceil(len(_training_order(config, data)) / config.batch_size)
+
+
+def _resume_state(out: Path) -> tuple[bool, dict[str, list[float]], float]:
+    """Whether ``out`` holds an interrupted run, its history so far (the log cut back to the epochs
+    its backup holds: a cut can fall between the log and the backup) and its training seconds."""
+    resuming = (out / "backup").is_dir() and (out / "history.csv").is_file()
+    if not resuming:
+        return False, {}, 0.0
+    meta = out / "backup" / "training_metadata.json"
+    done = int(json.loads(meta.read_text()).get("epoch", 0)) if meta.is_file() else 0
+    lines = (out / "history.csv").read_text().splitlines(keepends=True)
+    (out / "history.csv").write_text("".join(lines[:1 + done]))
+    elapsed = out / "backup" / "elapsed.json"
+    prior_seconds = float(json.loads(elapsed.read_text())["seconds"]) if elapsed.is_file() else 0.0
+    return True, _read_history(out / "history.csv"), prior_seconds
+
+
+def _callbacks(config: TrainConfig, out: Path, resuming: bool, prior: dict[str, list[float]],
+               seconds: Callable[[], float], verbose: int | None) -> list[Any]:
+    """Best checkpoint on validation accuracy (above the resumed run's best), the CSV log, elapsed
+    time and progress, the backup a cut run resumes from, and the schedule's and early stopping's."""
+    import keras
+
+    from emoedge.train.progress import EpochProgress
+
+    class _Elapsed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (out / "backup").mkdir(exist_ok=True)
+            (out / "backup" / "elapsed.json").write_text(json.dumps({"seconds": seconds()}))
+
+    callbacks: list[Any] = [
+        keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor="val_accuracy", mode="max",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=max(prior.get("val_accuracy", [None]) or [None],
+                                                                    key=lambda v: -1 if v is None else v)),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
+        _Elapsed(),
+        EpochProgress(config.epochs, verbose=verbose),
+        # an interrupted run (power cut, session end) resumes from its last finished epoch when the
+        # same command is run again with the same output folder
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+    ]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
+                                                           patience=max(2, config.early_stopping_patience // 3)))
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
+                                                       patience=config.early_stopping_patience))
+    return callbacks
+
+
+def fit(config: TrainConfig, model: Any, tds: Any, vds: Any, out: Path, verbose: int | None) -> Fitted:
+    """Fit the compiled ``model`` for ``config.epochs``, keeping the best weights on validation
+    accuracy in ``out/best.weights.h5``; continues an interrupted run found in ``out``."""
+    resuming, prior, prior_seconds = _resume_state(out)
+    t0 = time.time()
+
+    def seconds() -> float:
+        return prior_seconds + time.time() - t0
+
+    callbacks = _callbacks(config, out, resuming, prior, seconds, verbose)
+    if resuming:
+        print(f"resuming {out} after epoch {len(prior.get('loss', []))}", file=sys.stderr)
+    hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0,
+                     shuffle=False)  # tf.data shuffles
+    train_seconds = seconds()
+    history = _read_history(out / "history.csv") or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return Fitted(history, int(np.argmax(history["val_accuracy"])) + 1, train_seconds)
+
+
+def export_model(config: TrainConfig, model: Any, rebuilt: bool, num_classes: int, out: Path) -> tuple[Any, Path]:
+    """Save the best weights as ``out/model.keras`` in float32 whatever the training precision
+    (rebuilding ``config.arch`` if it was bfloat16), drop the checkpoint and the resume backup."""
+    import keras
+
+    from emoedge.train import models as zoo
+
+    ckpt = out / "best.weights.h5"
+    model.load_weights(str(ckpt))
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("float32")
+        f32 = zoo.build(config.arch, num_classes, **config.arch_kwargs) if rebuilt else None
+        if f32 is not None:
+            f32.set_weights(model.get_weights())
+            model = f32
+    model_path = out / "model.keras"
+    model.save(model_path)
+    ckpt.unlink(missing_ok=True)
+    shutil.rmtree(out / "backup", ignore_errors=True)
+    return model, model_path
+
+
+def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits, model: Any, model_path: Path,
+                        fitted: Fitted, out: Path) -> TrainResult:
+    """Evaluate ``model`` on the validation and test splits; write ``run.json`` (config, data
+    fingerprints, library versions, timings, metrics), ``history.json`` and ``curves.png``."""
+    val_eval = evaluate_predictions(data.y_val, predict_probs(model, data.x_val), dataset.class_names)
+    test_ds = data.test
+    test_eval = None
+    if test_ds is not None and len(test_ds):
+        test_eval = evaluate_predictions(test_ds.labels, predict_probs(model, normalize(test_ds.images)),
+                                         dataset.class_names)
+    fingerprint = dataset.fingerprint()
+    record = {
+        "config": asdict(config),
+        "class_names": list(dataset.class_names),
+        "data": {"source": dataset.source, "fingerprint_sha256": fingerprint,
+                 "train_items": len(data.train), "val_items": len(data.val),
+                 "test_items": 0 if test_ds is None else len(test_ds),
+                 "train_fingerprint_sha256": data.train.fingerprint()},
+        "preprocessing": PREPROCESSING,
+        "params": int(model.count_params()),
+        "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
+        "train_seconds": round(fitted.train_seconds, 1),
+        "versions": library_versions(),
+        "command": " ".join(sys.argv),
+        "val": val_eval.to_dict(),
+        "test": None if test_eval is None else test_eval.to_dict(),
+    }
+    (out / "run.json").write_text(json.dumps(record, indent=2))
+    (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
+    plot_curves(fitted.history, out / "curves.png")
+    return TrainResult(out, model_path, fitted.best_epoch, fitted.epochs_run, fitted.train_seconds, val_eval,
+                       test_eval, fingerprint)

@@ -1,0 +1,111 @@
+"""The Markdown table helper, the timing helpers, the model cards' front matter and `models ship`'s
+explicit output folders."""
+
+import json
+import re
+
+import pytest
+import yaml
+
+from emoedge.benchmarks.timing import percentiles, summary, time_call, time_calls
+from emoedge.edge.models import MODELS_DIR, SHIPPED
+from emoedge.tables import markdown_table
+
+
+def test_markdown_table_rule_alignment_and_padding():
+    t = markdown_table(["a", "n"], [["x", 1], ["y", None], ["z"]], "lr")
+    assert t == "| a | n |\n|---|---:|\n| x | 1 |\n| y |  |\n| z |  |"
+    assert markdown_table(["a"], [], ["c"]).splitlines()[1] == "|:---:|"
+    assert markdown_table(["a", "b"], []).splitlines()[1] == "|---|---|"
+    with pytest.raises(ValueError, match="align"):
+        markdown_table(["a", "b"], [], "l")
+    with pytest.raises(ValueError, match="cells"):
+        markdown_table(["a"], [[1, 2]])
+    with pytest.raises(ValueError, match="unknown alignment"):
+        markdown_table(["a"], [], "x")
+
+
+def test_time_calls_warms_up_then_times_each_call():
+    calls = []
+    ms = time_calls(lambda: calls.append(1), runs=5, warmup=3)
+    assert len(calls) == 8 and len(ms) == 5 and all(m >= 0 for m in ms)
+    out, t = time_call(lambda a, b=0: a + b, 2, b=3)
+    assert out == 5 and t >= 0
+    assert percentiles([1, 2, 3, 4, 5], [0, 50, 100]) == [1.0, 3.0, 5.0]
+    assert summary([2.0, 4.0]) == {"p50_ms": 3.0, "p95_ms": pytest.approx(3.9), "p99_ms": pytest.approx(3.98),
+                                   "mean_ms": 3.0}
+    assert summary([]) == {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
+
+
+def _front_matter(text: str) -> dict:
+    assert text.startswith("---\n"), "the card does not start with front matter"
+    head, sep, _ = text[4:].partition("\n---\n")
+    assert sep, "the front matter has no closing --- line"
+    return yaml.safe_load(head)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
+    from emoedge.convert.modelcard import front_matter, read_front_matter
+
+    card = MODELS_DIR / f"{name}.md"
+    if not card.is_file():
+        pytest.skip(f"{name} is not shipped")
+    text = card.read_text()
+    meta = _front_matter(text)
+    assert meta == read_front_matter(text)
+    assert meta["license"] == "mit" and meta["datasets"] == ["fer2013"] and meta["metrics"] == ["accuracy"]
+    assert meta["pipeline_tag"] == "image-classification" and meta["library_name"] == "emoedge"
+    assert meta["tags"][0] == "emotion-recognition" and meta["tags"][-1] == "edge"
+    ev = json.loads((MODELS_DIR / f"{name}.eval.json").read_text())
+    result = meta["model-index"][0]["results"][0]
+    assert meta["model-index"][0]["name"] == name
+    assert result["dataset"] == {"type": "fer2013", "name": "FER2013", "split": ev["split"]}
+    acc = result["metrics"][0]
+    assert acc["type"] == "accuracy" and acc["value"] == round(ev["accuracy"], 4)
+    assert f"**Top-1 accuracy {acc['value']:.2%}**" in text            # the value the card states
+    files = re.findall(r"`([^`]+)` \(\d+ KiB\)", next(ln for ln in text.splitlines() if ln.startswith("- Files: ")))
+    assert ("tflite" in meta["tags"]) == any(f.endswith(".tflite") for f in files)
+    assert ("int8" in meta["tags"]) == any(".int8." in f for f in files)
+    # exactly what the generator writes for these values, and the card's text below it unchanged
+    assert text.startswith(front_matter(name, ev, files) + "\n# Model card: `" + name + "`\n")
+
+
+def test_render_model_card_starts_with_front_matter():
+    from emoedge.convert.modelcard import read_front_matter, render_model_card
+
+    names = ["a", "b"]
+    ev = {"model": "x.tflite", "split": "PublicTest", "n": 10, "accuracy": 0.61234, "macro_f1": 0.5,
+          "class_names": names, "per_class": {n: {"precision": 1, "recall": 1, "f1": 1, "support": 5} for n in names},
+          "confusion_matrix": [[5, 0], [0, 5]]}
+    run = {"config": {"arch": "hog_lbp", "val_fraction": 0.1}, "class_names": names, "train_seconds": 3,
+           "preprocessing": {"name": "gray48-unit"}, "val": {"accuracy": 0.6},
+           "data": {"train_items": 90, "val_items": 10, "fingerprint_sha256": "0" * 64}}
+    card = render_model_card("hoglbp", "test", run, ev, {"x.int8.tflite": 1024}, "emoedge models ship")
+    meta = read_front_matter(card)
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.6123
+    assert meta["tags"] == ["emotion-recognition", "tflite", "int8", "edge"]
+    assert "\n---\n\n# Model card: `hoglbp`\n" in card
+    assert "| true \\ predicted | a | b |\n|---|---:|---:|\n| a | 5 | 0 |" in card
+
+
+def test_models_ship_needs_explicit_output_folders(capsys):
+    from emoedge.cli import build_parser
+
+    base = ["models", "ship", "--run", "r", "--name", "fast", "--data", "d"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--report-dir", "rep"])
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ["--out", "o"])
+    a = build_parser().parse_args(base + ["--out", "o", "--report-dir", "rep"])
+    assert (a.out, a.report_dir) == ("o", "rep")
+
+
+def test_ship_refuses_to_guess_where_to_write(tmp_path):
+    from emoedge.convert.ship import ship
+
+    with pytest.raises(TypeError, match="required"):
+        ship(tmp_path, "fast", None, command="c", out_dir=tmp_path)
+    with pytest.raises(TypeError, match="out_dir only"):
+        ship(tmp_path, "fast", None, command="c", out_dir=tmp_path, models_dir=tmp_path, report_dir=tmp_path)
