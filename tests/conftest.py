@@ -80,9 +80,9 @@ def tiny_tflite(tmp_path_factory):
     """An untrained 7-class small CNN as float32 TFLite with its manifest (built in the test)."""
     from emoedge.convert.tflite import convert_file
     from emoedge.data.datasets import FER2013_CLASSES
-    from emoedge.train import models
+    from emoedge.train import zoo
 
     d = tmp_path_factory.mktemp("tiny")
-    m = models.build("small_cnn", 7, width=8)
+    m = zoo.build("small_cnn", 7, width=8)
     m.save(d / "tiny.keras")
     return convert_file(d / "tiny.keras", d / "tiny.tflite", "float32", FER2013_CLASSES)

@@ -12,8 +12,8 @@ FAST = ["--runs", "5", "--no-rss"]
 
 def _fake_pipelines(monkeypatch, ok_names=()):
     """Replace the subprocess pipeline benchmark: rows named in ok_names succeed, the others fail."""
-    import emoedge.benchmarks.pipeline as bp
-    from emoedge.benchmarks.pipeline import PipelineResult
+    import emoedge.benchmarks.pipeline_bench as bp
+    from emoedge.benchmarks.pipeline_bench import PipelineResult
 
     def fake(name, source, detector="haar", model="default", fmt="int8", *a, **kw):
         if any(n in name for n in ok_names):

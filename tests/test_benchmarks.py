@@ -8,7 +8,7 @@ import pytest
 from conftest import MEDIA, need_shared
 
 from emoedge.benchmarks.classifiers import ClassifierSpec
-from emoedge.benchmarks.models import bench_models
+from emoedge.benchmarks.model_bench import bench_models
 from emoedge.benchmarks.report import build_results, compare, validate, write_report
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def results(tiny_tflite, tmp_path_factory):
-    from emoedge.benchmarks.pipeline import bench_pipeline
+    from emoedge.benchmarks.pipeline_bench import bench_pipeline
 
     need_shared(MEDIA / "short_hamilton_clip.mp4")
     rng = np.random.default_rng(0)
@@ -118,13 +118,13 @@ def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp
 
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
-    from emoedge.train import models
+    from emoedge.train import zoo
 
     rng = np.random.default_rng(1)
     faces = rng.integers(0, 255, (30, 48, 48), dtype=np.uint8)
     x = faces[..., None].astype(np.float32) / 255.0
     tiny_top = TFLiteClassifier(tiny_tflite).predict(x).argmax(1)
-    m = models.build("small_cnn", 7, width=4)
+    m = zoo.build("small_cnn", 7, width=4)
     w, b = m.layers[-1].get_weights()
     b[:] = 0
     b[(int(np.bincount(tiny_top).argmax()) + 1) % 7] = 20.0    # another network, another answer

@@ -153,7 +153,7 @@ def test_set_grammar_is_shared_by_training_configs_and_profiles():
 
 def test_model_specs_resolve_in_the_edge_layer(tmp_path):
     from emoedge.edge.errors import ModelError
-    from emoedge.edge.models import MODELS_DIR, resolve_model_spec
+    from emoedge.edge.shipped import MODELS_DIR, resolve_model_spec
 
     assert resolve_model_spec("fast@int8") == MODELS_DIR / "fast.int8.tflite"
     assert resolve_model_spec(tmp_path / "x.tflite") == tmp_path / "x.tflite"   # a path, even a missing one

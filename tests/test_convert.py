@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import face_like, write_fer_csv
 
+from emoedge.convert import artifacts
 from emoedge.data.datasets import FER2013_CLASSES, DatasetError, load_fer2013_csv
 from emoedge.edge.errors import ModelError
 from emoedge.edge.formats import FORMATS, format_of, stem_of
 from emoedge.edge.interpreter import TFLiteClassifier
-from emoedge.edge.models import manifest_path, read_manifest
+from emoedge.edge.shipped import manifest_path, read_manifest
 
 pytestmark = pytest.mark.slow
 NAMES = FER2013_CLASSES
@@ -41,8 +42,8 @@ def tiny_keras(synth, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(tiny_keras, synth, tmp_path_factory):
+    from emoedge.convert.artifacts import convert_model
     from emoedge.convert.calibration import from_dataset
-    from emoedge.convert.pipeline import convert_model
 
     cal = from_dataset(synth, size=140)
     out = tmp_path_factory.mktemp("conv")
@@ -167,7 +168,7 @@ def test_calibration_from_a_flat_folder_of_faces(tmp_path, rng):
 
 
 def test_bad_models_leave_nothing_behind(tmp_path):
-    from emoedge.convert.pipeline import convert_model
+    from emoedge.convert.artifacts import convert_model
 
     with pytest.raises(ModelError, match="not found"):
         convert_model(tmp_path / "none.keras", ["float32"], tmp_path / "o", NAMES)
@@ -181,7 +182,7 @@ def test_bad_models_leave_nothing_behind(tmp_path):
 
 
 def test_class_count_and_missing_calibration(tiny_keras, tmp_path):
-    from emoedge.convert.pipeline import convert_model
+    from emoedge.convert.artifacts import convert_model
 
     with pytest.raises(ModelError, match="outputs 7 classes but 3 class names"):
         convert_model(tiny_keras, ["float32"], tmp_path, ["a", "b", "c"])
@@ -191,13 +192,12 @@ def test_class_count_and_missing_calibration(tiny_keras, tmp_path):
 
 
 def test_a_failing_conversion_leaves_no_half_written_file(tiny_keras, tmp_path, monkeypatch):
-    from emoedge.convert import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(pipeline, "convert_keras", boom)
-    res, = pipeline.convert_model(tiny_keras, ["float32"], tmp_path, NAMES)
+    monkeypatch.setattr(artifacts, "convert_keras", boom)
+    res, = artifacts.convert_model(tiny_keras, ["float32"], tmp_path, NAMES)
     assert res.status == "failed" and "converter crashed" in res.message
     assert list(tmp_path.iterdir()) == []
 
@@ -242,9 +242,9 @@ def test_onnx_int8_of_a_zoom_fused_model_leaves_no_litter(tiny_keras, synth, tmp
     its working directory and fails when symbolic inference is asked for."""
     import onnxruntime.quantization.shape_inference as si
 
+    from emoedge.convert.artifacts import convert_model
     from emoedge.convert.calibration import from_dataset
-    from emoedge.convert.pipeline import convert_model
-    from emoedge.train.ensemble import fuse_files
+    from emoedge.train.fusion import fuse_files
 
     real = si.quant_pre_process
 

@@ -1,5 +1,5 @@
 """Device ensembles (edge/ensemble.py): mean, vote and stacking over members of any format, the spec
-file, the runtime's factory, and the comparison against members (emoedge/benchmarks/ensembles.py)."""
+file, the runtime's factory, and the comparison against members (emoedge/benchmarks/ensemble_bench.py)."""
 
 import json
 
@@ -113,7 +113,7 @@ def test_a_member_changed_after_the_spec_was_written_is_named(hog_members, tmp_p
 
 
 def test_ensembles_are_scored_against_their_members(hog_members, tmp_path):
-    from emoedge.benchmarks.ensembles import evaluate_ensembles
+    from emoedge.benchmarks.ensemble_bench import evaluate_ensembles
 
     ds, paths, imgs = hog_members
     res = evaluate_ensembles(paths, ds, "PublicTest", out_dir=tmp_path, name="hog", latency_runs=10)

@@ -8,11 +8,11 @@ def test_fused_model_is_the_mean_of_members_and_survives_save_load_and_int8(tmp_
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse, fuse_files
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse, fuse_files
 
-    a = models.build("small_cnn", 3, width=8)
-    b = models.build("vgg_cbam", 3, widths=(8, 8, 8, 8))
+    a = zoo.build("small_cnn", 3, width=8)
+    b = zoo.build("vgg_cbam", 3, widths=(8, 8, 8, 8))
     x = np.random.default_rng(0).random((6, 48, 48, 1)).astype(np.float32)
     members = [m.predict(v, verbose=0) for m in (a, b) for v in (x, x[:, :, ::-1])]
     fused = fuse([a, b], flip=True)
@@ -27,7 +27,7 @@ def test_fused_model_is_the_mean_of_members_and_survives_save_load_and_int8(tmp_
     np.testing.assert_allclose(TFLiteClassifier(tmp_path / "e.tflite").predict(x), np.mean(members, axis=0),
                                atol=1e-5)
     with pytest.raises(ValueError, match="members disagree"):
-        fuse([a, models.build("small_cnn", 4, width=8)])
+        fuse([a, zoo.build("small_cnn", 4, width=8)])
 
 
 def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
@@ -38,10 +38,10 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse_files
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse_files
 
-    a = models.build("vgg", 7, widths=(8, 16), dense=16)
+    a = zoo.build("vgg", 7, widths=(8, 16), dense=16)
     a.save(tmp_path / "a.keras")
     x = np.random.default_rng(1).random((5, 48, 48, 1)).astype(np.float32)
     zoomed = np.stack([cv2.resize(im[2:46, 2:46, 0], (48, 48), interpolation=cv2.INTER_LINEAR) for im in x])[..., None]
@@ -60,17 +60,17 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
 def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
     from conftest import face_like, write_fer_csv
 
-    from emoedge.benchmarks.ensembles import compare_members
+    from emoedge.benchmarks.ensemble_bench import compare_members
     from emoedge.data.datasets import load_fer2013_csv
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse_files
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse_files
 
     imgs, labels = face_like(np.random.default_rng(0), 70, 7)
     ds = load_fer2013_csv(write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 70))
     paths = []
     for i in range(2):
         p = tmp_path / f"m{i}.keras"
-        models.build("small_cnn", 7, width=8).save(p)
+        zoo.build("small_cnn", 7, width=8).save(p)
         paths.append(p)
     fused = fuse_files(paths, tmp_path / "e.keras", flip=True)
     rows = compare_members(paths, fused, ds, runs=20)
@@ -84,7 +84,7 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
 
     from emoedge.convert.modelcard import render_model_card
     from emoedge.edge.preprocess import PREPROCESSING
-    from emoedge.train.ensemble import fused_run_record
+    from emoedge.train.fusion import fused_run_record
 
     pc = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 5}
     ev = {"n": 10, "accuracy": 0.7, "macro_f1": 0.6, "per_class": {"a": pc, "b": pc},
@@ -149,12 +149,12 @@ def test_weight_average_means_the_weights_and_re_estimates_batchnorm(tmp_path):
     the averaged network's own (with dropout off), not the members' averaged ones."""
     import keras
 
-    from emoedge.train import models
-    from emoedge.train.ensemble import average_weights
+    from emoedge.train import zoo
+    from emoedge.train.fusion import average_weights
 
     keras.utils.set_random_seed(3)
-    a = models.build("vgg", 3, widths=[4, 8], dense=8)
-    b = models.build("vgg", 3, widths=[4, 8], dense=8)
+    a = zoo.build("vgg", 3, widths=[4, 8], dense=8)
+    b = zoo.build("vgg", 3, widths=[4, 8], dense=8)
     rng = np.random.default_rng(0)
     x = rng.random((64, 48, 48, 1), dtype=np.float32)
     plain = average_weights([a, b])
@@ -171,7 +171,7 @@ def test_weight_average_means_the_weights_and_re_estimates_batchnorm(tmp_path):
     assert not np.allclose(got, plain.get_layer("s1a_bn").moving_mean.numpy())
     assert avg.get_layer("fc_drop").rate == b.get_layer("fc_drop").rate > 0      # restored after the pass
     assert avg.get_layer("s1a_bn").momentum == a.get_layer("s1a_bn").momentum
-    other = models.build("vgg", 3, widths=[4, 16], dense=8)
+    other = zoo.build("vgg", 3, widths=[4, 16], dense=8)
     with pytest.raises(ValueError, match="differ in architecture"):
         average_weights([a, other])
 
@@ -184,7 +184,7 @@ def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys)
 
     from emoedge.cli import main
     from emoedge.data.datasets import FER2013_CLASSES
-    from emoedge.train import models
+    from emoedge.train import zoo
 
     rng = np.random.default_rng(1)
     imgs, labels = face_like(rng, 70, 7)
@@ -194,7 +194,7 @@ def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys)
     for i in range(2):
         d = tmp_path / f"snap{i}"
         d.mkdir()
-        models.build("vgg", 7, widths=[4, 8], dense=8).save(d / "model.keras")
+        zoo.build("vgg", 7, widths=[4, 8], dense=8).save(d / "model.keras")
         (d / "run.json").write_text(json.dumps({
             "config": {"arch": "vgg", "seed": 7 + i, "split_seed": 1, "val_fraction": 0.2, "init_from": None},
             "class_names": list(FER2013_CLASSES), "params": 1, "epochs_run": 2, "train_seconds": 10.0,
@@ -213,11 +213,11 @@ def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys)
 
 
 def test_weighted_fusion_is_the_weighted_mean_of_members(tmp_path):
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse
 
-    a = models.build("small_cnn", 7, width=8)
-    b = models.build("small_cnn", 7, width=8)
+    a = zoo.build("small_cnn", 7, width=8)
+    b = zoo.build("small_cnn", 7, width=8)
     x = np.random.default_rng(2).random((5, 48, 48, 1), dtype=np.float32)
     pa, pb = np.asarray(a.predict(x, verbose=0)), np.asarray(b.predict(x, verbose=0))
     got = np.asarray(fuse([a, b], weights=[1.0, 0.5]).predict(x, verbose=0))
@@ -231,11 +231,11 @@ def test_logit_fusion_runs_each_member_once_and_is_the_softmax_of_the_weighted_m
     import keras
 
     from emoedge.keras.io import load_keras
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse, logits_of
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse, logits_of
 
-    a = models.build("small_cnn", 7, width=8)
-    b = models.build("small_cnn", 7, width=8)
+    a = zoo.build("small_cnn", 7, width=8)
+    b = zoo.build("small_cnn", 7, width=8)
     x = np.random.default_rng(3).random((6, 48, 48, 1), dtype=np.float32)
     la, lb = (np.asarray(logits_of(m).predict(np.concatenate([x, x[:, :, ::-1]]), verbose=0)) for m in (a, b))
     la, lb = (la[:6] + la[6:]) / 2, (lb[:6] + lb[6:]) / 2          # mean over the face and its mirror
@@ -262,11 +262,11 @@ def test_fused_views_store_each_weight_once_in_int8(tmp_path):
 
     from emoedge.convert.tflite import convert_keras
     from emoedge.edge.interpreter import TFLiteClassifier
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse
 
-    a = models.build("small_cnn", 7, width=8)
-    b = models.build("small_cnn", 7, width=8)
+    a = zoo.build("small_cnn", 7, width=8)
+    b = zoo.build("small_cnn", 7, width=8)
     cal = np.random.default_rng(4).random((20, 48, 48, 1), dtype=np.float32)
     path = tmp_path / "f.tflite"
     path.write_bytes(convert_keras(fuse([a, b], flip=True, zoom_px=2, weights=[1, 0.5]), "int8", cal))

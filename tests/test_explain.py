@@ -6,9 +6,9 @@ pytestmark = pytest.mark.slow
 
 def test_grad_cam_has_the_input_size_and_changes_with_the_class():
     from emoedge.evaluate import attention_maps, grad_cam, overlay
-    from emoedge.train import models
+    from emoedge.train import zoo
 
-    m = models.build("vgg_cbam", 3, widths=(8, 8, 8, 8))
+    m = zoo.build("vgg_cbam", 3, widths=(8, 8, 8, 8))
     x = np.random.default_rng(0).random((2, 48, 48, 1)).astype(np.float32)
     a = grad_cam(m, x, class_index=0)
     b = grad_cam(m, x, class_index=2)
@@ -21,11 +21,11 @@ def test_grad_cam_has_the_input_size_and_changes_with_the_class():
 
 def test_grad_cam_of_a_fused_ensemble_is_the_mean_of_its_members():
     from emoedge.evaluate import grad_cam
-    from emoedge.train import models
-    from emoedge.train.ensemble import fuse
+    from emoedge.train import zoo
+    from emoedge.train.fusion import fuse
 
-    a = models.build("small_cnn", 3, width=8)
-    b = models.build("vgg", 3, widths=(8, 8, 8, 8))
+    a = zoo.build("small_cnn", 3, width=8)
+    b = zoo.build("vgg", 3, widths=(8, 8, 8, 8))
     x = np.random.default_rng(1).random((2, 48, 48, 1)).astype(np.float32)
     fused = fuse([a, b], flip=True)
     got = grad_cam(fused, x, class_index=1)
@@ -39,11 +39,11 @@ def test_explain_writes_an_attention_grid_per_cbam_block(tmp_path, rng):
     from conftest import face_like, write_fer_csv
 
     from emoedge.cli import main
-    from emoedge.train import models
+    from emoedge.train import zoo
 
     imgs, labels = face_like(rng, 70, 7)
     csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 70)
-    models.build("vgg_cbam", 7, widths=(8, 8, 8, 8)).save(tmp_path / "cbam.keras")
+    zoo.build("vgg_cbam", 7, widths=(8, 8, 8, 8)).save(tmp_path / "cbam.keras")
     assert main(["explain", "--model", str(tmp_path / "cbam.keras"), "--data", str(csv), "--usage", "PublicTest",
                  "--per-class", "1", "--out", str(tmp_path / "x")]) == 0
     grids = sorted(p.name for p in (tmp_path / "x").glob("*.png"))
@@ -51,7 +51,7 @@ def test_explain_writes_an_attention_grid_per_cbam_block(tmp_path, rng):
                      "attention_s4_cbam_spatial.png", "gradcam_grid.png"]
     assert all((tmp_path / "x" / g).stat().st_size > 5000 for g in grids)
     # a model without CBAM gets the Grad-CAM grid only
-    models.build("vgg", 7, widths=(8, 8), dense=8).save(tmp_path / "plain.keras")
+    zoo.build("vgg", 7, widths=(8, 8), dense=8).save(tmp_path / "plain.keras")
     main(["explain", "--model", str(tmp_path / "plain.keras"), "--data", str(csv), "--usage", "PublicTest",
           "--per-class", "1", "--out", str(tmp_path / "y")])
     assert [p.name for p in (tmp_path / "y").glob("*.png")] == ["gradcam_grid.png"]

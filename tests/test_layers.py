@@ -41,7 +41,7 @@ LAYER_OF = {part: i + 1 for i, parts in enumerate(LAYERS) for part in parts}
 
 @dataclass(frozen=True)
 class Import:
-    module: str     # the importing module, e.g. emoedge.train.ensemble
+    module: str     # the importing module, e.g. emoedge.train.fusion
     file: str       # its path relative to the project
     line: int
     target: str     # the imported module, absolute (emoedge.convert.tflite, numpy, ...)

@@ -4,7 +4,7 @@
 import pytest
 
 from emoedge.edge.formats import format_of
-from emoedge.edge.models import MODELS_DIR, SHIPPED, manifest_path, read_manifest
+from emoedge.edge.shipped import MODELS_DIR, SHIPPED, manifest_path, read_manifest
 
 ARTIFACTS = sorted(p for p in MODELS_DIR.glob("*")
                    if p.is_file() and p.suffix in (".tflite", ".onnx", ".keras", ".npz"))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from emoedge.benchmarks.timing import percentiles, summary, time_call, time_calls
-from emoedge.edge.models import MODELS_DIR, SHIPPED
+from emoedge.edge.shipped import MODELS_DIR, SHIPPED
 from emoedge.tables import markdown_table
 
 
@@ -107,5 +107,3 @@ def test_ship_refuses_to_guess_where_to_write(tmp_path):
 
     with pytest.raises(TypeError, match="required"):
         ship(tmp_path, "fast", None, command="c", out_dir=tmp_path)
-    with pytest.raises(TypeError, match="out_dir only"):
-        ship(tmp_path, "fast", None, command="c", out_dir=tmp_path, models_dir=tmp_path, report_dir=tmp_path)

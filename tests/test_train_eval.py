@@ -131,13 +131,13 @@ def test_config_rejects_unknown_keys():
 
 
 def test_zoo_builds_every_architecture_for_any_class_count():
-    from emoedge.train import models
+    from emoedge.train import zoo
 
-    for arch in models.ZOO:
-        m = models.build(arch, 3)
+    for arch in zoo.ZOO:
+        m = zoo.build(arch, 3)
         assert m.input_shape == (None, 48, 48, 1) and m.output_shape == (None, 3)
     with pytest.raises(ValueError, match="unknown architecture"):
-        models.build("resnet", 7)
+        zoo.build("resnet", 7)
 
 
 def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_subset, tmp_path):
@@ -245,11 +245,11 @@ def test_distillation_from_a_teacher(trained, real_subset, tmp_path, rng):
 def test_a_smaller_relative_is_seeded_by_layer_name():
     """A VGG with a one-conv stem keeps the full VGG's layer names, so a trained full model seeds it:
     every layer with the same name and shapes is copied, the dropped one is simply absent."""
-    from emoedge.train import models
+    from emoedge.train import zoo
     from emoedge.train.trainer import copy_layers_by_name
 
-    full = models.build("vgg", 7, widths=[8, 16, 32], dense=16)
-    pruned = models.build("vgg", 7, stem=8, widths=[16, 32], dense=16)
+    full = zoo.build("vgg", 7, widths=[8, 16, 32], dense=16)
+    pruned = zoo.build("vgg", 7, stem=8, widths=[16, 32], dense=16)
     names = {layer.name for layer in pruned.layers if layer.weights}
     assert "s1a_conv" in names and "s1b_conv" not in names and "s3b_conv" in names
     copied, fresh = copy_layers_by_name(full, pruned)
@@ -257,7 +257,7 @@ def test_a_smaller_relative_is_seeded_by_layer_name():
     np.testing.assert_array_equal(pruned.get_layer("s3b_conv").get_weights()[0],
                                   full.get_layer("s3b_conv").get_weights()[0])
     # a different width at one stage: that stage's first conv, and what follows it, start fresh
-    other = models.build("vgg", 7, stem=8, widths=[24, 32], dense=16)
+    other = zoo.build("vgg", 7, stem=8, widths=[24, 32], dense=16)
     copied, fresh = copy_layers_by_name(full, other)
     assert "s1a_conv" in copied and "s2a_conv" in fresh and "s3a_conv" in fresh and "s3b_conv" in copied
 

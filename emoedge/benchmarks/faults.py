@@ -83,7 +83,7 @@ def _seq(interval_id: str) -> int:
 def _labels_of_model(model: str) -> int | None:
     """Labels per interval share (the model's classes + 'uncertain'), from its manifest."""
     try:
-        from emoedge.edge.models import read_manifest, resolve_model
+        from emoedge.edge.shipped import read_manifest, resolve_model
 
         names = (read_manifest(resolve_model(model)) or {}).get("class_names")
         return len(names) + 1 if names else None

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.benchmarks.machine import machine_info
-from emoedge.benchmarks.models import ModelResult
-from emoedge.benchmarks.pipeline import PipelineResult
+from emoedge.benchmarks.model_bench import ModelResult
+from emoedge.benchmarks.pipeline_bench import PipelineResult
 from emoedge.tables import markdown_table
 
 SCHEMA_VERSION = 1

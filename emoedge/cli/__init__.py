@@ -5,10 +5,10 @@ Python API; one module per command group:
     emoedge train --data D ...         emoedge.cli.train    -> emoedge.train.trainer.train
                                                                (config: emoedge.train.config_file.load_train_config)
     emoedge evaluate|calibrate|explain emoedge.cli.evaluate -> emoedge.evaluate.evaluate_model / calibrate / grad_cam
-    emoedge convert --model M ...      emoedge.cli.convert  -> emoedge.convert.pipeline.convert_model
-    emoedge ensemble A B --out ...     emoedge.cli.ensemble -> emoedge.train.ensemble.fuse_files,
-                                                               emoedge.benchmarks.ensembles.evaluate_ensembles
-    emoedge models list|ship|fetch     emoedge.cli.models   -> emoedge.edge.models.shipped_models,
+    emoedge convert --model M ...      emoedge.cli.convert  -> emoedge.convert.artifacts.convert_model
+    emoedge ensemble A B --out ...     emoedge.cli.ensemble -> emoedge.train.fusion.fuse_files,
+                                                               emoedge.benchmarks.ensemble_bench.evaluate_ensembles
+    emoedge models list|ship|fetch     emoedge.cli.models   -> emoedge.edge.shipped.shipped_models,
                                                                emoedge.convert.ship.ship, emoedge.edge.fetch.fetch
     emoedge run|export|doctor|profile|classify
                                        emoedge.cli.run      -> emoedge.edge.pipeline.Pipeline(config).run(), ...

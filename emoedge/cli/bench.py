@@ -1,5 +1,5 @@
-"""``emoedge bench models|pipeline|soak|all`` -> :func:`emoedge.benchmarks.models.bench_models`,
-:func:`emoedge.benchmarks.pipeline.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`;
+"""``emoedge bench models|pipeline|soak|all`` -> :func:`emoedge.benchmarks.model_bench.bench_models`,
+:func:`emoedge.benchmarks.pipeline_bench.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`;
 results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.benchmarks.targets`)."""
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def _model_rows(args):
     import numpy as np
 
     from emoedge.benchmarks.classifiers import ClassifierSpec
-    from emoedge.benchmarks.models import bench_models
-    from emoedge.edge.models import resolve_model_spec
+    from emoedge.benchmarks.model_bench import bench_models
+    from emoedge.edge.shipped import resolve_model_spec
 
     paths = [resolve_model_spec(m, missing_ok=True) for m in args.model]  # a missing one: a failed row
     specs = [ClassifierSpec(str(p), name=p.name) for p in paths] + list(args.peer)
@@ -82,7 +82,7 @@ def _model_rows(args):
 
 
 def _pipeline_rows(args, models: list[str], threads: int | None):
-    from emoedge.benchmarks.pipeline import bench_pipeline
+    from emoedge.benchmarks.pipeline_bench import bench_pipeline
 
     rows = []
     for det in args.detector:

@@ -1,4 +1,4 @@
-"""``emoedge convert`` -> :func:`emoedge.convert.pipeline.convert_model` (+
+"""``emoedge convert`` -> :func:`emoedge.convert.artifacts.convert_model` (+
 :func:`emoedge.convert.report.quantization_report` with ``--report``)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from emoedge.cli._common import LABEL_SETS, add_parser, comma_list
 
 
 def cmd_convert(args) -> int:
+    from emoedge.convert.artifacts import convert_model, write_summary
     from emoedge.convert.calibration import load_calibration
-    from emoedge.convert.pipeline import convert_model, write_summary
     from emoedge.edge.formats import FORMATS
     from emoedge.evaluate import model_class_names
 

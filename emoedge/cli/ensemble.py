@@ -1,5 +1,5 @@
-"""``emoedge ensemble``: ``--out NAME.keras`` -> :func:`emoedge.train.ensemble.fuse_files`;
-``--out DIR`` -> :func:`emoedge.benchmarks.ensembles.evaluate_ensembles` (with ``--data``) or
+"""``emoedge ensemble``: ``--out NAME.keras`` -> :func:`emoedge.train.fusion.fuse_files`;
+``--out DIR`` -> :func:`emoedge.benchmarks.ensemble_bench.evaluate_ensembles` (with ``--data``) or
 :func:`emoedge.edge.ensemble.write_spec`."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def cmd_ensemble(args) -> int:
                          f"members give --out a folder (a device ensemble spec per --method)")
     if args.average and not args.data:
         raise ValueError("--average re-estimates BatchNorm on the members' training faces: give --data")
-    from emoedge.train.ensemble import fuse_files
+    from emoedge.train.fusion import fuse_files
 
     ds = dataset(args) if args.data else None
     out = fuse_files(args.models, args.out, flip=args.flip, zoom_px=args.zoom, average=args.average,
@@ -29,7 +29,7 @@ def cmd_ensemble(args) -> int:
           f"{' and their mirrored views' if args.flip else ''}"
           f"{f' and centre crops ({args.zoom} px in, scaled back)' if args.zoom else ''}")
     if ds is not None:
-        from emoedge.benchmarks.ensembles import compare_members, rows_table
+        from emoedge.benchmarks.ensemble_bench import compare_members, rows_table
 
         rows = compare_members(args.models, out, ds, args.usage)
         print(rows_table(rows, "ms/face (float TFLite, 1 thread)", code=False))
@@ -45,7 +45,7 @@ def _device_ensemble(args) -> int:
     if args.flip or args.zoom:
         raise ValueError("--flip/--zoom fuse Keras members into one .keras model: give --out NAME.keras")
     if args.data:
-        from emoedge.benchmarks.ensembles import evaluate_ensembles, render_markdown
+        from emoedge.benchmarks.ensemble_bench import evaluate_ensembles, render_markdown
 
         res = evaluate_ensembles(args.models, dataset(args), args.usage, methods, args.out, args.name,
                                  num_threads=args.threads)

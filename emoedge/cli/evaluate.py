@@ -10,7 +10,7 @@ from emoedge.cli._common import add_data_args, add_parser, dataset
 
 
 def cmd_evaluate(args) -> int:
-    from emoedge.edge.models import resolve_model
+    from emoedge.edge.shipped import resolve_model
     from emoedge.evaluate import evaluate_model, write_evaluation
 
     model = resolve_model(args.model, args.format)

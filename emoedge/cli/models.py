@@ -1,4 +1,4 @@
-"""``emoedge models list|ship|fetch`` -> :func:`emoedge.edge.models.shipped_models`,
+"""``emoedge models list|ship|fetch`` -> :func:`emoedge.edge.shipped.shipped_models`,
 :func:`emoedge.convert.ship.ship`, :func:`emoedge.edge.fetch.fetch`."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from emoedge.cli._common import LABEL_SETS, add_group, add_parser, comma_list
 
 
 def cmd_models_list(args) -> int:
-    from emoedge.edge.models import MODELS_DIR, SHIPPED, shipped_models
+    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, shipped_models
 
     have = shipped_models()
     for name, what in SHIPPED.items():
@@ -54,7 +54,7 @@ def cmd_models_fetch(args) -> int:
 
 
 def register(sub) -> None:
-    from emoedge.edge.models import SHIPPED
+    from emoedge.edge.shipped import SHIPPED
 
     models = add_group(sub, "models", "shipped models: list, ship a training run, fetch detector files",
                        dest="models_command")

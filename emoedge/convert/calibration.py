@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import IMAGE_SUFFIXES, DatasetError, FaceDataset, load_dataset
+from emoedge.data.datasets import DatasetError, FaceDataset, load_dataset
 from emoedge.data.splits import SPLIT_SEED, standard_splits
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48, normalize
+from emoedge.edge.sources import IMAGE_SUFFIXES
 
 MIN_RECOMMENDED = 100
 

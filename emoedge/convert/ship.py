@@ -15,7 +15,7 @@ from emoedge.convert.modelcard import render_model_card
 from emoedge.convert.tflite import convert_file
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.fileio import atomic_write_bytes
-from emoedge.edge.models import SHIPPED, manifest_path
+from emoedge.edge.shipped import SHIPPED, manifest_path
 from emoedge.evaluate import evaluate_model
 from emoedge.tables import markdown_table
 
@@ -27,7 +27,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     run record, card); ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are converted beside it from
     ``calibration``. The quantization report, conversion summary and calibration (reliability
     diagram) go to ``report_dir``. Both are required: nothing is written into the package unless
-    ``out_dir`` is its models folder (``emoedge.edge.models.MODELS_DIR``)."""
+    ``out_dir`` is its models folder (``emoedge.edge.shipped.MODELS_DIR``)."""
     from emoedge.keras.io import load_keras
 
     run_dir, models_dir, report_dir = Path(run_dir), Path(out_dir), Path(report_dir)
@@ -63,7 +63,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     extra = {}
     out = {"keras": keras_path, "tflite": tfl}
     if formats:
-        from emoedge.convert.pipeline import convert_model, write_summary
+        from emoedge.convert.artifacts import convert_model, write_summary
         from emoedge.convert.report import quantization_report
 
         results = convert_model(keras_path, [f for f in formats if f != "float32"], models_dir, class_names,

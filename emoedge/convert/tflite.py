@@ -13,8 +13,8 @@ import numpy as np
 from emoedge.edge.errors import ModelError
 from emoedge.edge.fileio import atomic_write_bytes, sha256_file
 from emoedge.edge.interpreter import TFLiteClassifier
-from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
+from emoedge.edge.shipped import manifest_path
 from emoedge.keras import tf_env  # noqa: F401
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48
+from emoedge.edge.sources import IMAGE_SUFFIXES
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # Column order of the FER+ votes file (fer2013new.csv), after "Usage" and "Image name".
@@ -37,7 +38,6 @@ SPLIT_ALIASES = {
     "publictest": "test", "test": "test", "privatetest": "test2", "testing": "test",
     "val": "val", "valid": "val", "validation": "val", "dev": "val",
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 NO_LABEL = -1
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from emoedge.edge.detect import Face, HaarDetector
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import TFLiteClassifier, check_classes
-from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.preprocess import preprocess_faces
+from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.temperature import apply_temperature
 from emoedge.edge.tracking import UNCERTAIN
 

@@ -150,7 +150,7 @@ def check_interpreters() -> list[Check]:
 def check_model(model: str, fmt: str, delegate: str = "cpu") -> Check:
     from emoedge.edge.classify import FaceClassifier
     from emoedge.edge.errors import ModelError
-    from emoedge.edge.models import resolve_model
+    from emoedge.edge.shipped import resolve_model
 
     try:
         path = resolve_model(model, fmt)

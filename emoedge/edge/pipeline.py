@@ -22,13 +22,13 @@ from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.config import Deployment, RuntimeConfig
 from emoedge.edge.detect import make_detector
 from emoedge.edge.errors import BadInputError, WriteError
-from emoedge.edge.models import read_manifest, resolve_model
 from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
 from emoedge.edge.overlay import DisplaySink, VideoSink
 from emoedge.edge.preprocess import preprocess_faces, to_gray
 from emoedge.edge.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
+from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
 from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.stats import LatencyStats, RunSummary

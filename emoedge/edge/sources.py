@@ -23,7 +23,7 @@ from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_SOURCE
 
 log = logging.getLogger(__name__)
 
-# (the device side imports nothing else of the project: these mirror emoedge.data.datasets)
+# the image files every folder reader of the project takes (the data package reads it from here)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".tiff")
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")

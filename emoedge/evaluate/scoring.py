@@ -14,8 +14,8 @@ from emoedge.data.splits import SPLIT_SEED, standard_splits
 from emoedge.edge.classify import open_model
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import check_classes
-from emoedge.edge.models import read_manifest
 from emoedge.edge.preprocess import normalize
+from emoedge.edge.shipped import read_manifest
 from emoedge.metrics import Evaluation, evaluate_predictions
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.fileio import atomic_write_text
-from emoedge.edge.models import manifest_path
+from emoedge.edge.shipped import manifest_path
 from emoedge.edge.temperature import EPS, apply_temperature
 from emoedge.evaluate.scoring import evaluate_model
 

@@ -150,7 +150,7 @@ def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
     same classes, ``config.arch`` rebuilt under the current precision policy with the saved weights
     (all of them, or the layers matching by name and shape); else the saved model (new head if needed)."""
     from emoedge.keras.io import load_keras
-    from emoedge.train import models as zoo
+    from emoedge.train import zoo
 
     src = load_keras(config.init_from)
     if src.output_shape[-1] != k:
@@ -179,7 +179,7 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[Any, bool]:
     (so it can be rebuilt in float32 for export). Refuses what oneDNN cannot train."""
     import keras
 
-    from emoedge.train import models as zoo
+    from emoedge.train import zoo
 
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -323,7 +323,7 @@ def export_model(config: TrainConfig, model: Any, rebuilt: bool, num_classes: in
     (rebuilding ``config.arch`` if it was bfloat16), drop the checkpoint and the resume backup."""
     import keras
 
-    from emoedge.train import models as zoo
+    from emoedge.train import zoo
 
     ckpt = out / "best.weights.h5"
     model.load_weights(str(ckpt))

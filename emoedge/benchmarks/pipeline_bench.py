@@ -101,7 +101,7 @@ def _naive(args: dict) -> dict:
 
 
 def run_child(kind: str, args: dict, timeout_s: float = 1800) -> dict:
-    code = "import json, sys; from emoedge.benchmarks.pipeline import _child; " \
+    code = "import json, sys; from emoedge.benchmarks.pipeline_bench import _child; " \
            "print('RESULT ' + json.dumps(_child(sys.argv[1], json.loads(sys.argv[2]))))"
     r = subprocess.run([sys.executable, "-c", code, kind, json.dumps(args)], capture_output=True, text=True,
                        timeout=timeout_s)

@@ -20,8 +20,8 @@ from emoedge.convert.tflite import build_manifest, convert_keras, write_manifest
 from emoedge.edge.errors import ModelError
 from emoedge.edge.fileio import atomic_write_bytes, sha256_file
 from emoedge.edge.formats import FORMATS, artifact_path, get_format
-from emoedge.edge.models import manifest_path
 from emoedge.edge.preprocess import PREPROCESSING
+from emoedge.edge.shipped import manifest_path
 from emoedge.keras.io import load_keras
 
 

@@ -3,7 +3,7 @@
 accuracy. Stacking is fitted on the validation split carved from training (never the test split).
 Writes a device ensemble spec per method (``edge/ensemble.py`` runs it) and a report.
 
-:func:`compare_members` does the same for a Keras fusion (``emoedge.train.ensemble``): each member's
+:func:`compare_members` does the same for a Keras fusion (``emoedge.train.fusion``): each member's
 and the fused model's accuracy and float TFLite latency."""
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def rows_table(rows: Sequence[dict], latency_header: str = "ms/face", code: bool
 def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, dataset, usage: str = "PublicTest",
                     runs: int = 200) -> list[dict]:
     """Accuracy and per-face latency (float32 TFLite, 1 thread) of each Keras member and of their
-    fusion into one model (``emoedge.train.ensemble.fuse_files``)."""
+    fusion into one model (``emoedge.train.fusion.fuse_files``)."""
     import tempfile
 
     from emoedge.convert.tflite import convert_keras
