@@ -54,10 +54,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
                       "preprocessing": manifest["preprocessing"], "training_run": run["config"],
                       "data_fingerprint": run["data"]["fingerprint_sha256"]}
     atomic_write_bytes(manifest_path(keras_path), (json.dumps(keras_manifest, indent=2) + "\n").encode())
-    ev = evaluate_model(tfl, dataset, usage=usage)
-    ev_dict = {"model": tfl.name, "data": Path(dataset.source).name, "split": usage, **ev.evaluation.to_dict()}
-    (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
-    shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
+    ev, ev_dict = _evaluate_and_keep_records(tfl, name, dataset, usage, run_dir, models_dir)
     files = {p.name: p.stat().st_size for p in (keras_path, tfl)}
     rdir = report_dir
     extra = {}
@@ -88,6 +85,17 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"
     return out
+
+
+def _evaluate_and_keep_records(model: Path, name: str, dataset: FaceDataset, usage: str, run_dir: Path,
+                               models_dir: Path):
+    """Evaluate the shipped file; keep NAME.eval.json and the training record NAME.run.json beside it.
+    Returns the evaluation and its record."""
+    ev = evaluate_model(model, dataset, usage=usage)
+    ev_dict = {"model": model.name, "data": Path(dataset.source).name, "split": usage, **ev.evaluation.to_dict()}
+    (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
+    shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
+    return ev, ev_dict
 
 
 def _write_reference(models_dir: Path, name: str, ev, source_name: str, dataset: FaceDataset, usage: str) -> None:
@@ -130,10 +138,7 @@ def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset,
                 "preprocessing": run.get("preprocessing", PREPROCESSING), "training_run": run["config"],
                 "data_fingerprint": run["data"]["fingerprint_sha256"]}
     atomic_write_bytes(manifest_path(dst), (json.dumps(manifest, indent=2) + "\n").encode())
-    ev = evaluate_model(dst, dataset, usage=usage)
-    ev_dict = {"model": dst.name, "data": Path(dataset.source).name, "split": usage, **ev.evaluation.to_dict()}
-    (models_dir / f"{name}.eval.json").write_text(json.dumps(ev_dict, indent=2) + "\n")
-    shutil.copy(run_dir / "run.json", models_dir / f"{name}.run.json")
+    ev, ev_dict = _evaluate_and_keep_records(dst, name, dataset, usage, run_dir, models_dir)
     _write_reference(models_dir, name, ev, dst.name, dataset, usage)
     rdir = report_dir
     extra = {"Calibration": _calibration_section(dst, dataset, rdir, []),
