@@ -12,33 +12,18 @@ from pathlib import Path
 
 from emoedge.cli._common import add_group, add_parser
 
-EXIT_MEANING = {1: "unexpected error", 2: "bad input", 3: "source lost", 4: "records not written", 130: "interrupted"}
-
 
 def runtime_config(args):
-    """(RuntimeConfig, Deployment | None): a profile (with --set) or a runtime YAML, then the flags,
-    checked together (ranges, the profile's privacy rule)."""
+    """(RuntimeConfig, Deployment | None) from the command line: see
+    :func:`emoedge.edge.profiles.resolve_run_config`."""
     import dataclasses
 
-    from emoedge.edge.config import ConfigError, RuntimeConfig, load_yaml
+    from emoedge.edge.config import RuntimeConfig
+    from emoedge.edge.profiles import resolve_run_config
 
-    deployment = None
-    base = RuntimeConfig.from_dict(load_yaml(args.config), str(args.config)) if args.config else RuntimeConfig()
-    where = str(args.config) if args.config else "defaults"
-    if args.profile:
-        from emoedge.edge.profiles import load_profile
-
-        prof = load_profile(args.profile, overrides=args.set)
-        base, deployment, where = prof.runtime, prof.deployment, prof.path
-    elif args.set:
-        raise ConfigError("--set overrides a profile's values: give --profile (or use the matching flag)")
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RuntimeConfig)
              if getattr(args, f.name, None) is not None}
-    try:
-        return base.replace(**flags), deployment
-    except ConfigError as exc:
-        names = ", ".join("--" + k.replace("_", "-") for k in flags)
-        raise ConfigError(f"{where} with command-line {names}: {exc}") from None
+    return resolve_run_config(args.config, args.profile, args.set or (), flags)
 
 
 def cmd_run(args) -> int:
@@ -62,6 +47,8 @@ def cmd_run(args) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     if summary.exit_code:
+        from emoedge.edge.errors import EXIT_MEANING
+
         print(f"emoedge run: exit {summary.exit_code} ({EXIT_MEANING.get(summary.exit_code, '?')})", file=sys.stderr)
     return summary.exit_code
 

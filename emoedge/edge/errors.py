@@ -19,6 +19,8 @@ EXIT_BAD_INPUT = 2
 EXIT_SOURCE = 3
 EXIT_WRITE = 4
 EXIT_INTERRUPTED = 130
+EXIT_MEANING = {EXIT_OK: "done", EXIT_INTERNAL: "unexpected error", EXIT_BAD_INPUT: "bad input",
+                EXIT_SOURCE: "source lost", EXIT_WRITE: "records not written", EXIT_INTERRUPTED: "interrupted"}
 
 
 class BadInputError(ValueError):

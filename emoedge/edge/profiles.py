@@ -236,3 +236,26 @@ def _service_extras(d: Deployment, lines: list[str]) -> list[str]:
     if any(ln.strip().startswith("ProtectSystem=strict") for ln in lines):
         return [f"ReadWritePaths={d.data_dir}"]
     return []
+
+
+def resolve_run_config(config_file: str | Path | None = None, profile: str | Path | None = None,
+                       overrides: Sequence[str] = (), flags: dict | None = None
+                       ) -> tuple[RuntimeConfig, Deployment | None]:
+    """The configuration of a run, as ``emoedge run`` builds it: a profile (with its ``--set``
+    overrides) or a runtime YAML or the defaults, then the command-line ``flags`` (RuntimeConfig
+    field -> value), checked together (ranges, the profile's privacy rule: a flag never relaxes
+    it). Returns the runtime configuration and the profile's deployment (None without a profile)."""
+    deployment = None
+    base = RuntimeConfig.from_dict(load_yaml(config_file), str(config_file)) if config_file else RuntimeConfig()
+    where = str(config_file) if config_file else "defaults"
+    if profile:
+        prof = load_profile(profile, overrides=overrides)
+        base, deployment, where = prof.runtime, prof.deployment, prof.path
+    elif overrides:
+        raise ConfigError("--set overrides a profile's values: give --profile (or use the matching flag)")
+    flags = flags or {}
+    try:
+        return base.replace(**flags), deployment
+    except ConfigError as exc:
+        names = ", ".join("--" + k.replace("_", "-") for k in flags)
+        raise ConfigError(f"{where} with command-line {names}: {exc}") from None
