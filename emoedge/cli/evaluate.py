@@ -11,15 +11,32 @@ from emoedge.cli._common import add_data_args, add_parser, dataset
 
 def cmd_evaluate(args) -> int:
     from emoedge.edge.shipped import resolve_model
-    from emoedge.evaluate import evaluate_model, write_evaluation
 
     model = resolve_model(args.model, args.format)
+    if args.detector:
+        return _evaluate_photos(model, args)
+    from emoedge.evaluate import evaluate_model, write_evaluation
+
     ds = dataset(args)
     run = evaluate_model(model, ds, usage=args.usage, num_threads=args.threads)
     print(f"{model} on {ds.source} [{run.split}]")
     print(run.evaluation.table())
     if args.json:
         write_evaluation(run, args.json, plot=not args.no_plots)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _evaluate_photos(model, args) -> int:
+    """--detector: --data is a photo folder root/<class>/*, scored end to end (detector -> classifier)."""
+    from emoedge.evaluate.photos import evaluate_photos, write_photo_evaluation
+
+    r = evaluate_photos(model, args.data, detector=args.detector, detector_dir=args.detector_dir, pad=args.pad,
+                        num_threads=args.threads)
+    print(f"{model} on the photos of {args.data} [detector {r.detector}, pad {r.pad:g}]")
+    print(r.summary())
+    if args.json:
+        write_photo_evaluation(r, args.json)
         print(f"wrote {args.json}")
     return 0
 
@@ -85,6 +102,14 @@ def register(sub) -> None:
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--no-plots", action="store_true", help="no confusion-matrix PNG beside --json")
+    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"],
+                   help="end to end: --data is a folder of photos root/<class>/*, each run through this face "
+                        "detector and the runtime's classifier (largest face; no face counts as wrong); "
+                        "default: --data holds face crops, scored directly")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--pad", type=float, default=0.0,
+                   help="with --detector: add this fraction of the longer side on every side of each photo "
+                        "(edge pixels replicated), for photos cropped tightly around the face")
     p.set_defaults(func=cmd_evaluate)
 
     p = add_parser(sub, "calibrate", "fit temperature scaling on validation data; record it in the manifests")

@@ -1,0 +1,186 @@
+"""End-to-end evaluation on labelled photos, through the runtime's own code path.
+
+A folder tree ``root/<class>/*`` of photos is run through the same objects the runtime uses: the
+detector of :func:`emoedge.edge.detect.make_detector` and :class:`emoedge.edge.classify.FaceClassifier`
+(``classify_faces``, hence ``preprocess_faces``). The largest face found in a photo is classified.
+
+A photo where no face is found counts as wrong: its prediction is an extra ``no face`` column of
+the confusion matrix, which no true class ever matches. In the macro-F1 that column is not a
+class (it has no support, so it is left out of the mean), but each of its photos is a missed
+photo (a false negative) of its true class and lowers that class's recall and F1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emoedge.edge.classify import FaceClassifier
+from emoedge.edge.detect import make_detector
+from emoedge.edge.shipped import resolve_model
+from emoedge.metrics import Evaluation, evaluate_predictions
+
+NO_FACE = "no face"
+
+
+def pad_image(image: np.ndarray, pad: float) -> np.ndarray:
+    """``pad`` x the longer side added on every side, edge pixels replicated (0: the image itself)."""
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    p = int(round(pad * max(image.shape[:2])))
+    if p == 0:
+        return image
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+
+
+def read_photo(path: str | Path) -> np.ndarray | None:
+    """A BGR image from any format OpenCV decodes, whatever the suffix says; None if unreadable."""
+    try:
+        data = np.fromfile(str(path), np.uint8)
+        if data.size == 0:
+            return None
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except (OSError, cv2.error):
+        return None
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    path: str
+    label: str                 # the true class (the folder name)
+    predicted: str             # a class name, or "no face"
+    confidence: float          # of the predicted class (0 without a face)
+    box: tuple[int, int, int, int] | None   # the classified face in the padded photo
+    n_faces: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "predicted": self.predicted,
+                "confidence": round(self.confidence, 4), "box": list(self.box) if self.box else None,
+                "n_faces": self.n_faces}
+
+
+@dataclass(frozen=True)
+class PhotoEvaluation:
+    """Photos in, accuracy out: detection rate, accuracy over all photos (no face = wrong), accuracy on
+    the photos with a face, and :class:`Evaluation` with a ``no face`` prediction column."""
+    model: str
+    data: str
+    detector: str
+    pad: float
+    n_photos: int
+    n_detected: int
+    detection_rate: float
+    accuracy: float
+    accuracy_detected: float | None    # None when no face was found at all
+    evaluation: Evaluation             # all photos; class_names = the model's classes + "no face"
+    evaluation_detected: Evaluation | None  # the photos with a face, the model's classes only
+    skipped_classes: tuple[str, ...]   # folders the model has no class for
+    unreadable: tuple[str, ...]        # files OpenCV could not decode
+    class_names: tuple[str, ...]       # the model's classes
+    seconds: float = 0.0
+    photos: tuple[PhotoResult, ...] = field(default=(), repr=False)
+
+    @property
+    def macro_f1(self) -> float:
+        return self.evaluation.macro_f1
+
+    def to_dict(self, photos: bool = True) -> dict:
+        d = {"model": self.model, "data": self.data, "detector": self.detector, "pad": self.pad,
+             "n_photos": self.n_photos, "n_detected": self.n_detected, "detection_rate": self.detection_rate,
+             "accuracy": self.accuracy, "accuracy_detected": self.accuracy_detected, "macro_f1": self.macro_f1,
+             "macro_f1_note": f"the '{NO_FACE}' column has no support and is not in the mean; a photo without a "
+                              "face is a false negative of its true class",
+             "class_names": list(self.class_names), "skipped_classes": list(self.skipped_classes),
+             "n_unreadable": len(self.unreadable), "unreadable": list(self.unreadable),
+             "seconds": round(self.seconds, 2),
+             "evaluation": self.evaluation.to_dict(),
+             "evaluation_detected": self.evaluation_detected.to_dict() if self.evaluation_detected else None}
+        if photos:
+            d["photos"] = [p.to_dict() for p in self.photos]
+        return d
+
+    def summary(self) -> str:
+        acc_det = "-" if self.accuracy_detected is None else f"{self.accuracy_detected:.1%}"
+        rows = [("photos", str(self.n_photos)),
+                ("detection rate", f"{self.detection_rate:.1%} ({self.n_detected})"),
+                ("accuracy", f"{self.accuracy:.1%}"),
+                ("accuracy on detected", acc_det),
+                ("macro-F1", f"{self.macro_f1:.3f}")]
+        if self.skipped_classes:
+            rows.append(("skipped classes", ", ".join(self.skipped_classes)))
+        if self.unreadable:
+            rows.append(("unreadable files", str(len(self.unreadable))))
+        w = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def photo_tree(root: str | Path, class_names) -> tuple[list[tuple[Path, str]], list[str]]:
+    """(photo path, class) for every file of ``root/<class>/`` the model has a class for (sorted),
+    and the class folders it has not."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder of photos (root/<class>/*)")
+    items, skipped = [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name not in class_names:
+            skipped.append(d.name)
+            continue
+        items += [(f, d.name) for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")]
+    return items, skipped
+
+
+def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_dir: str | Path | None = None,
+                    pad: float = 0.0, num_threads: int | None = None) -> PhotoEvaluation:
+    """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``."""
+    model_path = resolve_model(model)
+    det = make_detector(detector, detector_dir, num_threads)
+    clf = FaceClassifier(model_path, detector=det, num_threads=num_threads)
+    names = clf.class_names
+    items, skipped = photo_tree(root, names)
+    if not items:
+        raise ValueError(f"{root}: no photos in a folder named after a class of the model ({list(names)})")
+    t0 = time.perf_counter()
+    results, unreadable = [], []
+    for path, label in items:
+        img = read_photo(path)
+        if img is None:
+            unreadable.append(str(path))
+            continue
+        img = pad_image(img, pad)
+        faces = clf.detector.detect(img)
+        if not faces:
+            results.append(PhotoResult(str(path), label, NO_FACE, 0.0, None, 0))
+            continue
+        largest = max(faces, key=lambda f: f.w * f.h)
+        pred = clf.classify_faces(img, [largest])[0]
+        top = names[int(np.argmax(pred.probs))]   # the top class even if the runtime would say "uncertain"
+        results.append(PhotoResult(str(path), label, top, pred.confidence, largest.box, len(faces)))
+    seconds = time.perf_counter() - t0
+    if not results:
+        raise ValueError(f"{root}: none of the {len(items)} files is a readable image")
+    cols = (*names, NO_FACE)
+    y_true = np.array([names.index(r.label) for r in results])
+    y_pred = np.array([cols.index(r.predicted) for r in results])
+    ev = evaluate_predictions(y_true, y_pred, cols)
+    found = y_pred < len(names)
+    n_det = int(found.sum())
+    ev_det = evaluate_predictions(y_true[found], y_pred[found], names) if n_det else None
+    return PhotoEvaluation(
+        model=str(model_path), data=str(root), detector=detector, pad=float(pad), n_photos=len(results),
+        n_detected=n_det, detection_rate=n_det / len(results), accuracy=ev.accuracy,
+        accuracy_detected=ev_det.accuracy if ev_det else None, evaluation=ev, evaluation_detected=ev_det,
+        skipped_classes=tuple(skipped), unreadable=tuple(unreadable), class_names=tuple(names),
+        seconds=seconds, photos=tuple(results))
+
+
+def write_photo_evaluation(result: PhotoEvaluation, json_path: str | Path) -> dict:
+    out = Path(json_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    d = result.to_dict()
+    out.write_text(json.dumps(d, indent=2))
+    return d
