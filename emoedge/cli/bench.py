@@ -1,5 +1,6 @@
-"""``emoedge bench models|pipeline|soak|all`` -> :func:`emoedge.benchmarks.model_bench.bench_models`,
-:func:`emoedge.benchmarks.pipeline_bench.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`;
+"""``emoedge bench models|pipeline|soak|photos|all`` -> :func:`emoedge.benchmarks.model_bench.bench_models`,
+:func:`emoedge.benchmarks.pipeline_bench.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`,
+:func:`emoedge.benchmarks.photo_bench.bench_photos`;
 results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.benchmarks.targets`)."""
 
 from __future__ import annotations
@@ -135,6 +136,21 @@ def cmd_bench_soak(args) -> int:
     return 0 if all_passed(res) else 1
 
 
+def cmd_bench_photos(args) -> int:
+    """End-to-end accuracy on labelled photos: every (model or peer) x detector, plus the whole photo."""
+    from emoedge.benchmarks.photo_bench import bench_photos, stderr_log, write_photo_bench
+
+    if not args.model and not args.peer:
+        raise ValueError("give at least one --model or --peer")
+    res = bench_photos(args.data, args.model, args.peer, args.detector, args.detector_dir, args.pad,
+                       args.threads, args.peer_crop, log=stderr_log)
+    res["settings"]["command"] = "emoedge " + " ".join(sys.argv[1:])
+    md = write_photo_bench(res, args.out)
+    print(md.read_text())
+    print(f"wrote {Path(args.out)}/photos.json, photos.md, photos.png")
+    return 1 if not res["rows"] else 0
+
+
 def _model_options(p) -> None:
     p.add_argument("--model", action="append", default=[],
                    help="a model file, or a shipped NAME@FORMAT (e.g. default@int8); repeatable")
@@ -200,6 +216,21 @@ def register(sub) -> None:
     p.add_argument("--no-faults", action="store_true", help="only the soak runs")
     p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for soak.json, soak.md, soak_rss.png")
     p.set_defaults(func=cmd_bench_soak)
+
+    p = add_parser(bench, "photos", "end-to-end accuracy on labelled photos (root/<class>/*) per model and "
+                                    "detector, plus the whole photo as the face")
+    p.add_argument("--data", required=True, help="folder of labelled photos: root/<class>/*")
+    p.add_argument("--model", action="append", default=[], help="a model file or a shipped name; repeatable")
+    p.add_argument("--peer", action="append", default=[], type=peer_spec,
+                   help="an external classifier: PATH:size=64,norm=signed,name=fer; repeatable")
+    p.add_argument("--peer-crop", default="fer", choices=("fer", "ours"),
+                   help="how a peer's face is cut from the box: the fer package's way (default) or ours")
+    p.add_argument("--detector", default="haar", type=comma_list(), help="comma-separated face detectors")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--pad", type=float, default=0.5, help="pad each photo by this x its longer side before detection")
+    p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
+    p.add_argument("--out", required=True, help="folder for photos.json, photos.md, photos.png")
+    p.set_defaults(func=cmd_bench_photos)
 
     p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
     _model_options(p)

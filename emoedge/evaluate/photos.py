@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.detect import make_detector
+from emoedge.edge.detect import Face, make_detector
 from emoedge.edge.shipped import resolve_model
 from emoedge.metrics import Evaluation, evaluate_predictions
 
@@ -134,35 +134,103 @@ def photo_tree(root: str | Path, class_names) -> tuple[list[tuple[Path, str]], l
     return items, skipped
 
 
-def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_dir: str | Path | None = None,
-                    pad: float = 0.0, num_threads: int | None = None) -> PhotoEvaluation:
-    """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``."""
-    model_path = resolve_model(model)
-    det = make_detector(detector, detector_dir, num_threads)
-    clf = FaceClassifier(model_path, detector=det, num_threads=num_threads)
-    names = clf.class_names
-    items, skipped = photo_tree(root, names)
+@dataclass(frozen=True)
+class PhotoDetection:
+    """The detection step's answer for one photo: the largest face (in the padded photo) or None."""
+    path: str
+    label: str
+    box: tuple[int, int, int, int] | None
+    n_faces: int
+
+
+@dataclass(frozen=True)
+class PhotoDetections:
+    """Detection run once over a photo tree, to be shared by any number of classifiers
+    (:func:`classify_photos`). ``detector`` "whole photo": every box is the unpadded photo."""
+    data: str
+    detector: str
+    pad: float
+    photos: tuple[PhotoDetection, ...]
+    skipped_classes: tuple[str, ...]
+    unreadable: tuple[str, ...]
+    seconds: float = 0.0
+
+    @property
+    def n_detected(self) -> int:
+        return sum(p.box is not None for p in self.photos)
+
+
+WHOLE_PHOTO = "whole photo"
+
+
+def detect_photos(root: str | Path, class_names, detector: str = "haar", detector_dir: str | Path | None = None,
+                  pad: float = 0.0, num_threads: int | None = None, det=None) -> PhotoDetections:
+    """The detection step: each photo of ``root/<class>/*`` (classes in ``class_names``) read once,
+    padded, and its largest face kept. ``det``: a detector object (else :func:`make_detector`);
+    ``detector`` = :data:`WHOLE_PHOTO`: no detector, the unpadded photo is the face."""
+    whole = detector == WHOLE_PHOTO
+    if whole:
+        pad = 0.0
+    elif det is None:
+        det = make_detector(detector, detector_dir, num_threads)
+    items, skipped = photo_tree(root, class_names)
     if not items:
-        raise ValueError(f"{root}: no photos in a folder named after a class of the model ({list(names)})")
+        raise ValueError(f"{root}: no photos in a folder named after a class of the model ({list(class_names)})")
     t0 = time.perf_counter()
-    results, unreadable = [], []
+    found, unreadable = [], []
     for path, label in items:
         img = read_photo(path)
         if img is None:
             unreadable.append(str(path))
             continue
-        img = pad_image(img, pad)
-        faces = clf.detector.detect(img)
-        if not faces:
-            results.append(PhotoResult(str(path), label, NO_FACE, 0.0, None, 0))
+        if whole:
+            found.append(PhotoDetection(str(path), label, (0, 0, img.shape[1], img.shape[0]), 1))
             continue
-        largest = max(faces, key=lambda f: f.w * f.h)
-        pred = clf.classify_faces(img, [largest])[0]
-        top = names[int(np.argmax(pred.probs))]   # the top class even if the runtime would say "uncertain"
-        results.append(PhotoResult(str(path), label, top, pred.confidence, largest.box, len(faces)))
-    seconds = time.perf_counter() - t0
-    if not results:
+        faces = det.detect(pad_image(img, pad))
+        largest = max(faces, key=lambda f: f.w * f.h).box if faces else None
+        found.append(PhotoDetection(str(path), label, largest, len(faces)))
+    if not found:
         raise ValueError(f"{root}: none of the {len(items)} files is a readable image")
+    return PhotoDetections(str(root), detector, float(pad), tuple(found), tuple(skipped), tuple(unreadable),
+                           time.perf_counter() - t0)
+
+
+def classify_photos(detections: PhotoDetections, classifiers: dict) -> dict[str, PhotoEvaluation]:
+    """The classification step: ``classifiers`` maps a model name to ``(class_names, probs_of)``,
+    ``probs_of(padded photo, box) -> class probabilities``. Each photo with a face is read once for
+    all of them; photos of a class a model lacks are left out of its scores (skipped classes)."""
+    t0 = time.perf_counter()
+    results: dict[str, list[PhotoResult]] = {m: [] for m in classifiers}
+    for d in detections.photos:
+        wanted = [m for m, (names, _) in classifiers.items() if d.label in names]
+        if not wanted:
+            continue
+        img = None
+        if d.box is not None:
+            img = read_photo(d.path)
+            img = None if img is None else pad_image(img, detections.pad)
+        for m in wanted:
+            names, probs_of = classifiers[m]
+            if img is None:
+                results[m].append(PhotoResult(d.path, d.label, NO_FACE, 0.0, None, d.n_faces))
+                continue
+            probs = np.asarray(probs_of(img, d.box), dtype=np.float32).reshape(-1)
+            top = int(np.argmax(probs))  # the top class even if the runtime would say "uncertain"
+            results[m].append(PhotoResult(d.path, d.label, names[top], float(probs[top]), d.box, d.n_faces))
+    seconds = (time.perf_counter() - t0) / max(1, len(classifiers))
+    out = {}
+    for m, (names, _) in classifiers.items():
+        names = tuple(names)
+        extra_skipped = sorted({d.label for d in detections.photos if d.label not in names})
+        out[m] = _score(m, detections, names, results[m], tuple(detections.skipped_classes) + tuple(extra_skipped),
+                        detections.seconds + seconds)
+    return out
+
+
+def _score(model: str, detections: PhotoDetections, names: tuple[str, ...], results: list[PhotoResult],
+           skipped: tuple[str, ...], seconds: float) -> PhotoEvaluation:
+    if not results:
+        raise ValueError(f"{detections.data}: no photo of a class of {model} ({list(names)})")
     cols = (*names, NO_FACE)
     y_true = np.array([names.index(r.label) for r in results])
     y_pred = np.array([cols.index(r.predicted) for r in results])
@@ -171,11 +239,30 @@ def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_di
     n_det = int(found.sum())
     ev_det = evaluate_predictions(y_true[found], y_pred[found], names) if n_det else None
     return PhotoEvaluation(
-        model=str(model_path), data=str(root), detector=detector, pad=float(pad), n_photos=len(results),
-        n_detected=n_det, detection_rate=n_det / len(results), accuracy=ev.accuracy,
+        model=model, data=detections.data, detector=detections.detector, pad=detections.pad,
+        n_photos=len(results), n_detected=n_det, detection_rate=n_det / len(results), accuracy=ev.accuracy,
         accuracy_detected=ev_det.accuracy if ev_det else None, evaluation=ev, evaluation_detected=ev_det,
-        skipped_classes=tuple(skipped), unreadable=tuple(unreadable), class_names=tuple(names),
+        skipped_classes=skipped, unreadable=detections.unreadable, class_names=names,
         seconds=seconds, photos=tuple(results))
+
+
+def face_classifier_probs(clf: FaceClassifier):
+    """``probs_of(image, box)`` for :func:`classify_photos` through ``clf.classify_faces`` (the runtime's path)."""
+    def probs_of(image: np.ndarray, box) -> np.ndarray:
+        return np.asarray(clf.classify_faces(image, [Face(*box)])[0].probs)
+    return probs_of
+
+
+def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_dir: str | Path | None = None,
+                    pad: float = 0.0, num_threads: int | None = None) -> PhotoEvaluation:
+    """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``:
+    :func:`detect_photos`, then :func:`classify_photos`."""
+    model_path = resolve_model(model)
+    det = make_detector(detector, detector_dir, num_threads)
+    clf = FaceClassifier(model_path, detector=det, num_threads=num_threads)
+    names = clf.class_names
+    dets = detect_photos(root, names, detector, pad=pad, det=clf.detector)
+    return classify_photos(dets, {str(model_path): (names, face_classifier_probs(clf))})[str(model_path)]
 
 
 def write_photo_evaluation(result: PhotoEvaluation, json_path: str | Path) -> dict:
