@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from emoedge.edge.preprocess import (
+    IDENTITY,
     PREPROCESSING,
-    clip_box,
+    CropGeometry,
+    crop_region,
     dequantize,
     face_to_gray48,
     normalize,
@@ -47,13 +49,34 @@ def test_normalize_matches_x_over_255_and_rejects_floats():
         normalize(img.astype(np.float32))
 
 
-def test_box_is_clipped_and_margin_grows_it():
-    assert clip_box((-10, -10, 50, 50), 100, 100) == (0, 0, 40, 40)
-    assert clip_box((10, 10, 20, 20), 100, 100, margin=0.5) == (0, 0, 40, 40)
+def test_crop_outside_the_frame_replicates_edges_and_keeps_its_shape():
+    img = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    inside = crop_region(img, (2, 3, 4, 5))
+    np.testing.assert_array_equal(inside, img[3:8, 2:6])
+    out = crop_region(img, (-2, -1, 5, 4))          # 2 columns left of, 1 row above the frame
+    assert out.shape == (4, 5)
+    np.testing.assert_array_equal(out[1:, 2:], img[0:3, 0:3])
+    assert (out[0, 2:] == img[0, 0:3]).all() and (out[1:, 0] == img[0:3, 0]).all()
+    grown = crop_region(img, (4, 4, 2, 2), margin=0.5)   # 1 px each side
+    np.testing.assert_array_equal(grown, img[3:7, 3:7])
     with pytest.raises(ValueError, match="outside"):
-        clip_box((200, 200, 10, 10), 100, 100)
+        crop_region(img, (20, 20, 5, 5))
     with pytest.raises(ValueError, match="positive"):
-        clip_box((0, 0, 0, 10), 100, 100)
+        crop_region(img, (0, 0, 0, 5))
+
+
+def test_crop_geometry_maps_a_detector_box_to_the_training_crop():
+    assert IDENTITY.apply((10, 20, 30, 40)) == (10, 20, 30, 40)
+    g = CropGeometry(scale_x=1.2, scale_y=1.0, shift_x=0.0, shift_y=-0.1)
+    x, y, w, h = g.apply((100, 100, 50, 50))
+    assert (w, h) == pytest.approx((60, 50)) and (x + w / 2, y + h / 2) == pytest.approx((125, 120))
+    assert g.apply((100, 100, 50, 50), margin=0.5)[2] == pytest.approx(120)
+    img = np.random.default_rng(0).integers(0, 255, (200, 200)).astype(np.uint8)
+    np.testing.assert_array_equal(crop_region(img, (100, 100, 50, 50), geometry=g), img[95:145, 95:155])
+    with pytest.raises(ValueError, match="scale_x"):
+        CropGeometry(scale_x=0.0)
+    with pytest.raises(ValueError, match="shift_y"):
+        CropGeometry(shift_y=2.0)
 
 
 def test_small_faces_are_enlarged_to_48():

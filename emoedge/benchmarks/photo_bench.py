@@ -7,8 +7,9 @@ pass per detector plus one classification per model per photo. A "whole photo" c
 is the baseline: the unpadded photo (the photos are tight face crops) resized as the face.
 
 Our models take the face through the runtime's own path (``FaceClassifier.classify_faces``: the
-exact box, clipped to the frame, INTER_AREA, [0, 1]). A peer (:class:`ClassifierSpec`) gets the same
-box cut with its own crop convention; ``fer`` (the default, :func:`fer_crop`) is the fer package's
+detector's box mapped to the training crop by its ``CropGeometry``, INTER_AREA, [0, 1]). A peer
+(:class:`ClassifierSpec`) gets the same box cut with its own crop convention; ``fer`` (the default,
+:func:`fer_crop`) is the fer package's
 ``FER.detect_emotions``: the box squared on its longer side, grown by 10 px on every side, the
 frame padded by 40 black pixels, then ``cv2.resize`` (bilinear) to the peer's size and the peer's
 normalization. ``ours``: the box as our models see it, resized to the peer's size.
@@ -29,7 +30,7 @@ from emoedge.benchmarks.classifiers import NORMALIZATIONS, ClassifierSpec, class
 from emoedge.benchmarks.machine import machine_info
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.detect import make_detector
-from emoedge.edge.preprocess import face_to_gray48, to_gray
+from emoedge.edge.preprocess import IDENTITY, CropGeometry, face_to_gray48, to_gray
 from emoedge.edge.shipped import resolve_model
 from emoedge.evaluate.photos import WHOLE_PHOTO, PhotoEvaluation, classify_photos, detect_photos, face_classifier_probs
 from emoedge.tables import markdown_table
@@ -67,14 +68,14 @@ def peer_probs(spec: ClassifierSpec, runner, crop: str = "fer") -> Callable:
         raise ValueError(f"{spec.path}: normalization must be one of {sorted(NORMALIZATIONS)}")
     s = spec.input_size
 
-    def probs_of(image: np.ndarray, box) -> np.ndarray:
+    def probs_of(image: np.ndarray, box, geometry: CropGeometry = IDENTITY) -> np.ndarray:
         whole = tuple(box) == (0, 0, image.shape[1], image.shape[0])
         if whole:
             face = cv2.resize(to_gray(image), (s, s))
         elif crop == "fer":
-            face = fer_crop(image, box, s)
+            face = fer_crop(image, box, s)     # fer's own convention, whatever the detector
         else:
-            face = face_to_gray48(image, box, size=s)
+            face = face_to_gray48(image, box, size=s, geometry=geometry)
         x = NORMALIZATIONS[spec.normalization](face.astype(np.float32))[None, ..., None]
         return np.asarray(runner.predict(x))[0]
     return probs_of
@@ -106,7 +107,8 @@ def bench_photos(data: str | Path, models: Sequence[str] = (), peers: Sequence[C
             continue
         classifiers[m] = (clf.class_names, face_classifier_probs(clf))
         about.append({"name": m, "kind": "model", "file": str(path), "engine": describe_engine(clf.model),
-                      "crop": "ours (runtime: exact box, INTER_AREA, 48x48, [0, 1])"})
+                      "crop": "ours (runtime: the detector's box mapped to the training crop, INTER_AREA, "
+                              "48x48, [0, 1])"})
     for spec in peers:
         try:
             runner = open_runner(spec, num_threads)

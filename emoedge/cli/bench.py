@@ -1,6 +1,6 @@
-"""``emoedge bench models|pipeline|soak|photos|all`` -> :func:`emoedge.benchmarks.model_bench.bench_models`,
+"""``emoedge bench models|pipeline|soak|photos|crops|all`` -> :func:`emoedge.benchmarks.model_bench.bench_models`,
 :func:`emoedge.benchmarks.pipeline_bench.bench_pipeline`, :func:`emoedge.benchmarks.soak.bench_soak`,
-:func:`emoedge.benchmarks.photo_bench.bench_photos`;
+:func:`emoedge.benchmarks.photo_bench.bench_photos`, :func:`emoedge.benchmarks.crop_fit.bench_crops`;
 results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.benchmarks.targets`)."""
 
 from __future__ import annotations
@@ -151,6 +151,19 @@ def cmd_bench_photos(args) -> int:
     return 1 if not res["rows"] else 0
 
 
+def cmd_bench_crops(args) -> int:
+    """Each detector's box measured against the training crop: fitted on training faces, checked on validation."""
+    from emoedge.benchmarks.crop_fit import bench_crops, write_crops
+
+    res = bench_crops(args.data, args.detector, args.detector_dir, args.model, args.n_fit, args.n_val, args.seed,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    res["command"] = "emoedge " + " ".join(sys.argv[1:])
+    write_crops(res, args.out)
+    print((Path(args.out) / "crops.md").read_text())
+    print(f"wrote {Path(args.out)}/crops.json, crops.md")
+    return 0
+
+
 def _model_options(p) -> None:
     p.add_argument("--model", action="append", default=[],
                    help="a model file, or a shipped NAME@FORMAT (e.g. default@int8); repeatable")
@@ -231,6 +244,18 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--out", required=True, help="folder for photos.json, photos.md, photos.png")
     p.set_defaults(func=cmd_bench_photos)
+
+    p = add_parser(bench, "crops", "each detector's box against the training crop: the crop geometry fitted on "
+                                   "training faces shown in larger frames, end-to-end accuracy on validation faces")
+    p.add_argument("--data", required=True, help="FER2013 CSV (or a dataset of 48x48 training crops)")
+    p.add_argument("--detector", default="haar,blazeface,ssd", type=comma_list(), help="comma-separated face detectors")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--model", default="default", help="model (shipped name or file) for the validation accuracy")
+    p.add_argument("--n-fit", type=int, default=1500, help="training faces to fit on")
+    p.add_argument("--n-val", type=int, default=1500, help="validation faces to check on")
+    p.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for crops.json, crops.md")
+    p.set_defaults(func=cmd_bench_crops)
 
     p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
     _model_options(p)

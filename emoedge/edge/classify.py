@@ -11,7 +11,7 @@ import numpy as np
 from emoedge.edge.detect import Face, HaarDetector
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import TFLiteClassifier, check_classes
-from emoedge.edge.preprocess import preprocess_faces
+from emoedge.edge.preprocess import IDENTITY, CropGeometry, preprocess_faces
 from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.temperature import apply_temperature
 from emoedge.edge.tracking import UNCERTAIN
@@ -119,14 +119,23 @@ class FaceClassifier:
             self._detector = HaarDetector()
         return self._detector
 
+    @property
+    def crop(self) -> CropGeometry:
+        """The detector's box -> training crop geometry (identity without a detector of our own)."""
+        return getattr(self.detector, "crop", IDENTITY)
+
     @classmethod
     def from_spec(cls, spec: str, fmt: str = "int8", **kw) -> FaceClassifier:
         return cls(resolve_model(spec, fmt), **kw)
 
-    def classify_faces(self, image: np.ndarray, faces: list[Face]) -> list[FacePrediction]:
+    def classify_faces(self, image: np.ndarray, faces: list[Face], crop: CropGeometry | None = None
+                       ) -> list[FacePrediction]:
+        """Classify ``faces`` of ``image``; ``crop``: the geometry of the detector that found them
+        (default: this classifier's detector's)."""
         if not faces:
             return []
-        probs = self.predict(preprocess_faces(image, [f.box for f in faces], self.margin))
+        geometry = self.crop if crop is None else crop
+        probs = self.predict(preprocess_faces(image, [f.box for f in faces], self.margin, geometry=geometry))
         out = []
         for face, p in zip(faces, probs):
             i = int(np.argmax(p))

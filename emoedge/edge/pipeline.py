@@ -24,7 +24,7 @@ from emoedge.edge.detect import make_detector
 from emoedge.edge.errors import BadInputError, WriteError
 from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
 from emoedge.edge.overlay import DisplaySink, VideoSink
-from emoedge.edge.preprocess import preprocess_faces, to_gray
+from emoedge.edge.preprocess import IDENTITY, preprocess_faces, to_gray
 from emoedge.edge.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
 from emoedge.edge.scheduler import STAGES, BudgetScheduler
 from emoedge.edge.sdnotify import Notifier
@@ -76,6 +76,8 @@ class Pipeline:
                 classifier = FaceClassifier(model_path, num_threads=c.threads, margin=c.margin, delegate=c.delegate,
                                             detector=self.detector)
             self.classifier = classifier
+            # the detector's box -> training-crop geometry (a detector that declares none: its boxes as they are)
+            self.crop = getattr(self.detector, "crop", IDENTITY)
             self.class_names = classifier.class_names
             self.tracker = IoUTracker()
             self.smoother = EmaSmoother(self.class_names, c.smoothing_alpha, c.uncertain_below)
@@ -317,7 +319,8 @@ class Pipeline:
                 pre_ms = cls_ms = 0.0
                 if chosen:
                     gray = to_gray(work)
-                    batch = preprocess_faces(gray, [t.int_box() for t in chosen], self.classifier.margin)
+                    batch = preprocess_faces(gray, [t.int_box() for t in chosen], self.classifier.margin,
+                                             geometry=self.crop)
                     t4 = self.clock()
                     probs = self.classifier.predict(batch)
                     t5 = self.clock()

@@ -5,8 +5,11 @@ model never sees pixels prepared two different ways. Only numpy and OpenCV are u
 
 The contract (recorded in every model manifest as ``PREPROCESSING``):
 
-* the face region is cut from the frame (a box ``(x, y, w, h)`` in pixels, optionally grown
-  by a relative margin and clipped to the frame);
+* the face region is cut from the frame: a detector's box ``(x, y, w, h)`` in pixels is mapped to
+  the geometry of the training crops by that detector's :class:`CropGeometry` (measured, see
+  ``emoedge bench crops``), optionally grown by a relative margin; parts of it outside the frame
+  are filled by replicating the frame's edge pixels, so the face keeps its proportions at the
+  frame's border;
 * it is turned into one grayscale channel (BGR/BGRA/RGB-agnostic luma via OpenCV's
   BGR weights; a single-channel frame, e.g. the Y plane of a YUV420 stream, is used as is);
 * it is resized to ``size x size`` (48 by default) with area interpolation when shrinking and
@@ -20,6 +23,7 @@ read from the model (see :func:`quantize`), never assumed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -33,6 +37,7 @@ PREPROCESSING = {
     "resize": "INTER_AREA when shrinking, INTER_LINEAR when enlarging",
     "scale": "x / 255 -> float32 in [0, 1]",
     "layout": "NHWC",
+    "crop": "detector box -> training-crop geometry (per detector, measured), edge pixels replicated outside the frame",
 }
 
 Box = Sequence[int]
@@ -58,22 +63,62 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return gray
 
 
-def clip_box(box: Box, width: int, height: int, margin: float = 0.0) -> tuple[int, int, int, int]:
-    """Grow ``(x, y, w, h)`` by ``margin`` (a fraction of its size on each side) and clip it."""
-    x, y, w, h = (float(v) for v in box)
-    if w <= 0 or h <= 0:
-        raise ValueError(f"face box must have a positive size, got {tuple(box)}")
-    x -= w * margin
-    y -= h * margin
-    w *= 1 + 2 * margin
-    h *= 1 + 2 * margin
-    x0 = int(max(0, round(x)))
-    y0 = int(max(0, round(y)))
-    x1 = int(min(width, round(x + w)))
-    y1 = int(min(height, round(y + h)))
-    if x1 <= x0 or y1 <= y0:
+@dataclass(frozen=True)
+class CropGeometry:
+    """How a detector's box maps onto the crop the classifier was trained on (FER2013's geometry).
+
+    The crop is ``scale_x * w`` by ``scale_y * h`` pixels, centred ``shift_x * w`` right and
+    ``shift_y * h`` below the box's centre. Measured per detector by running it on training faces
+    shown inside larger frames (``emoedge bench crops``); the identity for a box that already has
+    the training crop's geometry (or no detector at all).
+    """
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+
+    def __post_init__(self):
+        for k in ("scale_x", "scale_y"):
+            v = getattr(self, k)
+            if not 0.25 <= v <= 4.0:
+                raise ValueError(f"CropGeometry.{k} must be within [0.25, 4], got {v}")
+        for k in ("shift_x", "shift_y"):
+            v = getattr(self, k)
+            if not -1.0 <= v <= 1.0:
+                raise ValueError(f"CropGeometry.{k} must be within [-1, 1], got {v}")
+
+    def apply(self, box: Box, margin: float = 0.0) -> tuple[float, float, float, float]:
+        """The training-crop box ``(x, y, w, h)`` (floats, possibly reaching outside the frame) for a
+        detector box, grown by ``margin`` of its size on each side."""
+        x, y, w, h = (float(v) for v in box)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"face box must have a positive size, got {tuple(box)}")
+        cx, cy = x + w * (0.5 + self.shift_x), y + h * (0.5 + self.shift_y)
+        cw, ch = w * self.scale_x * (1 + 2 * margin), h * self.scale_y * (1 + 2 * margin)
+        return cx - cw / 2, cy - ch / 2, cw, ch
+
+    def to_dict(self) -> dict:
+        return {"scale_x": self.scale_x, "scale_y": self.scale_y, "shift_x": self.shift_x, "shift_y": self.shift_y}
+
+
+IDENTITY = CropGeometry()
+
+
+def crop_region(gray: np.ndarray, box: Box, margin: float = 0.0, geometry: CropGeometry = IDENTITY) -> np.ndarray:
+    """The pixels of the training-crop box of ``box`` (see :class:`CropGeometry`) from a 2-D image;
+    where that box reaches outside the image, its edge pixels are replicated. A box wholly outside
+    the image is a ValueError."""
+    height, width = gray.shape[:2]
+    x, y, w, h = geometry.apply(box, margin)
+    x0, y0 = int(round(x)), int(round(y))
+    x1, y1 = max(x0 + 1, int(round(x + w))), max(y0 + 1, int(round(y + h)))
+    ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if ix1 <= ix0 or iy1 <= iy0:
         raise ValueError(f"face box {tuple(box)} lies outside the {width}x{height} frame")
-    return x0, y0, x1 - x0, y1 - y0
+    region = gray[iy0:iy1, ix0:ix1]
+    if (ix0, iy0, ix1, iy1) == (x0, y0, x1, y1):
+        return region
+    return cv2.copyMakeBorder(region, iy0 - y0, y1 - iy1, ix0 - x0, x1 - ix1, cv2.BORDER_REPLICATE)
 
 
 def resize_gray(gray: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -94,28 +139,29 @@ def normalize(gray: np.ndarray) -> np.ndarray:
 
 
 def face_to_gray48(image: np.ndarray, box: Box | None = None, margin: float = 0.0,
-                   size: int = INPUT_SIZE) -> np.ndarray:
-    """Crop (optional), grayscale and resize: the uint8 ``(size, size)`` face the model sees."""
+                   size: int = INPUT_SIZE, geometry: CropGeometry = IDENTITY) -> np.ndarray:
+    """Crop (optional; ``box`` is a detector's box, ``geometry`` that detector's), grayscale and
+    resize: the uint8 ``(size, size)`` face the model sees."""
     gray = to_gray(image)
     if box is not None:
-        x, y, w, h = clip_box(box, gray.shape[1], gray.shape[0], margin)
-        gray = gray[y:y + h, x:x + w]
+        gray = crop_region(gray, box, margin, geometry)
     return resize_gray(gray, size)
 
 
 def preprocess_face(image: np.ndarray, box: Box | None = None, margin: float = 0.0,
-                    size: int = INPUT_SIZE) -> np.ndarray:
+                    size: int = INPUT_SIZE, geometry: CropGeometry = IDENTITY) -> np.ndarray:
     """The whole contract for one face: float32 ``(size, size, 1)`` in [0, 1]."""
-    return normalize(face_to_gray48(image, box, margin, size))
+    return normalize(face_to_gray48(image, box, margin, size, geometry))
 
 
 def preprocess_faces(image: np.ndarray, boxes: Sequence[Box], margin: float = 0.0,
-                     size: int = INPUT_SIZE) -> np.ndarray:
-    """All faces of one frame as one float32 batch ``(N, size, size, 1)``."""
+                     size: int = INPUT_SIZE, geometry: CropGeometry = IDENTITY) -> np.ndarray:
+    """All faces of one frame (boxes of one detector, ``geometry`` its :class:`CropGeometry`) as one
+    float32 batch ``(N, size, size, 1)``."""
     gray = to_gray(image)
     out = np.empty((len(boxes), size, size, 1), dtype=np.float32)
     for i, box in enumerate(boxes):
-        out[i] = preprocess_face(gray, box, margin, size)
+        out[i] = normalize(resize_gray(crop_region(gray, box, margin, geometry), size))
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.detect import Face, make_detector
+from emoedge.edge.preprocess import IDENTITY, CropGeometry
 from emoedge.edge.shipped import resolve_model
 from emoedge.metrics import Evaluation, evaluate_predictions
 
@@ -146,7 +147,8 @@ class PhotoDetection:
 @dataclass(frozen=True)
 class PhotoDetections:
     """Detection run once over a photo tree, to be shared by any number of classifiers
-    (:func:`classify_photos`). ``detector`` "whole photo": every box is the unpadded photo."""
+    (:func:`classify_photos`). ``detector`` "whole photo": every box is the unpadded photo. ``crop``:
+    the detector's box -> training-crop geometry, which every classifier applies to the boxes."""
     data: str
     detector: str
     pad: float
@@ -154,6 +156,7 @@ class PhotoDetections:
     skipped_classes: tuple[str, ...]
     unreadable: tuple[str, ...]
     seconds: float = 0.0
+    crop: CropGeometry = IDENTITY
 
     @property
     def n_detected(self) -> int:
@@ -191,13 +194,14 @@ def detect_photos(root: str | Path, class_names, detector: str = "haar", detecto
         found.append(PhotoDetection(str(path), label, largest, len(faces)))
     if not found:
         raise ValueError(f"{root}: none of the {len(items)} files is a readable image")
+    crop = IDENTITY if whole else getattr(det, "crop", IDENTITY)
     return PhotoDetections(str(root), detector, float(pad), tuple(found), tuple(skipped), tuple(unreadable),
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, crop)
 
 
 def classify_photos(detections: PhotoDetections, classifiers: dict) -> dict[str, PhotoEvaluation]:
     """The classification step: ``classifiers`` maps a model name to ``(class_names, probs_of)``,
-    ``probs_of(padded photo, box) -> class probabilities``. Each photo with a face is read once for
+    ``probs_of(padded photo, box, crop geometry) -> class probabilities``. Each photo with a face is read once for
     all of them; photos of a class a model lacks are left out of its scores (skipped classes)."""
     t0 = time.perf_counter()
     results: dict[str, list[PhotoResult]] = {m: [] for m in classifiers}
@@ -214,7 +218,7 @@ def classify_photos(detections: PhotoDetections, classifiers: dict) -> dict[str,
             if img is None:
                 results[m].append(PhotoResult(d.path, d.label, NO_FACE, 0.0, None, d.n_faces))
                 continue
-            probs = np.asarray(probs_of(img, d.box), dtype=np.float32).reshape(-1)
+            probs = np.asarray(probs_of(img, d.box, detections.crop), dtype=np.float32).reshape(-1)
             top = int(np.argmax(probs))  # the top class even if the runtime would say "uncertain"
             results[m].append(PhotoResult(d.path, d.label, names[top], float(probs[top]), d.box, d.n_faces))
     seconds = (time.perf_counter() - t0) / max(1, len(classifiers))
@@ -247,9 +251,10 @@ def _score(model: str, detections: PhotoDetections, names: tuple[str, ...], resu
 
 
 def face_classifier_probs(clf: FaceClassifier):
-    """``probs_of(image, box)`` for :func:`classify_photos` through ``clf.classify_faces`` (the runtime's path)."""
-    def probs_of(image: np.ndarray, box) -> np.ndarray:
-        return np.asarray(clf.classify_faces(image, [Face(*box)])[0].probs)
+    """``probs_of(image, box, crop)`` for :func:`classify_photos` through ``clf.classify_faces``
+    (the runtime's path)."""
+    def probs_of(image: np.ndarray, box, crop: CropGeometry) -> np.ndarray:
+        return np.asarray(clf.classify_faces(image, [Face(*box)], crop)[0].probs)
     return probs_of
 
 
