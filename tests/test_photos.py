@@ -105,8 +105,9 @@ def test_cli_detector_choices_are_the_registry():
     from emoedge.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    det = next(a for a in sub.choices["evaluate"]._actions if a.dest == "detector")
-    assert list(det.choices) == list(DETECTORS)
+    for command in ("evaluate", "classify", "run"):
+        det = next(a for a in sub.choices[command]._actions if a.dest == "detector")
+        assert list(det.choices) == list(DETECTORS), command
 
 
 @pytest.mark.shared

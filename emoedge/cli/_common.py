@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+# the names of emoedge.edge.detect.DETECTORS, spelled here so that --help needs no OpenCV import
+# (tests/test_photos.py keeps them equal)
+DETECTOR_NAMES = ("haar", "blazeface", "ssd")
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in its help, except an unset one (None, False, an empty list)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emoedge.cli._common import add_data_args, add_parser, dataset
+from emoedge.cli._common import DETECTOR_NAMES, add_data_args, add_parser, dataset
 
 
 def cmd_evaluate(args) -> int:
@@ -102,7 +102,7 @@ def register(sub) -> None:
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--no-plots", action="store_true", help="no confusion-matrix PNG beside --json")
-    p.add_argument("--detector", choices=["haar", "blazeface", "ssd"],
+    p.add_argument("--detector", choices=DETECTOR_NAMES,
                    help="end to end: --data is a folder of photos root/<class>/*, each run through this face "
                         "detector and the runtime's classifier (largest face; no face counts as wrong); "
                         "default: --data holds face crops, scored directly")

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from emoedge.cli._common import add_group, add_parser
+from emoedge.cli._common import DETECTOR_NAMES, add_group, add_parser
 
 
 def runtime_config(args):
@@ -101,18 +101,27 @@ def cmd_classify(args) -> int:
     import cv2
 
     from emoedge.edge.classify import FaceClassifier, demo_image
+    from emoedge.edge.detect import make_detector
+    from emoedge.edge.tracking import UNCERTAIN
 
     image = demo_image() if args.image is None else cv2.imread(str(args.image))
     if image is None:
         raise FileNotFoundError(f"{args.image}: not a readable image")
-    clf = FaceClassifier.from_spec(args.model, fmt=args.format, num_threads=args.threads)
+    detector = make_detector(args.detector, args.detector_dir, args.threads)
+    clf = FaceClassifier.from_spec(args.model, fmt=args.format, num_threads=args.threads, detector=detector,
+                                   min_confidence=args.uncertain_below)
     preds = clf.classify_image(image)
     src = "demo image (matplotlib's grace_hopper.jpg)" if args.image is None else str(args.image)
-    print(f"{src}: {len(preds)} face(s), model {clf.model_path.name}")
+    print(f"{src}: {len(preds)} face(s), model {clf.model_path.name}, detector {detector.name}")
     for p in preds:
         top = sorted(zip(clf.class_names, p.probs), key=lambda t: -t[1])[:3]
         print(f"  box={p.face.box} label={p.label} confidence={p.confidence:.2f} "
               f"top3={', '.join(f'{c} {v:.2f}' for c, v in top)}")
+    for p in preds:
+        if p.label == UNCERTAIN:
+            best = clf.class_names[max(range(len(p.probs)), key=p.probs.__getitem__)]
+            print(f"  uncertain at {p.face.box}: its most likely class ({best} {p.confidence:.3f}) is below "
+                  f"--uncertain-below {args.uncertain_below:.2f}, so no emotion is claimed (top3: what it leans to)")
     if args.json:
         Path(args.json).write_text(json.dumps([p.to_dict() for p in preds], indent=2))
     if args.out:
@@ -137,7 +146,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--model-format", dest="model_format", help="format of a shipped model (default int8)")
     p.add_argument("--delegate", choices=["cpu", "edgetpu"], help="where the classifier runs (default cpu)")
     p.add_argument("--threads", type=int, help="interpreter threads, 1 or more (default: the back-end's)")
-    p.add_argument("--detector", help="face detector, a name in emoedge.edge.detect.DETECTORS (default haar)")
+    p.add_argument("--detector", choices=DETECTOR_NAMES, help="face detector (default haar)")
     p.add_argument("--detector-dir", dest="detector_dir",
                    help="folder with the BlazeFace/SSD files (default: the fetch cache)")
     p.add_argument("--budget-ms", dest="budget_ms", type=float, help="per-frame latency budget in ms (default 66)")
@@ -177,6 +186,10 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="a shipped model name or a .tflite/.onnx file")
     p.add_argument("--format", default="int8", help="format of a shipped model")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
+    p.add_argument("--detector", default="haar", choices=DETECTOR_NAMES, help="face detector")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--uncertain-below", type=float, default=0.4,
+                   help="a face whose most likely class is below this probability is 'uncertain' (as in emoedge run)")
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.config import Deployment, RuntimeConfig
 from emoedge.edge.detect import make_detector
@@ -32,7 +34,7 @@ from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
 from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.stats import LatencyStats, RunSummary
-from emoedge.edge.tracking import EmaSmoother, IoUTracker
+from emoedge.edge.tracking import UNCERTAIN, EmaSmoother, IoUTracker
 
 log = logging.getLogger("emoedge.edge.pipeline")
 
@@ -256,6 +258,8 @@ class Pipeline:
         old_handlers = self._install_signals()
         stats = {s: LatencyStats() for s in STAGES + ("frame",)}
         labels: Counter = Counter()
+        uncertain_top: Counter = Counter()   # the most likely class of the face-frames labelled uncertain
+        uncertain_conf = 0.0
         frames = frames_with_faces = classifications = events = intervals = 0
         detection_frames = detections = 0
         model_name = str(getattr(self.classifier, "model_path", "?"))
@@ -345,6 +349,9 @@ class Pipeline:
                 for t in tracks:
                     if t.label is not None:
                         labels[t.label] += 1
+                        if t.label == UNCERTAIN:
+                            uncertain_top[self.class_names[int(np.argmax(t.probs))]] += 1
+                            uncertain_conf += t.confidence
                 done = aggregator.add(frame.timestamp_ns, tracks, wall)
                 if done is not None:
                     intervals += self._emit_interval(done)
@@ -404,7 +411,9 @@ class Pipeline:
             events_written=events, intervals_written=intervals, stopped_by=self._stopped_by,
             run_id=run.run_id, started_utc=run.started_utc, tracks_left_frame=self.tracker.left_frame,
             records_lost=self.records_lost, write_errors=tuple(self.write_errors.values()),
-            unreadable_inputs=self.source.unreadable, error=self.error)
+            unreadable_inputs=self.source.unreadable, error=self.error, uncertain_below=c.uncertain_below,
+            uncertain_top=dict(uncertain_top),
+            uncertain_mean_confidence=uncertain_conf / max(1, labels.get(UNCERTAIN, 0)))
 
     def _close(self) -> None:
         if self.metrics is not None:

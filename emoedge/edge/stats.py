@@ -4,7 +4,7 @@ summary a run returns (with its exit code)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +93,9 @@ class RunSummary:
     write_errors: tuple[str, ...] = ()    # what went wrong writing them, per file
     unreadable_inputs: int = 0            # input files skipped as unreadable
     error: str | None = None
+    uncertain_below: float = 0.0          # the threshold that made a face-frame "uncertain"
+    uncertain_top: dict[str, int] = field(default_factory=dict)  # the most likely class of those face-frames
+    uncertain_mean_confidence: float = 0.0  # their mean top-class (smoothed) probability
 
     @property
     def exit_code(self) -> int:
@@ -119,6 +122,16 @@ class RunSummary:
                      f"{k} {v.p50_ms:.2f}/{v.p95_ms:.2f}/{v.p99_ms:.2f}" for k, v in self.latency.items()),
                  f"events {self.events_written}, intervals {self.intervals_written}; stopped by {self.stopped_by}"
                  f"; run {self.run_id} started {self.started_utc}"]
+        n_unc = self.labels.get("uncertain", 0)
+        if n_unc:
+            top = sorted(self.uncertain_top.items(), key=lambda kv: -kv[1])
+            lines.append(
+                f"uncertain ({n_unc} of {sum(self.labels.values())} face-frames) is not an emotion: the model's most "
+                f"likely class had a smoothed probability below uncertain_below {self.uncertain_below:.2f} (mean "
+                f"{self.uncertain_mean_confidence:.2f}; most likely there: "
+                f"{', '.join(f'{k} {v}' for k, v in top[:3])}), so no label was claimed. Faces the model was not "
+                "trained on (pose, light, a calm face between classes) do this; --uncertain-below 0 shows its best "
+                "guess, `emoedge classify --image FILE` every class's probability")
         if self.unreadable_inputs:
             lines.append(f"unreadable input files skipped: {self.unreadable_inputs} (named in the log above)")
         if self.records_lost or self.write_errors:
