@@ -32,7 +32,7 @@ import numpy as np
 
 from emoedge.benchmarks.machine import machine_info
 from emoedge.data.datasets import FaceDataset, load_dataset
-from emoedge.data.splits import standard_splits
+from emoedge.data.splits import SPLIT_SEED, split_seed_of, standard_splits
 from emoedge.edge.classify import open_model
 from emoedge.edge.detect import make_detector
 from emoedge.edge.preprocess import IDENTITY, CropGeometry, normalize, preprocess_faces
@@ -147,14 +147,20 @@ def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = 
                 n_fit: int = 1500, n_val: int = 1500, seed: int = 0, log=print) -> dict:
     """Fit every detector's geometry on FER2013-style training faces and validate it on validation
     faces (:func:`emoedge.data.splits.standard_splits`: val is carved from train, the test split is
-    not touched)."""
+    not touched). For a shipped model with a training record, val is that model's own validation
+    split (its fraction and split seed), so no validation face was trained on."""
     ds: FaceDataset = load_dataset(data)
-    parts = standard_splits(ds, seed=seed)
+    model_path = resolve_model(model)
+    val_fraction, split_seed = 0.1, SPLIT_SEED
+    record = model_path.parent / f"{model_path.name.split('.')[0]}.run.json"
+    if record.is_file():
+        cfg = json.loads(record.read_text()).get("config", {})
+        val_fraction, split_seed = float(cfg.get("val_fraction", val_fraction)), split_seed_of(record)
+    parts = standard_splits(ds, val_fraction=val_fraction, seed=split_seed)
     rng = np.random.default_rng(seed)
     train, val = parts["train"], parts["val"]
     fit_idx = rng.choice(len(train), min(n_fit, len(train)), replace=False)
     val_idx = rng.choice(len(val), min(n_val, len(val)), replace=False)
-    model_path = resolve_model(model)
     clf = open_model(model_path)
     val_faces, val_labels = val.images[val_idx], val.labels[val_idx]
     ceiling = float(np.mean(np.argmax(clf.predict(normalize(val_faces)), axis=1) == val_labels))
@@ -171,7 +177,7 @@ def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = 
         fits.append(fit)
         checks.append(check)
     return {"data": str(data), "model": str(model_path.name), "n_fit": len(fit_idx), "n_val": len(val_idx),
-            "seed": seed, "sizes_px": list(SIZES_PX), "context": CONTEXT,
+            "seed": seed, "val_fraction": val_fraction, "split_seed": split_seed, "sizes_px": list(SIZES_PX), "context": CONTEXT,
             "val_accuracy_original_crops": ceiling, "fits": [f.to_dict() for f in fits],
             "validation": [c.to_dict() for c in checks], "seconds": round(time.perf_counter() - t0, 1),
             "machine": machine_info()}
@@ -194,7 +200,8 @@ def write_crops(res: dict, out: str | Path) -> None:
     md = f"""# Detector boxes against the training crop
 
 `emoedge bench crops --data {res['data']} --model default --out DIR` (fit on {res['n_fit']} training faces,
-validated on {res['n_val']} validation faces of `standard_splits` seed {res['seed']}; faces enlarged to
+validated on {res['n_val']} faces of the model's validation split (fraction {res['val_fraction']}, split seed
+{res['split_seed']}: faces it was not trained on), sampling seed {res['seed']}; faces enlarged to
 {res['sizes_px'][0]}-{res['sizes_px'][1]} px inside frames
 with {res['context']:g} face side of replicated border on each side, off centre by up to a quarter of it).
 
