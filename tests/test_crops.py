@@ -97,7 +97,8 @@ def test_every_detector_declares_a_crop_geometry():
     assert set(classes) == set(DETECTORS)
     geometries = [HaarDetector.crop, OpenCVSSDDetector.crop] + [v["crop"] for v in BLAZEFACE_VARIANTS.values()]
     for g in geometries:
-        assert isinstance(g, CropGeometry) and g != IDENTITY   # each measured, none the identity
+        assert isinstance(g, CropGeometry)
+    assert HaarDetector.crop == IDENTITY                 # measured: its fitted geometry did not help on validation
     assert BLAZEFACE_VARIANTS[128]["crop"].scale_x > 1.1  # BlazeFace's box is tighter than FER2013's crop
     assert OpenCVSSDDetector.crop.shift_y > 0           # the SSD's squared box sits high
 
