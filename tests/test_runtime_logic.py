@@ -59,6 +59,32 @@ def test_smoother_ema_and_uncertain():
         EmaSmoother(["a"], alpha=0)
 
 
+def test_smoother_hysteresis_stops_flicker_at_the_threshold():
+    """Confidence hovering around the threshold: without hysteresis the label flips on every frame,
+    with it the label given first holds; leaving 'uncertain' needs threshold + h."""
+    seq = [0.42, 0.38, 0.41, 0.37, 0.42, 0.39]
+    labels = {}
+    for h in (0.0, 0.05):
+        sm = EmaSmoother(["a", "b"], alpha=1.0, threshold=0.4, hysteresis=h)
+        t = Track(1, (0, 0, 1, 1), 0, 0)
+        out = []
+        for k, c in enumerate(seq):
+            sm.observe(t, np.array([c, 0.3]), k)
+            out.append(t.label)
+        labels[h] = out
+    assert labels[0.0] == ["a", UNCERTAIN, "a", UNCERTAIN, "a", UNCERTAIN]
+    assert labels[0.05] == ["a"] * 6
+    sm = EmaSmoother(["a", "b"], alpha=1.0, threshold=0.4, hysteresis=0.05)
+    t = Track(1, (0, 0, 1, 1), 0, 0)
+    for k, c in enumerate([0.30, 0.42, 0.44, 0.46]):
+        sm.observe(t, np.array([c, 0.2]), k)
+    assert t.label == "a"                                  # 0.46 >= 0.45: out of uncertain
+    sm.observe(t, np.array([0.1, 0.34]), 5)                # another class on top, below the threshold
+    assert t.label == UNCERTAIN
+    with pytest.raises(ValueError):
+        EmaSmoother(["a"], hysteresis=0.5)
+
+
 def _tracks(n):
     return [Track(i + 1, (10 * i, 0, 8, 8), 0, 0) for i in range(n)]
 

@@ -127,7 +127,8 @@ class RunSummary:
             top = sorted(self.uncertain_top.items(), key=lambda kv: -kv[1])
             lines.append(
                 f"uncertain ({n_unc} of {sum(self.labels.values())} face-frames) is not an emotion: the model's most "
-                f"likely class had a smoothed probability below uncertain_below {self.uncertain_below:.2f} (mean "
+                f"likely class had a smoothed probability below uncertain_below {self.uncertain_below:.2f} (+-0.05 "
+                f"hysteresis against flicker; mean "
                 f"{self.uncertain_mean_confidence:.2f}; most likely there: "
                 f"{', '.join(f'{k} {v}' for k, v in top[:3])}), so no label was claimed. Faces the model was not "
                 "trained on (pose, light, a calm face between classes) do this; --uncertain-below 0 shows its best "

@@ -178,19 +178,36 @@ class IoUTracker:
 
 class EmaSmoother:
     """``probs <- alpha * new + (1 - alpha) * probs`` per track; the label is the top class when
-    its smoothed probability reaches ``threshold``, else ``uncertain``."""
+    its smoothed probability reaches ``threshold``, else ``uncertain``.
 
-    def __init__(self, class_names: Sequence[str], alpha: float = 0.5, threshold: float = 0.4):
+    With ``hysteresis`` h, a label, once given, holds while its class stays on top and above
+    ``threshold - h``, and an ``uncertain`` face needs ``threshold + h`` to get a label: a face whose
+    confidence hovers at the threshold (a still photo under a detector whose box moves by a few
+    pixels) does not flicker between a class and ``uncertain``.
+    """
+
+    def __init__(self, class_names: Sequence[str], alpha: float = 0.5, threshold: float = 0.4,
+                 hysteresis: float = 0.05):
         if not 0 < alpha <= 1:
             raise ValueError(f"smoothing alpha must be in (0, 1], got {alpha}")
+        if not 0 <= hysteresis < 0.5:
+            raise ValueError(f"hysteresis must be in [0, 0.5), got {hysteresis}")
         self.class_names = tuple(class_names)
         self.alpha = alpha
         self.threshold = threshold
+        self.hysteresis = hysteresis if threshold > 0 else 0.0
 
     def observe(self, track: Track, probs: np.ndarray, frame_index: int) -> None:
         p = np.asarray(probs, dtype=np.float32)
         track.probs = p.copy() if track.probs is None else self.alpha * p + (1 - self.alpha) * track.probs
         i = int(np.argmax(track.probs))
         track.confidence = float(track.probs[i])
-        track.label = self.class_names[i] if track.confidence >= self.threshold else UNCERTAIN
+        top = self.class_names[i]
+        if track.label == top:
+            need = self.threshold - self.hysteresis       # holding a label
+        elif track.label == UNCERTAIN:
+            need = self.threshold + self.hysteresis       # leaving uncertain
+        else:
+            need = self.threshold                         # a first label, or another class on top
+        track.label = top if track.confidence >= need else UNCERTAIN
         track.last_classified_frame = frame_index
