@@ -206,3 +206,33 @@ def test_install_script_dry_run_changes_nothing_and_says_what_it_would_do(board,
     assert not prefix.exists() and not data.exists()
     bad = subprocess.run(["bash", str(script), "--board", "jetson", "--dry-run"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--board must be rpi or coral" in bad.stderr
+
+
+# Profiles that must run on a fresh install with no download: their detector is chosen among the
+# detectors that ship with the install (Haar comes with OpenCV), for the same reason as the bare
+# `emoedge run` default (the README's main job runs offline).
+NO_DOWNLOAD = {"x86-dev": ("haar",)}
+
+
+def test_each_profile_uses_the_most_accurate_detector_within_its_budget():
+    """The rule of issue 16: a profile's detector is the one with the best end-to-end accuracy of the
+    `default` model on the labelled photos (docs/benchmarks/x86-dev/photos.json) among the detectors
+    whose estimated time on the board fits the profile's per-frame budget."""
+    import json
+
+    from conftest import REPO
+
+    res = json.loads((REPO / "docs" / "benchmarks" / "x86-dev" / "photos.json").read_text())
+    acc = {r["detector"]: r["accuracy"] for r in res["rows"] if r["model"] == "default"}
+    wrong = []
+    for name in list_profiles():
+        p = load_profile(name)
+        if not p.board.detector_ms:
+            continue
+        fits = [d for d, ms in p.board.detector_ms.items() if ms <= p.runtime.budget_ms and d in acc]
+        fits = [d for d in fits if d in NO_DOWNLOAD.get(name, fits)]
+        best = max(fits, key=acc.__getitem__)
+        if p.runtime.detector != best:
+            wrong.append(f"{name}: {p.runtime.detector}, but {best} is the most accurate within "
+                         f"{p.runtime.budget_ms} ms ({ {d: round(acc[d], 4) for d in fits} })")
+    assert not wrong, "\n".join(wrong)
