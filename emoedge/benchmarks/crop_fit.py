@@ -198,9 +198,10 @@ def write_crops(res: dict, out: str | Path) -> None:
     table = markdown_table(["detector", "fit faces found", "scale x (IQR)", "scale y (IQR)", "shift x (IQR)",
                             "shift y (IQR)", "val found", "val acc, raw box", "val acc, fitted", "val acc, shipped"],
                            rows)
+    command = res.get("command") or f"emoedge bench crops --data {res['data']} --model {res['model']} --out DIR"
     md = f"""# Detector boxes against the training crop
 
-`emoedge bench crops --data {res['data']} --model default --out DIR` (fit on {res['n_fit']} training faces,
+`{command}` (fit on {res['n_fit']} training faces,
 validated on {res['n_val']} faces of the model's validation split (fraction {res['val_fraction']}, split seed
 {res['split_seed']}: faces it was not trained on), sampling seed {res['seed']}; faces enlarged to
 {res['sizes_px'][0]}-{res['sizes_px'][1]} px inside frames
