@@ -408,3 +408,39 @@ def test_fetch_from_a_wheel_on_the_package_index(tmp_path, monkeypatch):
         cmd, 1, "", "ERROR: No matching distribution found for pkg==1.0"))
     with pytest.raises(ModelError, match="No matching distribution"):
         fetch.fetch("blazeface-full", tmp_path / "third")
+
+
+def test_pipeline_crops_faces_with_its_detectors_geometry(clf, tmp_path):
+    """The runtime cuts the face the way the detector's CropGeometry says (the one preprocessing)."""
+    from emoedge.edge.preprocess import IDENTITY, CropGeometry
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[80:160, 120:200] = 255                       # the "face": a white 80x80 square
+    cv2.imwrite(str(tmp_path / "f.png"), frame)
+
+    class BoxDetector:
+        name = "box"
+
+        def __init__(self, crop):
+            self.crop = crop
+
+        def detect(self, image, scale=1.0):
+            return [Face(120, 80, 80, 80)]
+
+    class Recorder:
+        def __init__(self, real):
+            self.real, self.class_names, self.margin, self.model_path = real, real.class_names, 0.0, real.model_path
+            self.means = []
+
+        def predict(self, batch):
+            self.means.append(float(batch.mean()))
+            return self.real.predict(batch)
+
+    means = {}
+    for name, geometry in (("box", IDENTITY), ("twice", CropGeometry(2.0, 2.0))):
+        rec = Recorder(clf)
+        cfg = RuntimeConfig(source=str(tmp_path / "f.png"), budget_ms=5000, detect_every=1)
+        Pipeline(cfg, detector=BoxDetector(geometry), classifier=rec).run()
+        means[name] = rec.means[0]
+    assert means["box"] == pytest.approx(1.0)
+    assert means["twice"] == pytest.approx(0.25, abs=0.02)   # the 80x80 face inside a 160x160 crop

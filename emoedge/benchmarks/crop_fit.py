@@ -184,6 +184,36 @@ def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = 
             "machine": machine_info()}
 
 
+def haar_variants(data: str, model: str = "default", n_val: int = 1500, seed: int = 0, log=print) -> dict:
+    """End-to-end validation accuracy of the Haar choices (cascade ``default`` or ``alt2``, with or
+    without the tilted pass) on the model's own validation faces, each with its box as it is and two
+    enlargements: the evidence for :class:`emoedge.edge.detect.HaarDetector`'s settings."""
+    import cv2
+
+    from emoedge.edge.detect import HaarDetector
+
+    ds = load_dataset(data)
+    model_path = resolve_model(model)
+    val_fraction, split_seed = 0.1, SPLIT_SEED
+    record = model_path.parent / f"{model_path.name.split('.')[0]}.run.json"
+    if record.is_file():
+        cfg = json.loads(record.read_text()).get("config", {})
+        val_fraction, split_seed = float(cfg.get("val_fraction", val_fraction)), split_seed_of(record)
+    val = standard_splits(ds, val_fraction=val_fraction, seed=split_seed)["val"]
+    idx = np.random.default_rng(seed).choice(len(val), min(n_val, len(val)), replace=False)
+    clf = open_model(model_path)
+    default_cascade = str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+    geoms = {"box": IDENTITY, "x1.035": CropGeometry(1.035, 1.035, -0.003, 0.004), "x1.08": CropGeometry(1.08, 1.08)}
+    out = {}
+    for name, det in [("default", HaarDetector(default_cascade, tilt_deg=0)),
+                      ("default + tilt", HaarDetector(default_cascade)),
+                      ("alt2", HaarDetector(tilt_deg=0)), ("alt2 + tilt", HaarDetector())]:
+        v = validate_geometries(det, clf, val.images[idx], val.labels[idx], geoms, seed=seed + 1)
+        out[name] = {"n_found": v.n_found, "n_faces": v.n_faces, "accuracy": v.accuracy_by_geometry}
+        log(f"haar {name}: found {v.n_found}/{v.n_faces}, accuracy {v.accuracy_by_geometry}")
+    return out
+
+
 def write_crops(res: dict, out: str | Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,4 +244,11 @@ original 48x48 crops scores {res['val_accuracy_original_crops']:.1%} on the same
 
 {table}
 """
+    if res.get("haar_variants"):
+        rows = [[k, f"{v['n_found']}/{v['n_faces']}", *(f"{a:.1%}" for a in v["accuracy"].values())]
+                for k, v in res["haar_variants"].items()]
+        heads = list(next(iter(res["haar_variants"].values()))["accuracy"])
+        md += ("\n## Haar: which cascade, tilted pass or not\n\nEnd-to-end accuracy on the same kind of validation "
+               "faces (missed = wrong), the box as it is and enlarged:\n\n"
+               + markdown_table(["cascade", "found", *heads], rows) + "\n")
     (out / "crops.md").write_text(md)

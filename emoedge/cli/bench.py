@@ -157,6 +157,11 @@ def cmd_bench_crops(args) -> int:
 
     res = bench_crops(args.data, args.detector, args.detector_dir, args.model, args.n_fit, args.n_val, args.seed,
                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.haar_variants:
+        from emoedge.benchmarks.crop_fit import haar_variants
+
+        res["haar_variants"] = haar_variants(args.data, args.model, args.n_val, args.seed,
+                                             log=lambda m: print(m, file=sys.stderr, flush=True))
     res["command"] = "emoedge " + " ".join(sys.argv[1:])
     write_crops(res, args.out)
     print((Path(args.out) / "crops.md").read_text())
@@ -253,7 +258,9 @@ def register(sub) -> None:
     p.add_argument("--model", default="default", help="model (shipped name or file) for the validation accuracy")
     p.add_argument("--n-fit", type=int, default=1500, help="training faces to fit on")
     p.add_argument("--n-val", type=int, default=1500, help="validation faces to check on")
-    p.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--haar-variants", action="store_true",
+                   help="also compare the Haar cascades (default, alt2) with and without the tilted pass")
     p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for crops.json, crops.md")
     p.set_defaults(func=cmd_bench_crops)
 
