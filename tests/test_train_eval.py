@@ -110,6 +110,28 @@ def test_fine_tune_onto_a_new_class_set(trained, tmp_path, rng):
     assert m.output_shape[-1] == 3
 
 
+def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(trained, tmp_path, rng):
+    """A new head added under the bfloat16 policy used to stay bfloat16, and int8 conversion failed
+    ('tf.MatMul' op is neither a custom op nor a flex op)."""
+    from emoedge.convert.tflite import convert_file
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.keras.io import load_keras
+    from emoedge.train.trainer import TrainConfig, train
+
+    imgs, labels = face_like(rng, 90, 3)
+    path = write_fer_csv(tmp_path / "three.csv", imgs, labels, ["Training"] * 90)
+    ds = select_classes(load_fer2013_csv(path), ["angry", "disgust", "fear"])
+    cfg = TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 1, "mixed_precision": True,
+                                 "onednn": False})
+    res = train(cfg, ds, tmp_path / "ft", verbose=0)
+    m = load_keras(res.model_path)
+    assert {layer.dtype_policy.name for layer in m.layers} == {"float32"}
+    out = convert_file(res.model_path, tmp_path / "ft.int8.tflite", "int8", ds.class_names,
+                       np.asarray(imgs[:20, :, :, None] / 255.0, np.float32))
+    clf = TFLiteClassifier(out)
+    assert clf.predict(np.asarray(imgs[:4, :, :, None] / 255.0, np.float32)).shape == (4, 3)
+
+
 def test_augmenter_changes_images_but_keeps_range():
     from emoedge.train.trainer import Augment, make_augmenter
 

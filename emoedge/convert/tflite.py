@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,9 +25,15 @@ def convert_keras(model, mode: str = "float32", calibration: np.ndarray | None =
     """Convert a loaded Keras model; ``calibration`` (float32 faces) is needed for int8/uint8."""
     import tensorflow as tf
 
+    from emoedge.keras.io import as_float32
+
     if mode not in MODES:
         raise ValueError(f"unknown conversion mode {mode!r}; choose one of {MODES}")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    f32 = as_float32(model)
+    if f32 is not model:
+        warnings.warn(f"{model.name}: has layers computing in a mixed (bfloat16/float16) policy; converted as float32 "
+                      "(the TFLite converter cannot take them)", stacklevel=2)
+    conv = tf.lite.TFLiteConverter.from_keras_model(f32)
     if mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

@@ -10,6 +10,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ import numpy as np
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
 from emoedge.edge.preprocess import PREPROCESSING, normalize
-from emoedge.metrics import evaluate_predictions
+from emoedge.metrics import Evaluation, evaluate_predictions
 from emoedge.train.trainer import (
     TrainResult,
     copy_layers_by_name,
@@ -196,6 +197,45 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[Any, bool]:
     return model, rebuilt
 
 
+def fit_batchnorm_to_data(model: Any, steps_per_epoch: int) -> float | None:
+    """On small data, lower every BatchNormalization layer's momentum to ``1 - 3 / steps_per_epoch``
+    (Keras's 0.99 averages over ~100 steps; a 1,800-face dataset has 14 per epoch, so after a few
+    epochs the moving statistics are still mostly their initial values and the model, in inference
+    mode, predicts one class). Returns the momentum set, or None when the data is large enough
+    (100 steps per epoch or more: FER2013's 202 keep Keras's default)."""
+    import keras
+
+    if steps_per_epoch >= 100:
+        return None
+    momentum = round(1.0 - 3.0 / max(1, steps_per_epoch), 3)
+    bns = [layer for layer in model._flatten_layers(include_self=False)
+           if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns or momentum >= min(b.momentum for b in bns):
+        return None
+    momentum = max(0.5, momentum)
+    for b in bns:
+        b.momentum = momentum
+    print(f"small data ({steps_per_epoch} steps per epoch): BatchNorm momentum {momentum} in {len(bns)} layers, so "
+          "their statistics settle within an epoch", file=sys.stderr)
+    return momentum
+
+
+def constant_classifier(evaluation: Evaluation, share: float = 0.95) -> str | None:
+    """A warning when one class takes ``share`` of the predictions (a constant classifier), else None."""
+    cm = np.asarray(evaluation.confusion_matrix)
+    if cm.sum() == 0:
+        return None
+    cols = cm.sum(axis=0)
+    top = int(np.argmax(cols))
+    if cols[top] < share * cm.sum():
+        return None
+    majority = cm.sum(axis=1).max() / cm.sum()
+    return (f"the model predicts '{evaluation.class_names[top]}' for {cols[top] / cm.sum():.0%} of the validation "
+            f"faces (accuracy {evaluation.accuracy:.1%}; the majority class alone: {majority:.1%}): a constant "
+            "classifier. Train longer, with a lower learning rate, or fine-tune from a shipped model "
+            "(--set init_from=default)")
+
+
 def compile_model(config: TrainConfig, model: Any, steps_per_epoch: int) -> None:
     """Adam with ``config.schedule`` (cosine decay after a warm-up, or a fixed rate that ``plateau``
     halves in a callback) and cross-entropy with ``config.label_smoothing``."""
@@ -323,6 +363,7 @@ def export_model(config: TrainConfig, model: Any, rebuilt: bool, num_classes: in
     (rebuilding ``config.arch`` if it was bfloat16), drop the checkpoint and the resume backup."""
     import keras
 
+    from emoedge.keras.io import as_float32
     from emoedge.train import zoo
 
     ckpt = out / "best.weights.h5"
@@ -333,6 +374,8 @@ def export_model(config: TrainConfig, model: Any, rebuilt: bool, num_classes: in
         if f32 is not None:
             f32.set_weights(model.get_weights())
             model = f32
+    # any layer still in bfloat16 (a new head added under the mixed policy to a loaded float32 model)
+    model = as_float32(model)
     model_path = out / "model.keras"
     model.save(model_path)
     ckpt.unlink(missing_ok=True)
@@ -367,6 +410,10 @@ def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits,
         "val": val_eval.to_dict(),
         "test": None if test_eval is None else test_eval.to_dict(),
     }
+    warning = constant_classifier(val_eval)
+    if warning:
+        record["warnings"] = [warning]
+        warnings.warn(f"{out}: {warning}", stacklevel=2)
     (out / "run.json").write_text(json.dumps(record, indent=2))
     (out / "history.json").write_text(json.dumps(fitted.history, indent=2))
     plot_curves(fitted.history, out / "curves.png")

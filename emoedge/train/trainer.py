@@ -258,13 +258,27 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     from emoedge.train import steps
 
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-    data = steps.data_splits(config, dataset, splits)
-    y_train = steps.targets(config, data)  # the teacher, if any, is loaded before the model is built
-    model, rebuilt = steps.build_model(config, data.num_classes)
-    steps.compile_model(config, model, steps.steps_per_epoch(config, data))
-    tds, vds = steps.datasets(config, data, y_train)
-    fitted = steps.fit(config, model, tds, vds, out, verbose)
-    model, model_path = steps.export_model(config, model, rebuilt, data.num_classes, out)
-    return steps.evaluate_and_record(config, dataset, data, model, model_path, fitted, out)
+    failed = out / "FAILED"
+    try:
+        keras.utils.set_random_seed(config.seed)
+        data = steps.data_splits(config, dataset, splits)
+        y_train = steps.targets(config, data)  # the teacher, if any, is loaded before the model is built
+        model, rebuilt = steps.build_model(config, data.num_classes)
+        per_epoch = steps.steps_per_epoch(config, data)
+        steps.fit_batchnorm_to_data(model, per_epoch)
+        steps.compile_model(config, model, per_epoch)
+        tds, vds = steps.datasets(config, data, y_train)
+        fitted = steps.fit(config, model, tds, vds, out, verbose)
+        model, model_path = steps.export_model(config, model, rebuilt, data.num_classes, out)
+        result = steps.evaluate_and_record(config, dataset, data, model, model_path, fitted, out)
+    except BaseException as exc:
+        # nothing half-made: a folder this run created and left empty goes; anything else is marked failed
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            failed.write_text(f"{type(exc).__name__}: {exc}\n(run again on this folder to resume, or delete it)\n")
+        raise
+    failed.unlink(missing_ok=True)
+    return result
