@@ -132,6 +132,47 @@ def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(traine
     assert clf.predict(np.asarray(imgs[:4, :, :, None] / 255.0, np.float32)).shape == (4, 3)
 
 
+def test_small_data_lowers_batchnorm_momentum_large_data_keeps_it():
+    from emoedge.train import zoo
+    from emoedge.train.steps import fit_batchnorm_to_data
+
+    m = zoo.build("small_cnn", 3, width=8)
+    assert fit_batchnorm_to_data(m, 200) is None
+    assert fit_batchnorm_to_data(m, 13) == pytest.approx(0.769)
+    import keras
+
+    bns = [la for la in m._flatten_layers(include_self=False) if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and all(b.momentum == pytest.approx(0.769) for b in bns)
+
+
+def test_constant_classifier_is_named():
+    from emoedge.metrics import evaluate_predictions
+    from emoedge.train.steps import constant_classifier
+
+    y = np.array([0] * 30 + [1] * 30 + [2] * 30)
+    flat = evaluate_predictions(y, np.zeros_like(y), ("happy", "neutral", "fear"))
+    msg = constant_classifier(flat)
+    assert "predicts 'happy' for 100%" in msg and "accuracy 33.3%" in msg and "init_from" in msg
+    assert constant_classifier(evaluate_predictions(y, y, ("happy", "neutral", "fear"))) is None
+
+
+def test_a_failed_run_leaves_no_empty_folder_and_marks_a_used_one(tmp_path):
+    from emoedge.train.trainer import TrainConfig, train
+
+    ds = select_classes(load_fer2013_csv(write_fer_csv(tmp_path / "d.csv", *face_like(np.random.default_rng(0), 30, 3),
+                                                       ["Training"] * 30)), ["angry", "disgust", "fear"])
+    bad = TrainConfig.from_dict({**TINY, "init_from": str(tmp_path / "missing.keras")})
+    with pytest.raises(ModelError, match="not found"):
+        train(bad, ds, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine\n")
+    with pytest.raises(ModelError):
+        train(bad, ds, used)
+    assert "ModelError" in (used / "FAILED").read_text() and (used / "notes.txt").is_file()
+
+
 def test_augmenter_changes_images_but_keeps_range():
     from emoedge.train.trainer import Augment, make_augmenter
 
