@@ -77,19 +77,22 @@ class CropFit:
                 "iqr": self.iqr}
 
 
-def fit_geometry(detector, faces: np.ndarray, seed: int = 0, progress=None) -> CropFit:
-    """Fit ``detector``'s :class:`CropGeometry` on 48x48 training ``faces`` (see the module doc)."""
+def _shown(detector, faces: np.ndarray, seed: int):
+    """Each face shown in a frame (random size and offset) and given to ``detector``: yields
+    ``(index, frame, face box in the frame, the detector's largest box on the face or None)``."""
     rng = np.random.default_rng(seed)
-    ratios = []
     for i, face in enumerate(faces):
         frame, crop = embed_face(face, int(rng.integers(SIZES_PX[0], SIZES_PX[1] + 1)), rng)
         found = detector.detect(frame)
-        if progress:
-            progress(i + 1, len(faces))
-        if not found:
-            continue
-        box = max(found, key=lambda f: f.w * f.h).box
-        if not _on_face(box, crop):
+        box = max(found, key=lambda f: f.w * f.h).box if found else None
+        yield i, frame, crop, (box if box is not None and _on_face(box, crop) else None)
+
+
+def fit_geometry(detector, faces: np.ndarray, seed: int = 0) -> CropFit:
+    """Fit ``detector``'s :class:`CropGeometry` on 48x48 training ``faces`` (see the module doc)."""
+    ratios = []
+    for _, _, crop, box in _shown(detector, faces, seed):
+        if box is None:
             continue
         x, y, w, h = box
         fx, fy, fs, _ = crop
@@ -118,22 +121,15 @@ class CropValidation:
 
 
 def validate_geometries(detector, model, faces: np.ndarray, labels: np.ndarray,
-                        geometries: dict[str, CropGeometry], seed: int = 1, progress=None) -> CropValidation:
+                        geometries: dict[str, CropGeometry], seed: int = 1) -> CropValidation:
     """End-to-end accuracy of ``model`` (``predict(batch) -> probs``) on ``faces`` shown in frames,
     per geometry; a face the detector misses (or a box off the face) counts as wrong."""
-    rng = np.random.default_rng(seed)
     correct = {k: 0 for k in geometries}
     found = 0
-    for i, (face, label) in enumerate(zip(faces, labels)):
-        frame, crop = embed_face(face, int(rng.integers(SIZES_PX[0], SIZES_PX[1] + 1)), rng)
-        boxes = detector.detect(frame)
-        if progress:
-            progress(i + 1, len(faces))
-        if not boxes:
+    for i, frame, _, box in _shown(detector, faces, seed):
+        if box is None:
             continue
-        box = max(boxes, key=lambda f: f.w * f.h).box
-        if not _on_face(box, crop):
-            continue
+        label = labels[i]
         found += 1
         batch = np.concatenate([preprocess_faces(frame, [box], geometry=g) for g in geometries.values()])
         pred = np.argmax(model.predict(batch), axis=1)
@@ -143,20 +139,26 @@ def validate_geometries(detector, model, faces: np.ndarray, labels: np.ndarray,
     return CropValidation(detector.name, n, found, {k: c / n for k, c in correct.items()})
 
 
+def model_validation_split(ds: FaceDataset, model_path: Path) -> tuple[dict, float, int]:
+    """train/val/test of ``ds`` as the model's training split them (its ``<name>.run.json`` beside it:
+    validation fraction and split seed; else 0.1 and the project's seed), so no validation face was
+    trained on; and that fraction and seed."""
+    val_fraction, split_seed = 0.1, SPLIT_SEED
+    record = model_path.parent / f"{model_path.name.split('.')[0]}.run.json"
+    if record.is_file():
+        cfg = json.loads(record.read_text()).get("config", {})
+        val_fraction, split_seed = float(cfg.get("val_fraction", val_fraction)), split_seed_of(record)
+    return standard_splits(ds, val_fraction=val_fraction, seed=split_seed), val_fraction, split_seed
+
+
 def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = None, model: str = "default",
                 n_fit: int = 1500, n_val: int = 1500, seed: int = 0, log=print) -> dict:
     """Fit every detector's geometry on FER2013-style training faces and validate it on validation
     faces (:func:`emoedge.data.splits.standard_splits`: val is carved from train, the test split is
     not touched). For a shipped model with a training record, val is that model's own validation
     split (its fraction and split seed), so no validation face was trained on."""
-    ds: FaceDataset = load_dataset(data)
     model_path = resolve_model(model)
-    val_fraction, split_seed = 0.1, SPLIT_SEED
-    record = model_path.parent / f"{model_path.name.split('.')[0]}.run.json"
-    if record.is_file():
-        cfg = json.loads(record.read_text()).get("config", {})
-        val_fraction, split_seed = float(cfg.get("val_fraction", val_fraction)), split_seed_of(record)
-    parts = standard_splits(ds, val_fraction=val_fraction, seed=split_seed)
+    parts, val_fraction, split_seed = model_validation_split(load_dataset(data), model_path)
     rng = np.random.default_rng(seed)
     train, val = parts["train"], parts["val"]
     fit_idx = rng.choice(len(train), min(n_fit, len(train)), replace=False)
@@ -192,14 +194,8 @@ def haar_variants(data: str, model: str = "default", n_val: int = 1500, seed: in
 
     from emoedge.edge.detect import HaarDetector
 
-    ds = load_dataset(data)
     model_path = resolve_model(model)
-    val_fraction, split_seed = 0.1, SPLIT_SEED
-    record = model_path.parent / f"{model_path.name.split('.')[0]}.run.json"
-    if record.is_file():
-        cfg = json.loads(record.read_text()).get("config", {})
-        val_fraction, split_seed = float(cfg.get("val_fraction", val_fraction)), split_seed_of(record)
-    val = standard_splits(ds, val_fraction=val_fraction, seed=split_seed)["val"]
+    val = model_validation_split(load_dataset(data), model_path)[0]["val"]
     idx = np.random.default_rng(seed).choice(len(val), min(n_val, len(val)), replace=False)
     clf = open_model(model_path)
     default_cascade = str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
