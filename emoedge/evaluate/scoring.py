@@ -49,9 +49,16 @@ def load_classifier(model_path: str | Path, delegate: str = "cpu", num_threads: 
 
 
 def model_class_names(model_path: str | Path) -> tuple[str, ...] | None:
-    """Class names from the manifest beside a model, if there is one."""
+    """Class names from the manifest beside a model, else from the training record (``run.json``)
+    beside a trained ``model.keras``; None if neither has them."""
     manifest = read_manifest(model_path)
-    return tuple(manifest["class_names"]) if manifest and manifest.get("class_names") else None
+    if manifest and manifest.get("class_names"):
+        return tuple(manifest["class_names"])
+    record = Path(model_path).parent / "run.json"
+    if Path(model_path).suffix == ".keras" and record.is_file():
+        names = json.loads(record.read_text()).get("class_names")
+        return tuple(names) if names else None
+    return None
 
 
 def select_split(ds: FaceDataset, usage: str | None, seed: int = SPLIT_SEED, val_fraction: float = 0.1) -> FaceDataset:
