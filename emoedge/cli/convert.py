@@ -24,6 +24,9 @@ def cmd_convert(args) -> int:
         cal = load_calibration(args.calib, size=args.calib_size, labels=args.labels)
         print(f"calibration: {len(cal)} faces from {cal.source} (fingerprint {cal.fingerprint[:12]}), "
               f"per class {cal.counts()}")
+    from emoedge.train.masters import resolve_keras
+
+    args.model = str(resolve_keras(args.model))   # a shipped name: its float master
     names = args.class_names or model_class_names(args.model)
     if not names and cal is not None and cal.class_names:
         names = cal.class_names
@@ -51,7 +54,8 @@ def cmd_convert(args) -> int:
 
 def register(sub) -> None:
     p = add_parser(sub, "convert", "Keras -> TFLite float32/float16/dynamic/int8/uint8, Edge TPU, ONNX")
-    p.add_argument("--model", required=True, help="the float Keras model")
+    p.add_argument("--model", required=True,
+                   help="the float Keras model, or a shipped name (default, fast, default@keras): its float master")
     p.add_argument("--to", default="int8", type=comma_list(),
                    help="comma-separated formats (float32, float16, dynamic, int8, uint8, edgetpu, onnx, onnx-int8) "
                         "or 'all'")

@@ -55,10 +55,11 @@ def cmd_explain(args) -> int:
 
     from emoedge.evaluate import attention_maps, explain_grid, grad_cam, overlay
     from emoedge.keras.io import load_keras
+    from emoedge.train.masters import resolve_keras
 
     if not args.image and not args.data:
         raise ValueError("give --image or --data")
-    model = load_keras(args.model)
+    model = load_keras(resolve_keras(args.model))   # a shipped name: its float master
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.image:

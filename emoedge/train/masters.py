@@ -179,3 +179,42 @@ def master_member(name: str):
     m = zoo.build(cfg["arch"], len(run["class_names"]), **cfg["arch_kwargs"])
     load_into(m, member_weights(MODELS_DIR / f"{name}.int8.tflite")[0])
     return m
+
+
+def master_path(name: str, cache: str | Path | None = None) -> Path:
+    """The float master of a shipped model as a ``.keras`` file (rebuilt once into the cache,
+    ``$EMOEDGE_MODELS/masters`` or ``~/.cache/emoedge/models/masters``, and again whenever the int8
+    file changes), with a manifest beside it: class names, the int8 file's sha256, the weights' sha256."""
+    from emoedge.edge.fetch import cache_dir
+    from emoedge.edge.fileio import sha256_file
+    from emoedge.edge.preprocess import PREPROCESSING
+    from emoedge.edge.shipped import manifest_path
+
+    folder = Path(cache) if cache else cache_dir() / "masters"
+    out = folder / f"{name}.keras"
+    tfl = MODELS_DIR / f"{name}.int8.tflite"
+    if not tfl.is_file():
+        raise ModelError(f"{name!r}: no shipped int8 file to rebuild a float master from ({tfl})")
+    source_sha = sha256_file(tfl)
+    mp = manifest_path(out)
+    if out.is_file() and mp.is_file() and json.loads(mp.read_text()).get("rebuilt_from_sha256") == source_sha:
+        return out
+    model = rebuild_master(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    run = json.loads((MODELS_DIR / f"{name}.run.json").read_text())
+    mp.write_text(json.dumps({
+        "format": "keras", "class_names": run["class_names"], "preprocessing": PREPROCESSING,
+        "rebuilt_from": tfl.name, "rebuilt_from_sha256": source_sha, "weights_sha256": weights_sha256(model),
+        "how": "int8 weights dequantized with their stored scales into the recorded architecture; BatchNorm "
+               "folded (identity BN layers); see emoedge.train.masters"}, indent=2))
+    return out
+
+
+def resolve_keras(spec: str | Path) -> Path:
+    """A Keras model file, or a shipped name (``default``, ``default@keras``): its float master's file."""
+    s = str(spec)
+    name = s[:-len("@keras")] if s.endswith("@keras") else s
+    if name in SHIPPED and not Path(s).exists():
+        return master_path(name)
+    return Path(s)

@@ -19,6 +19,7 @@ import numpy as np
 
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
+from emoedge.edge.errors import ModelError
 from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import Evaluation, evaluate_predictions
 from emoedge.train.trainer import (
@@ -150,11 +151,24 @@ def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
     """The model ``config.init_from`` starts, and whether it is the zoo's ``config.arch``: with the
     same classes, ``config.arch`` rebuilt under the current precision policy with the saved weights
     (all of them, or the layers matching by name and shape); else the saved model (new head if needed)."""
+    from emoedge.edge.shipped import SHIPPED
     from emoedge.keras.io import load_keras
     from emoedge.train import zoo
+    from emoedge.train.masters import FUSIONS, master_member
 
-    src = load_keras(config.init_from)
+    if config.init_from in SHIPPED:
+        src = master_member(config.init_from)
+        print(f"init_from {config.init_from}: the shipped model's float master, rebuilt from its int8 file"
+              + (" (the first member of its fusion)" if config.init_from in FUSIONS else ""), file=sys.stderr)
+    elif str(config.init_from).endswith((".tflite", ".onnx")):
+        raise ModelError(f"{config.init_from}: init_from takes a Keras file or a shipped model's name "
+                         f"({', '.join(n for n in SHIPPED if n != 'hoglbp')}), not a {Path(config.init_from).suffix} "
+                         "file: a converted model cannot be trained")
+    else:
+        src = load_keras(config.init_from)
     if src.output_shape[-1] != k:
+        print(f"init_from {config.init_from}: {src.output_shape[-1]} classes -> {k}: its classifier is replaced by a "
+              "new one for the new classes (the features are kept)", file=sys.stderr)
         return replace_head(src, k), False
     # Same classes: continue training. Rebuild config.arch under the current precision
     # policy and copy the weights (a loaded model keeps its saved float32 policy).
