@@ -337,3 +337,42 @@ def test_split_seed_keeps_the_validation_split_of_another_seed(trained, real_sub
     other = train(TrainConfig.from_dict({**TINY, "epochs": 1, "seed": 5}), ds, tmp_path / "b", verbose=0)
     fp = [json.loads((r.out_dir / "run.json").read_text())["data"]["train_fingerprint_sha256"] for r in (same, other)]
     assert fp[0] == first and fp[1] != first
+
+
+@pytest.mark.parametrize("name", ["fast", "default"])
+def test_float_master_rebuilt_from_the_int8_file_agrees_with_it(name):
+    """The float master by name: the shipped int8 file's weights in the recorded architecture."""
+    from emoedge.edge.classify import demo_image
+    from emoedge.edge.detect import HaarDetector
+    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.preprocess import preprocess_faces
+    from emoedge.edge.shipped import resolve_model
+    from emoedge.train.masters import rebuild_master, weights_sha256
+
+    img = demo_image()
+    box = HaarDetector().detect(img)[0].box
+    x0, y0, w, _ = box
+    shifted = [(x0 + dx, y0 + dy, w + dw, w + dw) for dx in (-12, 0, 12) for dy in (-12, 0, 12) for dw in (-20, 0, 20)]
+    x = np.concatenate([preprocess_faces(img, shifted), preprocess_faces(img[:, ::-1], shifted)])
+    m = rebuild_master(name)
+    pk = np.asarray(m.predict(x, verbose=0))
+    pt = TFLiteClassifier(resolve_model(name)).predict(x)
+    assert (pk.argmax(1) == pt.argmax(1)).mean() >= 0.9
+    assert np.abs(pk - pt).max() < 0.2
+    assert weights_sha256(m) == weights_sha256(rebuild_master(name))   # the same every time
+
+
+def test_init_from_a_shipped_name_fine_tunes_its_master(tmp_path, rng, capsys):
+    from emoedge.train.trainer import TrainConfig, train
+
+    imgs, labels = face_like(rng, 60, 3)
+    ds = select_classes(load_fer2013_csv(write_fer_csv(tmp_path / "t.csv", imgs, labels, ["Training"] * 60)),
+                        ["angry", "disgust", "fear"])
+    res = train(TrainConfig.from_dict({**TINY, "init_from": "fast", "epochs": 1}), ds, tmp_path / "ft", verbose=0)
+    err = capsys.readouterr().err
+    assert "init_from fast: the shipped model's float master" in err and "7 classes -> 3" in err
+    import keras
+
+    assert keras.models.load_model(res.model_path, compile=False).output_shape[-1] == 3
+    with pytest.raises(ModelError, match="not a .tflite file"):
+        train(TrainConfig.from_dict({**TINY, "init_from": "x/default.int8.tflite"}), ds, tmp_path / "bad", verbose=0)

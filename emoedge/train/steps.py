@@ -234,7 +234,7 @@ def fit_batchnorm_to_data(model: Any, steps_per_epoch: int) -> float | None:
     return momentum
 
 
-def constant_classifier(evaluation: Evaluation, share: float = 0.95) -> str | None:
+def constant_classifier(evaluation: Evaluation, share: float = 0.95, fine_tuned: bool = False) -> str | None:
     """A warning when one class takes ``share`` of the predictions (a constant classifier), else None."""
     cm = np.asarray(evaluation.confusion_matrix)
     if cm.sum() == 0:
@@ -246,8 +246,8 @@ def constant_classifier(evaluation: Evaluation, share: float = 0.95) -> str | No
     majority = cm.sum(axis=1).max() / cm.sum()
     return (f"the model predicts '{evaluation.class_names[top]}' for {cols[top] / cm.sum():.0%} of the validation "
             f"faces (accuracy {evaluation.accuracy:.1%}; the majority class alone: {majority:.1%}): a constant "
-            "classifier. Train longer, with a lower learning rate, or fine-tune from a shipped model "
-            "(--set init_from=default)")
+            "classifier. Train longer or with a lower learning rate"
+            + ("" if fine_tuned else ", or fine-tune from a shipped model (--set init_from=default)"))
 
 
 def compile_model(config: TrainConfig, model: Any, steps_per_epoch: int) -> None:
@@ -424,7 +424,7 @@ def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits,
         "val": val_eval.to_dict(),
         "test": None if test_eval is None else test_eval.to_dict(),
     }
-    warning = constant_classifier(val_eval)
+    warning = constant_classifier(val_eval, fine_tuned=bool(config.init_from))
     if warning:
         record["warnings"] = [warning]
         warnings.warn(f"{out}: {warning}", stacklevel=2)
