@@ -157,9 +157,20 @@ def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
     from emoedge.train.masters import FUSIONS, master_member
 
     if config.init_from in SHIPPED:
+        import keras
+
         src = master_member(config.init_from)
+        # the master's BatchNorm layers hold the folded statistics as an identity; in training mode they
+        # would normalize by batch statistics instead and change what the network computes: frozen
+        # (inference mode), the convolutions and dense layers train
+        frozen = 0
+        for layer in src._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+                frozen += 1
         print(f"init_from {config.init_from}: the shipped model's float master, rebuilt from its int8 file"
-              + (" (the first member of its fusion)" if config.init_from in FUSIONS else ""), file=sys.stderr)
+              + (" (the first member of its fusion)" if config.init_from in FUSIONS else "")
+              + f"; its {frozen} BatchNorm layers frozen", file=sys.stderr)
     elif str(config.init_from).endswith((".tflite", ".onnx")):
         raise ModelError(f"{config.init_from}: init_from takes a Keras file or a shipped model's name "
                          f"({', '.join(n for n in SHIPPED if n != 'hoglbp')}), not a {Path(config.init_from).suffix} "
@@ -223,7 +234,7 @@ def fit_batchnorm_to_data(model: Any, steps_per_epoch: int) -> float | None:
         return None
     momentum = round(1.0 - 3.0 / max(1, steps_per_epoch), 3)
     bns = [layer for layer in model._flatten_layers(include_self=False)
-           if isinstance(layer, keras.layers.BatchNormalization)]
+           if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]   # frozen ones keep theirs
     if not bns or momentum >= min(b.momentum for b in bns):
         return None
     momentum = max(0.5, momentum)
@@ -248,6 +259,30 @@ def constant_classifier(evaluation: Evaluation, share: float = 0.95, fine_tuned:
             f"faces (accuracy {evaluation.accuracy:.1%}; the majority class alone: {majority:.1%}): a constant "
             "classifier. Train longer or with a lower learning rate"
             + ("" if fine_tuned else ", or fine-tune from a shipped model (--set init_from=default)"))
+
+
+def train_new_head(config: TrainConfig, model: Any, data: Splits, y_train: np.ndarray) -> int:
+    """Train only the classifier that :func:`replace_head` put on a fine-tuned model, for
+    ``config.head_epochs`` epochs (Adam 1e-3, the training faces as they are), the features frozen; so
+    the whole network's training starts from a head that fits them instead of a random one, whose
+    gradients would otherwise rewrite what the features know. Returns the number of head layers."""
+    import keras
+
+    head = [la for la in model.layers if la.name.endswith(("_new", "_new_dense"))]
+    if not head:
+        return 0
+    was = {la.name: la.trainable for la in model.layers}
+    for la in model.layers:
+        la.trainable = la in head
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    hist = model.fit(data.x_train, y_train, batch_size=config.batch_size, epochs=config.head_epochs, verbose=0,
+                     validation_data=(data.x_val, np.eye(data.num_classes, dtype=np.float32)[data.y_val]))
+    for la in model.layers:
+        la.trainable = was[la.name]
+    print(f"new head trained alone for {config.head_epochs} epochs (features frozen): val accuracy "
+          f"{hist.history['val_accuracy'][-1]:.4f}; now the whole network at {config.learning_rate}", file=sys.stderr)
+    return len(head)
 
 
 def compile_model(config: TrainConfig, model: Any, steps_per_epoch: int) -> None:

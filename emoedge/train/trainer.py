@@ -50,7 +50,8 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     onednn: bool = False                 # oneDNN kernels (faster; refused for 1x1 stride-2 convs)
     mixed_precision: bool = False        # bfloat16 compute (needs oneDNN to be fast)
-    init_from: str | None = None         # fine-tune from this .keras model (new head if classes differ)
+    init_from: str | None = None         # fine-tune from this .keras model or shipped name (new head if classes differ)
+    head_epochs: int = 5                 # with a new head: epochs training it alone (the features frozen) first
     max_train_items: int | None = None   # cap for quick runs (stratified by seed)
     # Knowledge distillation: train on a mix of a teacher's class probabilities (the mean over the
     # face and its mirror, softened by soft_temperature) and the one-hot labels.
@@ -268,6 +269,8 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
         model, rebuilt = steps.build_model(config, data.num_classes)
         per_epoch = steps.steps_per_epoch(config, data)
         steps.fit_batchnorm_to_data(model, per_epoch)
+        if not rebuilt and config.init_from and config.head_epochs:
+            steps.train_new_head(config, model, data, y_train)
         steps.compile_model(config, model, per_epoch)
         tds, vds = steps.datasets(config, data, y_train)
         fitted = steps.fit(config, model, tds, vds, out, verbose)
