@@ -376,3 +376,24 @@ def test_init_from_a_shipped_name_fine_tunes_its_master(tmp_path, rng, capsys):
     assert keras.models.load_model(res.model_path, compile=False).output_shape[-1] == 3
     with pytest.raises(ModelError, match="not a .tflite file"):
         train(TrainConfig.from_dict({**TINY, "init_from": "x/default.int8.tflite"}), ds, tmp_path / "bad", verbose=0)
+
+
+def test_new_head_for_a_subset_of_the_classes_starts_from_their_rows():
+    """Fine-tuning onto classes the model already has starts where it is: the restricted argmax."""
+    import keras
+
+    from emoedge.train.trainer import replace_head
+
+    inp = keras.Input((48, 48, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inp))
+    out = keras.layers.Dense(7, activation="softmax", name="probs")(x)
+    m = keras.Model(inp, out)
+    m.get_layer("probs").set_weights([np.random.default_rng(0).normal(size=(8, 7)).astype(np.float32),
+                                      np.arange(7, dtype=np.float32) / 10])
+    keep = [2, 3, 6]                                       # fear, happy, neutral of the FER2013 order
+    new = replace_head(m, 3, keep)
+    x = np.random.default_rng(1).random((16, 48, 48, 1)).astype(np.float32)
+    old_p = m.predict(x, verbose=0)[:, keep]
+    np.testing.assert_allclose(new.predict(x, verbose=0), old_p / old_p.sum(1, keepdims=True), rtol=1e-4, atol=1e-5)
+    fresh = replace_head(m, 3)
+    assert not np.allclose(fresh.predict(x, verbose=0), new.predict(x, verbose=0))

@@ -147,7 +147,18 @@ def targets(config: TrainConfig, data: Splits) -> np.ndarray:
     return config.soft_weight * soft + (1.0 - config.soft_weight) * one_hot
 
 
-def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
+def _source_class_names(init_from: str) -> tuple[str, ...] | None:
+    """The classes of the model ``init_from`` names: a shipped model's, or the run.json beside a file."""
+    from emoedge.edge.shipped import MODELS_DIR, SHIPPED
+
+    record = MODELS_DIR / f"{init_from}.run.json" if init_from in SHIPPED else Path(init_from).parent / "run.json"
+    if not record.is_file():
+        return None
+    names = json.loads(record.read_text()).get("class_names")
+    return tuple(names) if names else None
+
+
+def _start_from(config: TrainConfig, k: int, class_names=None) -> tuple[Any, bool]:
     """The model ``config.init_from`` starts, and whether it is the zoo's ``config.arch``: with the
     same classes, ``config.arch`` rebuilt under the current precision policy with the saved weights
     (all of them, or the layers matching by name and shape); else the saved model (new head if needed)."""
@@ -178,9 +189,15 @@ def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
     else:
         src = load_keras(config.init_from)
     if src.output_shape[-1] != k:
+        old = _source_class_names(config.init_from)
+        keep = None
+        if old and class_names and set(class_names) <= set(old) and len(old) == src.output_shape[-1]:
+            keep = [old.index(c) for c in class_names]
         print(f"init_from {config.init_from}: {src.output_shape[-1]} classes -> {k}: its classifier is replaced by a "
-              "new one for the new classes (the features are kept)", file=sys.stderr)
-        return replace_head(src, k), False
+              "new one for the new classes (the features are kept)"
+              + (f"; the new classes are among its own, so the new classifier starts as its rows for "
+                 f"{', '.join(class_names)} (what it knows of them is kept)" if keep else ""), file=sys.stderr)
+        return replace_head(src, k, keep), False
     # Same classes: continue training. Rebuild config.arch under the current precision
     # policy and copy the weights (a loaded model keeps its saved float32 policy).
     candidate = zoo.build(config.arch, k, **config.arch_kwargs)
@@ -199,7 +216,7 @@ def _start_from(config: TrainConfig, k: int) -> tuple[Any, bool]:
     return src, False
 
 
-def build_model(config: TrainConfig, num_classes: int) -> tuple[Any, bool]:
+def build_model(config: TrainConfig, num_classes: int, class_names=None) -> tuple[Any, bool]:
     """The model to train, under the training precision (bfloat16 if ``config.mixed_precision``),
     from the zoo or started from ``config.init_from``; and whether it is the zoo's ``config.arch``
     (so it can be rebuilt in float32 for export). Refuses what oneDNN cannot train."""
@@ -211,7 +228,7 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[Any, bool]:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         if config.init_from:
-            model, rebuilt = _start_from(config, num_classes)
+            model, rebuilt = _start_from(config, num_classes, class_names)
         else:
             model, rebuilt = zoo.build(config.arch, num_classes, **config.arch_kwargs), True
     finally:

@@ -145,8 +145,10 @@ def make_augmenter(aug: Augment, seed: int):
     return apply
 
 
-def replace_head(model, num_classes: int):
-    """Keep the features of ``model`` and put a fresh classifier for ``num_classes`` on top."""
+def replace_head(model, num_classes: int, keep: list[int] | None = None):
+    """Keep the features of ``model`` and put a fresh classifier for ``num_classes`` on top. ``keep``:
+    for each new class, the index of the same class in the old classifier, whose weights the new
+    one starts from (a dense classifier only)."""
     import keras
     from keras import layers
 
@@ -164,7 +166,11 @@ def replace_head(model, num_classes: int):
         x = layers.Conv2D(num_classes, 3, padding="same", name="class_conv_new")(feats)
         x = layers.GlobalAveragePooling2D(name="gap_new")(x)
     else:
-        x = layers.Dense(num_classes, name="probs_new_dense")(feats)
+        dense = layers.Dense(num_classes, name="probs_new_dense")
+        x = dense(feats)
+        if keep is not None and isinstance(clf, layers.Dense) and clf.use_bias:
+            w, b = clf.get_weights()
+            dense.set_weights([w[:, keep], b[keep]])
     out = layers.Activation("softmax", name="probs_new")(x)
     return keras.Model(model.input, out, name=model.name + "_finetuned")
 
@@ -266,7 +272,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
         keras.utils.set_random_seed(config.seed)
         data = steps.data_splits(config, dataset, splits)
         y_train = steps.targets(config, data)  # the teacher, if any, is loaded before the model is built
-        model, rebuilt = steps.build_model(config, data.num_classes)
+        model, rebuilt = steps.build_model(config, data.num_classes, dataset.class_names)
         per_epoch = steps.steps_per_epoch(config, data)
         steps.fit_batchnorm_to_data(model, per_epoch)
         if not rebuilt and config.init_from and config.head_epochs:
