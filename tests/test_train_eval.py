@@ -371,6 +371,8 @@ def test_init_from_a_shipped_name_fine_tunes_its_master(tmp_path, rng, capsys):
     res = train(TrainConfig.from_dict({**TINY, "init_from": "fast", "epochs": 1}), ds, tmp_path / "ft", verbose=0)
     err = capsys.readouterr().err
     assert "init_from fast: the shipped model's float master" in err and "7 classes -> 3" in err
+    assert "starts as its rows for angry, disgust, fear" in err and "new head trained alone for 5 epochs" in err
+    assert f"then the whole network at learning rate {TrainConfig().learning_rate * 0.05:g}" in err
     import keras
 
     assert keras.models.load_model(res.model_path, compile=False).output_shape[-1] == 3

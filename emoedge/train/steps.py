@@ -286,7 +286,7 @@ def train_new_head(config: TrainConfig, model: Any, data: Splits, y_train: np.nd
     import keras
 
     head = [la for la in model.layers if la.name.endswith(("_new", "_new_dense"))]
-    if not head:
+    if not head or not config.head_epochs:
         return 0
     was = {la.name: la.trainable for la in model.layers}
     for la in model.layers:
@@ -298,7 +298,7 @@ def train_new_head(config: TrainConfig, model: Any, data: Splits, y_train: np.nd
     for la in model.layers:
         la.trainable = was[la.name]
     print(f"new head trained alone for {config.head_epochs} epochs (features frozen): val accuracy "
-          f"{hist.history['val_accuracy'][-1]:.4f}; now the whole network at {config.learning_rate}", file=sys.stderr)
+          f"{hist.history['val_accuracy'][-1]:.4f}", file=sys.stderr)
     return len(head)
 
 

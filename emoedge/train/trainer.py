@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class TrainConfig:
     mixed_precision: bool = False        # bfloat16 compute (needs oneDNN to be fast)
     init_from: str | None = None         # fine-tune from this .keras model or shipped name (new head if classes differ)
     head_epochs: int = 5                 # with a new head: epochs training it alone (the features frozen) first
+    finetune_lr_scale: float = 0.05      # with a new head: the whole network then trains at learning_rate x this
     max_train_items: int | None = None   # cap for quick runs (stratified by seed)
     # Knowledge distillation: train on a mix of a teacher's class probabilities (the mean over the
     # face and its mirror, softened by soft_temperature) and the one-hot labels.
@@ -275,9 +276,12 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
         model, rebuilt = steps.build_model(config, data.num_classes, dataset.class_names)
         per_epoch = steps.steps_per_epoch(config, data)
         steps.fit_batchnorm_to_data(model, per_epoch)
-        if not rebuilt and config.init_from and config.head_epochs:
-            steps.train_new_head(config, model, data, y_train)
-        steps.compile_model(config, model, per_epoch)
+        fit_config = config
+        if not rebuilt and config.init_from and steps.train_new_head(config, model, data, y_train):
+            fit_config = replace(config, learning_rate=config.learning_rate * config.finetune_lr_scale)
+            print(f"then the whole network at learning rate {fit_config.learning_rate:g} (learning_rate "
+                  f"{config.learning_rate:g} x finetune_lr_scale {config.finetune_lr_scale:g})", file=sys.stderr)
+        steps.compile_model(fit_config, model, per_epoch)
         tds, vds = steps.datasets(config, data, y_train)
         fitted = steps.fit(config, model, tds, vds, out, verbose)
         model, model_path = steps.export_model(config, model, rebuilt, data.num_classes, out)
