@@ -399,3 +399,15 @@ def test_new_head_for_a_subset_of_the_classes_starts_from_their_rows():
     np.testing.assert_allclose(new.predict(x, verbose=0), old_p / old_p.sum(1, keepdims=True), rtol=1e-4, atol=1e-5)
     fresh = replace_head(m, 3)
     assert not np.allclose(fresh.predict(x, verbose=0), new.predict(x, verbose=0))
+
+
+def test_cli_evaluates_a_shipped_float_master(tmp_path, rng, monkeypatch, capsys):
+    from emoedge.cli import main
+
+    monkeypatch.setenv("EMOEDGE_MODELS", str(tmp_path / "cache"))
+    imgs, labels = face_like(rng, 21, 7)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 21)
+    assert main(["evaluate", "--model", "fast", "--format", "keras", "--data", str(csv), "--usage", "PublicTest"]) == 0
+    assert "masters/fast.keras" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cache" / "masters" / "fast.keras.json").read_text())["rebuilt_from"] == \
+        "fast.int8.tflite"

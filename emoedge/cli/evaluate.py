@@ -12,7 +12,12 @@ from emoedge.cli._common import DETECTOR_NAMES, add_data_args, add_parser, datas
 def cmd_evaluate(args) -> int:
     from emoedge.edge.shipped import resolve_model
 
-    model = resolve_model(args.model, args.format)
+    if args.format == "keras" or str(args.model).endswith("@keras"):
+        from emoedge.train.masters import resolve_keras
+
+        model = resolve_keras(args.model)      # a shipped name: its float master
+    else:
+        model = resolve_model(args.model, args.format)
     if args.detector:
         return _evaluate_photos(model, args)
     from emoedge.evaluate import evaluate_model, write_evaluation
@@ -97,7 +102,8 @@ def cmd_explain(args) -> int:
 def register(sub) -> None:
     p = add_parser(sub, "evaluate", "accuracy, macro-F1, per-class metrics, confusion matrix")
     p.add_argument("--model", required=True, help="a .tflite/.onnx/.keras/.hoglbp.npz file or a shipped model name")
-    p.add_argument("--format", default="int8", help="format of a shipped model: int8, uint8, onnx-int8, hoglbp, ...")
+    p.add_argument("--format", default="int8",
+                   help="format of a shipped model: int8, uint8, onnx-int8, hoglbp, keras (its float master), ...")
     add_data_args(p)
     p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")

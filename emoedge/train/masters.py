@@ -9,7 +9,8 @@ before it, so the rebuilt layers hold the folded weights and their BatchNormaliz
 as the identity (gamma 1, mean 0, variance 1 - epsilon, beta = the folded bias): the same function
 in float, trainable again. What it changes: the weights are the int8 ones (rounding of ~0.4% of a
 channel's range), so the rebuilt float model agrees with the int8 file, not with the lost original
-(accuracy per model: ``docs/models/masters.md``). The ``default`` is a fusion: its two members are
+(accuracy per model: ``docs/models/masters.md``; ``emoedge evaluate --model NAME --format keras``).
+The ``default`` is a fusion: its two members are
 rebuilt the same way and fused again with the recorded options (mirror, 2 px centre zoom, weights
 1 : 0.5, mean of the scores).
 
