@@ -121,8 +121,9 @@ class FaceClassifier:
 
     @property
     def crop(self) -> CropGeometry:
-        """The detector's box -> training crop geometry (identity without a detector of our own)."""
-        return getattr(self.detector, "crop", IDENTITY)
+        """The detector's box -> training crop geometry (identity without a detector of our own; read
+        without creating the default detector, whose boxes are used as they are)."""
+        return getattr(self._detector, "crop", IDENTITY)
 
     @classmethod
     def from_spec(cls, spec: str, fmt: str = "int8", **kw) -> FaceClassifier:
