@@ -136,15 +136,29 @@ def data_splits(config: TrainConfig, dataset: FaceDataset, splits: dict[str, Fac
 
 
 def targets(config: TrainConfig, data: Splits) -> np.ndarray:
-    """The training targets (N, k): the one-hot labels, mixed with the teacher's softened
-    probabilities (``config.soft_weight`` of the target) when ``config.soft_targets_from`` is set.
+    """The training targets (N, k): the one-hot labels, mixed with the dataset's vote distributions
+    (``config.vote_weight`` of the target, FER+) and then with the teacher's softened probabilities
+    (``config.soft_weight`` of the target) when ``config.soft_targets_from`` is set.
     Runs before the model is built: loading the teacher draws from the seeded generators."""
     k = data.num_classes
-    one_hot = np.eye(k, dtype=np.float32)[data.y_train]
+    target = np.eye(k, dtype=np.float32)[data.y_train]
+    if config.vote_weight:
+        if not 0.0 <= config.vote_weight <= 1.0:
+            raise ValueError(f"vote_weight must be in [0, 1], got {config.vote_weight}")
+        votes = data.train.soft_labels
+        if votes is None:
+            raise ValueError(f"vote_weight={config.vote_weight}: {data.train.source} has no vote "
+                             f"distributions (FER+ has them: --labels ferplus); set vote_weight=0")
+        votes = np.asarray(votes, dtype=np.float32)
+        empty = votes.sum(axis=1) <= 0
+        votes = np.where(empty[:, None], target, votes)  # a face without votes keeps its label
+        print(f"targets: {config.vote_weight:.0%} the crowd's vote distribution, the rest the majority "
+              f"label ({int(empty.sum())} faces without votes keep their label)", file=sys.stderr)
+        target = config.vote_weight * votes + (1.0 - config.vote_weight) * target
     if not config.soft_targets_from:
-        return one_hot
+        return target
     soft = teacher_targets(config, data.x_train, data.y_train, k)
-    return config.soft_weight * soft + (1.0 - config.soft_weight) * one_hot
+    return config.soft_weight * soft + (1.0 - config.soft_weight) * target
 
 
 def _source_class_names(init_from: str) -> tuple[str, ...] | None:
@@ -191,12 +205,15 @@ def _start_from(config: TrainConfig, k: int, class_names=None) -> tuple[Any, boo
     if src.output_shape[-1] != k:
         old = _source_class_names(config.init_from)
         keep = None
-        if old and class_names and set(class_names) <= set(old) and len(old) == src.output_shape[-1]:
-            keep = [old.index(c) for c in class_names]
+        if old and class_names and set(class_names) & set(old) and len(old) == src.output_shape[-1]:
+            keep = [old.index(c) if c in old else None for c in class_names]
+        shared = [c for c, i in zip(class_names or (), keep or ()) if i is not None]
+        new = [c for c, i in zip(class_names or (), keep or ()) if i is None]
         print(f"init_from {config.init_from}: {src.output_shape[-1]} classes -> {k}: its classifier is replaced by a "
               "new one for the new classes (the features are kept)"
-              + (f"; the new classes are among its own, so the new classifier starts as its rows for "
-                 f"{', '.join(class_names)} (what it knows of them is kept)" if keep else ""), file=sys.stderr)
+              + (f"; the new classifier starts as its rows for {', '.join(shared)} (what it knows of them is kept)"
+                 if keep else "")
+              + (f"; {', '.join(new)} start fresh" if new else ""), file=sys.stderr)
         return replace_head(src, k, keep), False
     # Same classes: continue training. Rebuild config.arch under the current precision
     # policy and copy the weights (a loaded model keeps its saved float32 policy).

@@ -59,6 +59,9 @@ class TrainConfig:
     soft_targets_from: str | None = None  # teacher .keras model with the same classes
     soft_weight: float = 0.7             # share of the teacher in the target (0..1)
     soft_temperature: float = 2.0        # > 1 softens the teacher's distribution
+    # Crowd votes as targets (FER+): the share of the dataset's vote distribution in the target,
+    # the rest the (majority) label. 0 = labels only; 1 = votes only (the FER+ paper's "PLD").
+    vote_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -146,10 +149,11 @@ def make_augmenter(aug: Augment, seed: int):
     return apply
 
 
-def replace_head(model, num_classes: int, keep: list[int] | None = None):
+def replace_head(model, num_classes: int, keep: list[int | None] | None = None):
     """Keep the features of ``model`` and put a fresh classifier for ``num_classes`` on top. ``keep``:
     for each new class, the index of the same class in the old classifier, whose weights the new
-    one starts from (a dense classifier only)."""
+    one starts from (a dense classifier only), or None for a class the old one lacks (fresh weights,
+    the old classifier's mean bias)."""
     import keras
     from keras import layers
 
@@ -171,7 +175,13 @@ def replace_head(model, num_classes: int, keep: list[int] | None = None):
         x = dense(feats)
         if keep is not None and isinstance(clf, layers.Dense) and clf.use_bias:
             w, b = clf.get_weights()
-            dense.set_weights([w[:, keep], b[keep]])
+            new_w, new_b = dense.get_weights()
+            for j, i in enumerate(keep):
+                if i is None:
+                    new_b[j] = b.mean()
+                else:
+                    new_w[:, j], new_b[j] = w[:, i], b[i]
+            dense.set_weights([new_w, new_b])
     out = layers.Activation("softmax", name="probs_new")(x)
     return keras.Model(model.input, out, name=model.name + "_finetuned")
 
