@@ -18,7 +18,7 @@ PKG_DIR = Path(__file__).resolve().parents[1] / "emoedge"
 # (emoedge/__init__.py) is below everything and imports nothing of emoedge.
 LAYERS: list[tuple[str, ...]] = [
     ("edge",),               # 1 the device side: numpy, OpenCV, LiteRT, yaml, stdlib (EDGE_LIBRARIES)
-    ("data", "metrics", "tables"),  # 2 datasets and splits; scores from predictions; Markdown tables
+    ("data", "metrics", "tables", "recipes"),  # 2 datasets and splits; scores; Markdown tables; recipes
     ("keras",),              # 3 what every Keras user needs: tf_env, custom layers, loading .keras files
     ("evaluate",),           # 4 scoring on a split, temperature scaling, Grad-CAM
     ("train", "convert"),    # 5 siblings: training / conversion, model cards, shipping

@@ -411,3 +411,45 @@ def test_cli_evaluates_a_shipped_float_master(tmp_path, rng, monkeypatch, capsys
     assert "masters/fast.keras" in capsys.readouterr().out
     assert json.loads((tmp_path / "cache" / "masters" / "fast.keras.json").read_text())["rebuilt_from"] == \
         "fast.int8.tflite"
+
+
+def test_new_head_with_a_class_the_old_one_lacks_keeps_the_shared_rows():
+    """FER2013's 7 classes -> FER+'s 8: the 7 shared rows are kept, contempt starts fresh."""
+    import keras
+
+    from emoedge.train.trainer import replace_head
+
+    inp = keras.Input((48, 48, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inp))
+    out = keras.layers.Dense(7, activation="softmax", name="probs")(x)
+    m = keras.Model(inp, out)
+    w = np.random.default_rng(0).normal(size=(8, 7)).astype(np.float32)
+    b = np.arange(7, dtype=np.float32) / 10
+    m.get_layer("probs").set_weights([w, b])
+    keep = [0, None, 1, 2, 3, 6, 4, 5]                     # FER+ order from FER2013's; contempt new
+    new = replace_head(m, 8, keep)
+    nw, nb = new.get_layer("probs_new_dense").get_weights()
+    np.testing.assert_allclose(nw[:, [0, 2, 3, 4, 5, 6, 7]], w[:, [0, 1, 2, 3, 6, 4, 5]])
+    assert nb[1] == pytest.approx(b.mean()) and not np.allclose(nw[:, 1], 0)
+
+
+def test_vote_targets_mix_the_crowd_votes_into_the_labels(rng):
+    from emoedge.data.datasets import FaceDataset
+    from emoedge.train.steps import Splits, targets
+    from emoedge.train.trainer import TrainConfig
+
+    n = 4
+    votes = np.array([[0.5, 0.5, 0], [0, 1, 0], [0, 0, 0], [0.2, 0.2, 0.6]], np.float32)
+    labels = np.array([0, 1, 2, 2])
+    ds = FaceDataset(images=np.zeros((n, 48, 48), np.uint8), labels=labels, class_names=("a", "b", "c"),
+                     splits=np.array(["train"] * n), ids=np.arange(n), source="votes", soft_labels=votes)
+    data = Splits(ds, ds, None, np.zeros((n, 48, 48, 1), np.float32), labels, np.zeros((n, 48, 48, 1)), labels, 3)
+    t = targets(TrainConfig(vote_weight=0.5), data)
+    np.testing.assert_allclose(t[0], [0.75, 0.25, 0])
+    np.testing.assert_allclose(t[2], [0, 0, 1])          # no votes: the label alone
+    np.testing.assert_allclose(targets(TrainConfig(vote_weight=1.0), data)[3], [0.2, 0.2, 0.6])
+    np.testing.assert_allclose(targets(TrainConfig(), data), np.eye(3)[labels])
+    plain = FaceDataset(images=ds.images, labels=labels, class_names=("a", "b", "c"), splits=ds.splits,
+                        ids=ds.ids, source="tree/")
+    with pytest.raises(ValueError, match="tree/ has no vote distributions"):
+        targets(TrainConfig(vote_weight=1.0), Splits(plain, plain, None, data.x_train, labels, data.x_val, labels, 3))

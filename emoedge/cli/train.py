@@ -1,14 +1,34 @@
 """``emoedge train`` -> :func:`emoedge.train.trainer.train` (a HOG+LBP config:
 :func:`emoedge.train.handcrafted.train_hoglbp`); the config from
-:func:`emoedge.train.config_file.load_train_config`."""
+:func:`emoedge.train.config_file.load_train_config`. ``--recipe`` -> :func:`emoedge.recipes.run_recipe`."""
 
 from __future__ import annotations
 
 from emoedge.cli._common import add_data_args, add_parser, dataset
 
 
+def cmd_recipe(args) -> int:
+    from emoedge.recipes import load_recipe, run_recipe
+
+    if args.set or args.config is not None or args.classes or args.rename or args.labels != "auto" or args.votes:
+        raise SystemExit("emoedge train --recipe: the recipe sets the configs and labels of its steps; "
+                         "--config, --set, --labels, --votes, --classes and --rename do not apply "
+                         "(copy the recipe file and edit it instead)")
+    recipe = load_recipe(args.recipe)
+    print(f"recipe {recipe.model} ({recipe.source}): {len(recipe.steps)} steps, "
+          f"{recipe.minutes:.0f} min of training when the shipped model was made; runs in {args.out}")
+    run_recipe(recipe, args.data, args.out, until=args.until, dry_run=args.dry_run)
+    return 0
+
+
 def cmd_train(args) -> int:
     from emoedge.train.config_file import load_train_config
+
+    if args.recipe:
+        return cmd_recipe(args)
+    if args.until or args.dry_run:
+        raise SystemExit("emoedge train: --until and --dry-run go with --recipe")
+    args.config = args.config or "default"
 
     config = load_train_config(args.config, args.set)  # before TensorFlow: the config may turn on oneDNN
     ds = dataset(args)
@@ -35,10 +55,17 @@ def cmd_train(args) -> int:
 def register(sub) -> None:
     p = add_parser(sub, "train", "train a model of the zoo (resumes an interrupted run with the same --out)")
     add_data_args(p)
-    p.add_argument("--config", default="default",
-                   help="a training YAML, or a shipped one (emoedge/train/configs/: default, fast, hoglbp, ...)")
+    p.add_argument("--config", default=None,
+                   help="a training YAML, or a shipped one (emoedge/train/configs/: default, fast, hoglbp, ...) "
+                        "(default: default)")
+    p.add_argument("--recipe", help="run a shipped model's whole recipe (its recorded commands, in order) instead: "
+                                    "a shipped name (default, fast, hoglbp, ferplus8) or a recipe .yaml; --out is "
+                                    "then the folder of its runs, and running it again resumes (finished steps "
+                                    "are skipped)")
+    p.add_argument("--until", metavar="STEP", help="with --recipe: stop after this step")
+    p.add_argument("--dry-run", action="store_true", help="with --recipe: print the commands, run nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; YAML values, dotted keys nest), "
                         "e.g. --set epochs=5 --set augment.flip=false")
-    p.add_argument("--out", required=True, help="output folder for the run")
+    p.add_argument("--out", required=True, help="output folder for the run (with --recipe: for all its runs)")
     p.set_defaults(func=cmd_train)
