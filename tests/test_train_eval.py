@@ -110,7 +110,7 @@ def test_fine_tune_onto_a_new_class_set(trained, tmp_path, rng):
     assert m.output_shape[-1] == 3
 
 
-def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(trained, tmp_path, rng):
+def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(trained, tmp_path, rng, capsys):
     """A new head added under the bfloat16 policy used to stay bfloat16, and int8 conversion failed
     ('tf.MatMul' op is neither a custom op nor a flex op)."""
     from emoedge.convert.tflite import convert_file
@@ -124,6 +124,8 @@ def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(traine
     cfg = TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 1, "mixed_precision": True,
                                  "onednn": False})
     res = train(cfg, ds, tmp_path / "ft", verbose=0)
+    # the loaded float32 model trains in bfloat16 (rebuilt from the zoo), and is saved in float32
+    assert "rebuilt as small_cnn under mixed_bfloat16" in capsys.readouterr().err
     m = load_keras(res.model_path)
     assert {layer.dtype_policy.name for layer in m.layers} == {"float32"}
     out = convert_file(res.model_path, tmp_path / "ft.int8.tflite", "int8", ds.class_names,

@@ -182,7 +182,7 @@ def replace_head(model, num_classes: int, keep: list[int | None] | None = None):
                 else:
                     new_w[:, j], new_b[j] = w[:, i], b[i]
             dense.set_weights([new_w, new_b])
-    out = layers.Activation("softmax", name="probs_new")(x)
+    out = layers.Activation("softmax", name="probs_new", dtype="float32")(x)  # float32 even in mixed precision
     return keras.Model(model.input, out, name=model.name + "_finetuned")
 
 
