@@ -110,3 +110,26 @@ def test_cli_dry_run_lists_the_commands(capsys):
     with pytest.raises(SystemExit, match="--config, --set"):
         main(["train", "--recipe", "fast", "--data", "x", "--out", "R", "--set", "epochs=1"])
     assert np.isfinite(load_recipe("fast").minutes)
+
+
+def test_each_shipped_card_lists_its_recipes_commands():
+    from emoedge.edge.shipped import MODELS_DIR, shipped_models
+
+    for name in shipped_models():
+        card = (MODELS_DIR / f"{name}.md").read_text()
+        r = load_recipe(name)
+        assert f"`emoedge train --recipe {name} --data DATA --out RUNS`" in card
+        for cmd in card_commands(r):
+            assert f"`{cmd}`" in card, (name, cmd)
+
+
+def test_a_card_rendered_before_recipes_gets_the_recipes_commands():
+    from emoedge.convert.modelcard import with_recipe_commands
+
+    card = "# x\n\n## Training\n- Command: `old`\n- Time on this machine (2 x86 cores, no GPU): 98 s.\n- Settings: s\n"
+    new = with_recipe_commands(card, load_recipe("hoglbp"))
+    assert "`old`" not in new and "1. `emoedge train --data DATA --config hoglbp --out RUNS/hoglbp` (1.6 min)" in new
+    assert new.endswith("- Time on this machine (2 x86 cores, no GPU): 98 s.\n- Settings: s\n")
+    assert with_recipe_commands(new, load_recipe("hoglbp")) == new
+    with pytest.raises(ValueError, match="no '## Training'"):
+        with_recipe_commands("# x\n", load_recipe("hoglbp"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoedge.recipes import Recipe, card_commands
 from emoedge.tables import markdown_table
 
 # The "Lawful use" line of every card's "Intended and unintended uses" section (see README.md, "Lawful use").
@@ -22,6 +23,29 @@ LICENSE = "mit"                 # the project's (pyproject.toml); the data's own
 LIBRARY_NAME = "emoedge"        # what runs every shipped format: `emoedge run --model NAME`
 DATASET_ID = "fer2013"
 
+# What a card says about the data a model was trained and tested on, by the dataset's format.
+DATA_FACTS = {
+    "fer2013": {
+        "id": "fer2013", "name": "FER2013",
+        "problems": (
+            "- Known problems of the data: FER2013 labels agree with the FER+ crowd majority on only ~68% of rows "
+            "(label noise caps achievable accuracy); ~1,300 groups of exact duplicate images, ~270 of them shared "
+            "between Training and PublicTest (a small leak that flatters test accuracy); 12 blank images; strong "
+            "class imbalance (disgust 436 training images against happy 7,215). Faces are web images, mostly "
+            "frontal, skewed toward adults; no demographic labels exist, so performance across groups is "
+            "unmeasured.")},
+    "ferplus": {
+        "id": "ferplus", "name": "FER+",
+        "problems": (
+            "- The data: FER+ (Barsoum et al. 2016) relabels the FER2013 images by 10 crowd votes each; the label "
+            "is the FERPlus majority (single votes dropped, the top emotion kept if it holds more than half of the "
+            "rest and is not unknown / not a face), so faces without a majority and non-faces are left out, and "
+            "the test split is the majority-labelled part of FER2013 `PublicTest`. Known problems: `contempt` "
+            "and `disgust` (119 training faces each) are rare; ~1,300 groups of exact duplicate images, some "
+            "shared between Training and PublicTest; faces are web images, mostly frontal, skewed toward adults; "
+            "no demographic labels exist, so performance across groups is unmeasured.")},
+}
+
 
 def card_tags(files) -> list[str]:
     """The hub tags of a card from its file names: what it is, then its formats, then ``edge``."""
@@ -33,25 +57,34 @@ def card_tags(files) -> list[str]:
     return tags + ["edge"]
 
 
-def front_matter(name: str, test_eval: dict, files) -> str:
+def data_facts(data_format: str | None) -> dict:
+    """What a card says about a dataset, by its format (``fer2013-csv``, ``ferplus``; others: nothing known)."""
+    key = {"fer2013-csv": "fer2013"}.get(str(data_format), str(data_format))
+    return DATA_FACTS.get(key) or {"id": "custom", "name": "the dataset",
+                                   "problems": "- Known problems of the data: not recorded for this dataset."}
+
+
+def front_matter(name: str, test_eval: dict, files, data_format: str = "fer2013") -> str:
     """The card's front matter: license, datasets, metrics (top-1 accuracy on the test split, with
     its value, as a ``model-index`` entry), pipeline_tag, tags, library_name; ``---`` lines around."""
     import yaml
 
     split = test_eval.get("split") or "PublicTest"
+    facts = data_facts(data_format)
     meta = {
         "license": LICENSE,
         "library_name": LIBRARY_NAME,
         "pipeline_tag": "image-classification",
         "tags": card_tags(files),
-        "datasets": [DATASET_ID],
+        "datasets": [facts["id"]],
         "metrics": ["accuracy"],
         "model-index": [{
             "name": name,
             "results": [{
                 "task": {"type": "image-classification", "name": "Facial expression recognition"},
-                "dataset": {"type": DATASET_ID, "name": "FER2013", "split": split},
-                "metrics": [{"type": "accuracy", "name": f"Top-1 accuracy on FER2013 {split} (n={test_eval['n']})",
+                "dataset": {"type": facts["id"], "name": facts["name"], "split": split},
+                "metrics": [{"type": "accuracy",
+                             "name": f"Top-1 accuracy on {facts['name']} {split} (n={test_eval['n']})",
                              "value": round(float(test_eval["accuracy"]), 4)}],
             }],
         }],
@@ -134,13 +167,30 @@ def _commands(steps: list[dict], ship_command: str) -> list[str]:
     return lines
 
 
+def _recipe_commands(recipe: Recipe) -> list[str]:
+    """The Training section's command list, from the model's recipe (what ``--recipe`` runs)."""
+    lines = [f"- Reproduce it with one command, `emoedge train --recipe {recipe.model} --data DATA --out RUNS` "
+             f"(DATA: {recipe.data or 'the dataset'}; resumable: run it again after an interruption), which runs "
+             f"these steps of its recipe (`{recipe.source.name}`), in order (minutes when this model was made):", ""]
+    for i, (step, cmd) in enumerate(zip(recipe.steps, card_commands(recipe)), 1):
+        lines.append(f"  {i}. `{cmd}`" + (f" ({step.minutes:g} min)" if step.minutes else
+                                          f" ({step.note})" if step.note else ""))
+    lines += ["", "- The commands as they were run are recorded in each run's `run.json` "
+              "(this model's: `" + recipe.model + ".run.json`)."]
+    return lines
+
+
 def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files: dict[str, int],
                       command: str, extra_sections: dict[str, str] | None = None,
-                      steps: list[dict] | None = None) -> str:
+                      steps: list[dict] | None = None, data_format: str = "fer2013",
+                      recipe: Recipe | None = None) -> str:
     """Markdown model card. ``run`` is a training run.json, ``test_eval`` an evaluation dict,
     ``files`` {file name: size in bytes}, ``steps`` the run's :func:`lineage` (the commands that
-    made it, with their times) if known."""
+    made it, with their times) if known; ``data_format`` the dataset's (``fer2013``, ``ferplus``: what the
+    card says about the data); ``recipe`` the model's recipe, whose commands the card lists."""
     cfg = run["config"]
+    facts = data_facts(data_format)
+    dname = facts["name"]
     minutes = (sum(st["seconds"] for st in steps) if steps else run["train_seconds"]) / 60
     v = run.get("versions") or {}
     neural = "epochs" in cfg
@@ -183,7 +233,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         settings = (f"- Settings: regularization C={cfg.get('C')}, class balance `{cfg.get('class_balance')}`, "
                     f"seed {cfg.get('seed')}.")
     lines = [
-        front_matter(name, test_eval, files),
+        front_matter(name, test_eval, files, data_format),
         f"# Model card: `{name}`",
         "",
         "*Generated by `emoedge.convert.modelcard` from the training record and the evaluation; do not edit by hand.*",
@@ -196,17 +246,13 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "- Files: " + ", ".join(f"`{f}` ({s / 1024:.0f} KiB)" for f, s in files.items()) + ".",
         "",
         "## Data",
-        f"- Trained on FER2013 `Training` only ({run['data']['train_items']:,} faces after carving a stratified "
-        f"{cfg['val_fraction']:.0%} validation set of {run['data']['val_items']:,} from it); tested on FER2013 "
-        f"`PublicTest` ({test_eval['n']:,} faces), which training never saw.",
+        f"- Trained on {dname} `Training` only ({run['data']['train_items']:,} faces after carving a stratified "
+        f"{cfg['val_fraction']:.0%} validation set of {run['data']['val_items']:,} from it); tested on {dname} "
+        f"`{test_eval.get('split') or 'PublicTest'}` ({test_eval['n']:,} faces), which training never saw.",
         f"- Data fingerprint (sha256 of pixels+labels+class names): `{run['data']['fingerprint_sha256'][:16]}...`.",
-        "- Known problems of the data: FER2013 labels agree with the FER+ crowd majority on only ~68% of rows "
-        "(label noise caps achievable accuracy); ~1,300 groups of exact duplicate images, ~270 of them shared "
-        "between Training and PublicTest (a small leak that flatters test accuracy); 12 blank images; strong "
-        "class imbalance (disgust 436 training images against happy 7,215). Faces are web images, mostly "
-        "frontal, skewed toward adults; no demographic labels exist, so performance across groups is unmeasured.",
+        facts["problems"],
         "",
-        "## Results on FER2013 PublicTest",
+        f"## Results on {dname} {test_eval.get('split') or 'PublicTest'}",
         f"- **Top-1 accuracy {test_eval['accuracy']:.2%}**, macro-F1 {test_eval['macro_f1']:.4f} "
         f"(n={test_eval['n']}; model `{Path(test_eval['model']).name}`).",
         best,
@@ -218,7 +264,8 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         _confusion_table(test_eval),
         "",
         "## Training",
-        *(_commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
+        *(_recipe_commands(recipe) if recipe else
+          _commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
         time_line,
         settings,
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
@@ -240,3 +287,17 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
     for title, body in (extra_sections or {}).items():
         lines += ["", f"## {title}", "", body]
     return "\n".join(lines) + "\n"
+
+
+def with_recipe_commands(card: str, recipe: Recipe) -> str:
+    """A card's text with its Training section's command list replaced by the recipe's (the lines
+    from ``## Training`` to the ``- Time on this machine`` line), for cards rendered before recipes."""
+    lines = card.split("\n")
+    try:
+        start = lines.index("## Training") + 1
+    except ValueError:
+        raise ValueError("the card has no '## Training' section") from None
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("- Time on this machine")), None)
+    if end is None:
+        raise ValueError("the card's Training section has no '- Time on this machine' line")
+    return "\n".join(lines[:start] + _recipe_commands(recipe) + lines[end:])

@@ -81,10 +81,18 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
     from emoedge.convert.modelcard import lineage
 
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra, steps=lineage(run_dir))
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra, steps=lineage(run_dir),
+                             data_format=dataset.meta.get("format"), recipe=_recipe_of(name))
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"
     return out
+
+
+def _recipe_of(name: str):
+    """The shipped model's recipe (its card lists the recipe's commands), or None if it has none yet."""
+    from emoedge.recipes import available_recipes, load_recipe
+
+    return load_recipe(name) if name in available_recipes() else None
 
 
 def _evaluate_and_keep_records(model: Path, name: str, dataset: FaceDataset, usage: str, run_dir: Path,
@@ -144,7 +152,8 @@ def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset,
     extra = {"Calibration": _calibration_section(dst, dataset, rdir, []),
              "Runtime": ("Runs on numpy and OpenCV alone, with no interpreter: `emoedge run --model " + name
                          + " --model-format hoglbp`. No quantization: the features and the linear layer are float32.")}
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, {dst.name: dst.stat().st_size}, command, extra)
+    card = render_model_card(name, SHIPPED[name], run, ev_dict, {dst.name: dst.stat().st_size}, command, extra,
+                             data_format=dataset.meta.get("format"), recipe=_recipe_of(name))
     (models_dir / f"{name}.md").write_text(card)
     return {"hoglbp": dst, "card": models_dir / f"{name}.md"}
 
