@@ -1,5 +1,7 @@
 """Dataset loaders: synthetic files for every bad input, real files in ../shared for the counts."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -242,3 +244,21 @@ def test_folder_tree_from_real_images(tmp_path, fer2013):
             parts = path.split("/")
             key = (parts[-3], parts[-2], int(parts[-1][:-4]))
             np.testing.assert_array_equal(ds.images[i], written[key])
+
+
+def test_write_folder_round_trips_through_load_folder(tmp_path, rng):
+    from emoedge.data.datasets import FaceDataset, load_folder, write_folder
+
+    n = 30
+    imgs = rng.integers(0, 255, (n, 48, 48), dtype=np.uint8)
+    ds = FaceDataset(images=imgs, labels=np.arange(n) % 3, class_names=("a", "b", "c"),
+                     splits=np.array(["Training"] * 24 + ["PublicTest"] * 6), ids=np.arange(n), source="x")
+    written = write_folder(ds, tmp_path / "t", {"train": 5})
+    assert written == {"test": {"a": 2, "b": 2, "c": 2}, "train": {"a": 5, "b": 5, "c": 5}}
+    back = load_folder(tmp_path / "t")
+    assert back.class_names == ("a", "b", "c") and len(back) == 21
+    test = back.split("test")
+    order = np.argsort([int(Path(str(i)).stem) for i in test.ids])
+    np.testing.assert_array_equal(test.images[order], imgs[24:])      # lossless PNG
+    with pytest.raises(DatasetError, match="not empty"):
+        write_folder(ds, tmp_path / "t")

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -383,6 +384,40 @@ def load_folder(root: str | os.PathLike, classes: Sequence[str] | None = None,
         images=np.stack(images), labels=np.asarray(labels, dtype=np.int64), class_names=class_names,
         splits=np.asarray(splits), ids=np.asarray(ids), source=str(root), skipped=tuple(skipped),
         meta={"format": "folder"})
+
+
+def write_folder(ds: FaceDataset, root: str | os.PathLike, per_class: dict[str, int] | None = None,
+                 seed: int = 0) -> dict[str, dict[str, int]]:
+    """Write ``ds`` as a folder tree ``root/<split>/<class>/<id>.png`` (splits in the project's
+    spelling: train/val/test), the layout :func:`load_folder` reads. ``per_class`` caps the faces
+    of each class in each split ({split: cap}, e.g. {"train": 600}; a split not named is written
+    whole), drawn at random with ``seed``. Refuses a ``root`` that already holds files. Returns
+    {split: {class: count}} as written."""
+    import cv2
+
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise DatasetError(f"{root}: not empty; give a new folder")
+    rng = np.random.default_rng(seed)
+    written: dict[str, dict[str, int]] = {}
+    for split in sorted({canonical_split(str(s)) for s in ds.splits}):
+        part = ds.split(split).labelled()
+        cap = (per_class or {}).get(split)
+        written[split] = {}
+        for ci, cname in enumerate(ds.class_names):
+            idx = np.flatnonzero(part.labels == ci)
+            if cap is not None and len(idx) > cap:
+                idx = np.sort(rng.choice(idx, cap, replace=False))
+            if not len(idx):
+                continue
+            d = root / split / cname
+            d.mkdir(parents=True, exist_ok=True)
+            for i in idx:
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(part.ids[i])).stem) or str(i)
+                if not cv2.imwrite(str(d / f"{name}.png"), part.images[i]):
+                    raise DatasetError(f"{d / name}.png: could not be written")
+            written[split][cname] = int(len(idx))
+    return written
 
 
 def select_classes(ds: FaceDataset, keep: Iterable[str] | None = None,
