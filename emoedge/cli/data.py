@@ -25,7 +25,8 @@ def cmd_data_export(args) -> int:
     try:
         caps = {canonical_split(k): int(v) for k, v in (args.per_class or {}).items()}
     except ValueError:
-        raise SystemExit(f"emoedge data export: --per-class {args.per_class}: each value must be a whole number") from None
+        raise SystemExit(f"emoedge data export: --per-class {args.per_class}: "
+                         "each value must be a whole number") from None
     written = write_folder(ds, args.out, caps, seed=args.seed)
     for split, counts in written.items():
         print(f"{args.out}/{split}: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
