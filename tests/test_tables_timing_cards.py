@@ -46,7 +46,7 @@ def _front_matter(text: str) -> dict:
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
-    from emoedge.convert.modelcard import front_matter, read_front_matter
+    from emoedge.convert.modelcard import DATA_FACTS, front_matter, read_front_matter
 
     card = MODELS_DIR / f"{name}.md"
     if not card.is_file():
@@ -54,13 +54,15 @@ def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
     text = card.read_text()
     meta = _front_matter(text)
     assert meta == read_front_matter(text)
-    assert meta["license"] == "mit" and meta["datasets"] == ["fer2013"] and meta["metrics"] == ["accuracy"]
+    data_format = "ferplus" if name == "ferplus8" else "fer2013"       # FER+ labels: the 8-class model
+    facts = DATA_FACTS[data_format]
+    assert meta["license"] == "mit" and meta["datasets"] == [facts["id"]] and meta["metrics"] == ["accuracy"]
     assert meta["pipeline_tag"] == "image-classification" and meta["library_name"] == "emoedge"
     assert meta["tags"][0] == "emotion-recognition" and meta["tags"][-1] == "edge"
     ev = json.loads((MODELS_DIR / f"{name}.eval.json").read_text())
     result = meta["model-index"][0]["results"][0]
     assert meta["model-index"][0]["name"] == name
-    assert result["dataset"] == {"type": "fer2013", "name": "FER2013", "split": ev["split"]}
+    assert result["dataset"] == {"type": facts["id"], "name": facts["name"], "split": ev["split"]}
     acc = result["metrics"][0]
     assert acc["type"] == "accuracy" and acc["value"] == round(ev["accuracy"], 4)
     assert f"**Top-1 accuracy {acc['value']:.2%}**" in text            # the value the card states
@@ -68,7 +70,7 @@ def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
     assert ("tflite" in meta["tags"]) == any(f.endswith(".tflite") for f in files)
     assert ("int8" in meta["tags"]) == any(".int8." in f for f in files)
     # exactly what the generator writes for these values, and the card's text below it unchanged
-    assert text.startswith(front_matter(name, ev, files) + "\n# Model card: `" + name + "`\n")
+    assert text.startswith(front_matter(name, ev, files, data_format) + "\n# Model card: `" + name + "`\n")
 
 
 def test_render_model_card_starts_with_front_matter():

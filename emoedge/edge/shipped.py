@@ -13,7 +13,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 SHIPPED = {"default": ("accuracy first (two VGG-style CNNs, snapshots of one training run, one of them a weight "
                        "average of two; weighted 1:0.5, each averaged over 4 views of the face)"),
            "fast": "for the smallest boards (the default's CNN without its full-resolution second conv, one pass)",
-           "hoglbp": "very low power, no neural network (HOG + LBP features, linear classifier, numpy only)"}
+           "hoglbp": "very low power, no neural network (HOG + LBP features, linear classifier, numpy only)",
+           "ferplus8": ("the FER+ 8 classes with contempt (the Microe paper's set): the default's first network "
+                        "fine-tuned on the crowd's vote distributions, one pass")}
 
 
 def shipped_models() -> dict[str, list[str]]:
@@ -21,7 +23,7 @@ def shipped_models() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in SHIPPED:
         files = sorted(p.name for p in MODELS_DIR.glob(f"{name}.*") if p.is_file())
-        if files:
+        if any(not f.endswith(".recipe.yaml") for f in files):  # a recipe alone is not a model
             out[name] = files
     return out
 

@@ -509,7 +509,7 @@ def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits,
     record = {
         "config": asdict(config),
         "class_names": list(dataset.class_names),
-        "data": {"source": dataset.source, "fingerprint_sha256": fingerprint,
+        "data": {"source": dataset.source, "format": dataset.meta.get("format"), "fingerprint_sha256": fingerprint,
                  "train_items": len(data.train), "val_items": len(data.val),
                  "test_items": 0 if test_ds is None else len(test_ds),
                  "train_fingerprint_sha256": data.train.fingerprint()},
