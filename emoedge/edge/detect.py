@@ -101,7 +101,9 @@ def _to_faces(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, in
             raw = float(w * h) * inv_scale * inv_scale
             vis = min(1.0, (x1 - x0) * (y1 - y0) / raw) if raw > 0 else 0.0
             out.append(Face(x0, y0, x1 - x0, y1 - y0, float(s), round(vis, 4)))
-    return out
+    # a stable order (best score, then left to right, top to bottom): OpenCV's cascade returns its
+    # boxes in the order its worker threads finish, so two runs on one image could list them differently
+    return sorted(out, key=lambda f: (-f.score, f.x, f.y, f.w, f.h))
 
 
 def _shrink(img: np.ndarray, scale: float) -> np.ndarray:
