@@ -146,7 +146,7 @@ def _strings(obj, path=""):
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield from _strings(v, f"{path}[{i}]")
-    elif isinstance(obj, str) or isinstance(obj, bool) or obj is None:
+    elif isinstance(obj, (str, bool)) or obj is None:
         yield path, obj
 
 
