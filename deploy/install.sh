@@ -2,14 +2,17 @@
 # Install emoedge on a board. Idempotent: every step checks before it acts, so running it again
 # changes nothing that is already right. --dry-run prints what it would do and changes nothing.
 #
-#   deploy/install.sh --board rpi   --mode sensor --purpose "..." --jurisdiction UK [--dry-run]   # Pi OS Bookworm
+#   deploy/install.sh --board rpi   --mode sensor --purpose "..." --jurisdiction UK [--dry-run]   # Pi OS trixie or bookworm
 #   deploy/install.sh --board coral --mode kiosk  [--dry-run]   # Coral Dev Board (Mendel) / Pi + Coral USB
 #
 # What it does:
 #   1. apt packages: python3-venv, python3-picamera2 (Pi), libedgetpu1-std (Coral; Coral's apt repo)
 #   2. a system user 'emoedge' (groups video, render) and the data folder (writable; the root may be read-only)
-#   3. a venv in PREFIX with --system-site-packages, so apt's picamera2/libcamera are visible, and
-#      numpy<2 inside it: apt's picamera2 stack (simplejpeg, pidng) is built against Bookworm's numpy 1.x
+#   3. a venv in PREFIX with --system-site-packages, so apt's picamera2/libcamera are visible, with the
+#      numpy and OpenCV that match the release's apt picamera2 (chosen from /etc/os-release, and said):
+#      trixie (Debian 13, the current Pi OS; numpy 2 in apt): the versions CI tests (constraints.txt);
+#      bookworm (Debian 12; apt's picamera2 stack, simplejpeg and pidng, is built against numpy 1.24):
+#      numpy<2, hence OpenCV 4.11 (opencv-python-headless 4.12 and later need numpy>=2)
 #   4. emoedge itself (pip install of this checkout, base extra only: no TensorFlow on the device)
 #   5. the systemd unit of the chosen mode, rendered from the profile by `emoedge profile unit` (Restart=,
 #      WatchdogSec=, User=, data folder from its deployment section; --purpose/--jurisdiction go into
@@ -81,7 +84,31 @@ else
   run mkdir -p "$PREFIX"
   run python3 -m venv --system-site-packages "$PREFIX/venv"
 fi
-run "$PREFIX/venv/bin/pip" install --upgrade "numpy<2" "$SRC"
+# numpy and OpenCV for this release's apt picamera2 (see the header)
+OS_RELEASE="${EMOEDGE_OS_RELEASE:-/etc/os-release}"   # the variable: for tests of this choice
+CODENAME="$( . "$OS_RELEASE" 2>/dev/null; echo "${VERSION_CODENAME:-unknown}" )"
+case "$CODENAME" in
+  bookworm)
+    PIP_ARGS=("numpy<2" "opencv-python-headless<4.12")
+    echo "# pins: $CODENAME: numpy<2 (apt's picamera2 stack is built against numpy 1.24), so OpenCV 4.11:" \
+         "opencv-python-headless 4.12+ needs numpy>=2. Upgrade to Pi OS trixie for OpenCV 4.12+";;
+  trixie|forky|sid)
+    PIP_ARGS=(-c "$SRC/constraints.txt")
+    echo "# pins: $CODENAME: numpy 2 as in apt; the versions CI tests (constraints.txt)";;
+  buster|bullseye|mendel*)
+    echo "install.sh: $CODENAME's Python is older than 3.10, which emoedge needs. On a Coral Dev Board (Mendel," \
+         "Debian 10, Python 3.7) use a Coral USB Accelerator on a Raspberry Pi instead: --board rpi" \
+         "(then libedgetpu1-std from Coral's repository)" >&2
+    exit 2;;
+  *)
+    PIP_ARGS=(-c "$SRC/constraints.txt")
+    echo "# pins: release '$CODENAME' is not one this script knows (bookworm, trixie): using the versions CI" \
+         "tests (constraints.txt), numpy 2; if an apt picamera2 built against numpy 1 fails to import, pin numpy<2" >&2;;
+esac
+run "$PREFIX/venv/bin/pip" install --upgrade "${PIP_ARGS[@]}" "$SRC"
+if [ "$DRY" = 0 ]; then
+  echo "# installed: $("$PREFIX/venv/bin/python" -c 'import numpy, cv2; print("numpy", numpy.__version__, "opencv", cv2.__version__)')"
+fi
 
 UNIT="emoedge-$MODE.service"
 RENDERED="$(mktemp)"

@@ -1,5 +1,6 @@
 """Device profiles, their validation, inheritance and overrides; doctor on fake /proc and /sys trees."""
 
+import os
 import shutil
 import subprocess
 
@@ -189,7 +190,7 @@ def test_systemd_units_verify_when_available():
 
 
 @pytest.mark.parametrize("board,mode,expect", [
-    ("rpi", "sensor", ["python3-picamera2", "--system-site-packages", "numpy<2", "emoedge-sensor.service",
+    ("rpi", "sensor", ["python3-picamera2", "--system-site-packages", "emoedge-sensor.service",
                        "--profile classroom-sensor-rpi4"]),
     ("coral", "kiosk", ["libedgetpu1-std", "emoedge-kiosk.service", "--profile coral-devboard"]),
 ])
@@ -206,6 +207,26 @@ def test_install_script_dry_run_changes_nothing_and_says_what_it_would_do(board,
     assert not prefix.exists() and not data.exists()
     bad = subprocess.run(["bash", str(script), "--board", "jetson", "--dry-run"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--board must be rpi or coral" in bad.stderr
+
+
+@pytest.mark.parametrize("codename,rc,expect", [
+    ("bookworm", 0, ["numpy<2 opencv-python-headless<4.12", "# pins: bookworm: numpy<2", "so OpenCV 4.11"]),
+    ("trixie", 0, ["-c ", "constraints.txt", "# pins: trixie: numpy 2 as in apt"]),
+    ("buster", 2, ["Coral USB Accelerator on a Raspberry Pi"]),
+])
+def test_install_script_pins_numpy_and_opencv_for_the_pi_os_release(codename, rc, expect, tmp_path):
+    """Bookworm's apt picamera2 needs numpy 1 (so OpenCV 4.11); trixie's has numpy 2 (the tested versions)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "deploy" / "install.sh"
+    osr = tmp_path / "os-release"
+    osr.write_text(f"ID=debian\nVERSION_CODENAME={codename}\n")
+    r = subprocess.run(["bash", str(script), "--board", "rpi", "--mode", "kiosk", "--dry-run",
+                        "--prefix", str(tmp_path / "opt"), "--data", str(tmp_path / "data")],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "EMOEDGE_OS_RELEASE": str(osr)})
+    assert r.returncode == rc, r.stderr
+    for e in expect:
+        assert e in r.stdout + r.stderr, (e, r.stdout, r.stderr)
 
 
 # Profiles that must run on a fresh install with no download: their detector is chosen among the
