@@ -455,3 +455,37 @@ def test_vote_targets_mix_the_crowd_votes_into_the_labels(rng):
                         ids=ds.ids, source="tree/")
     with pytest.raises(ValueError, match="tree/ has no vote distributions"):
         targets(TrainConfig(vote_weight=1.0), Splits(plain, plain, None, data.x_train, labels, data.x_val, labels, 3))
+
+
+def test_small_data_shrinks_the_batch_unless_asked_not_to(capsys):
+    from emoedge.train.steps import fit_batch_to_data
+    from emoedge.train.trainer import TrainConfig
+
+    cfg = TrainConfig(batch_size=128)
+    assert fit_batch_to_data(cfg, 1620).batch_size == 32          # 13 steps -> 51
+    assert "batch 32 instead of 128" in capsys.readouterr().err
+    assert fit_batch_to_data(cfg, 4000).batch_size == 64          # 31 steps -> 62
+    assert fit_batch_to_data(cfg, 25000) is cfg                   # 195 steps: as it is
+    assert fit_batch_to_data(TrainConfig(batch_size=32), 500).batch_size == 32
+    assert fit_batch_to_data(TrainConfig(batch_size=128, fit_batch_to_data=False), 1620).batch_size == 128
+
+
+def test_a_batch_size_on_the_command_line_is_kept(tmp_path, monkeypatch):
+    import emoedge.train.trainer as trainer
+    from emoedge.cli import main
+
+    seen = {}
+
+    def fake_train(config, ds, out, **kw):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    imgs, labels = face_like(np.random.default_rng(0), 30, 3)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["Training"] * 30)
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(csv), "--config", "fast", "--set", "batch_size=128", "--out", str(tmp_path / "r")])
+    assert seen["config"].batch_size == 128 and seen["config"].fit_batch_to_data is False
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(csv), "--config", "fast", "--out", str(tmp_path / "r2")])
+    assert seen["config"].fit_batch_to_data is True

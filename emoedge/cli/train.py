@@ -30,7 +30,10 @@ def cmd_train(args) -> int:
         raise SystemExit("emoedge train: --until and --dry-run go with --recipe")
     args.config = args.config or "default"
 
-    config = load_train_config(args.config, args.set)  # before TensorFlow: the config may turn on oneDNN
+    sets = list(args.set)
+    if any(s.partition("=")[0].strip() == "batch_size" for s in sets):
+        sets.append("fit_batch_to_data=false")  # a batch size given on the command line is kept as given
+    config = load_train_config(args.config, sets)  # before TensorFlow: the config may turn on oneDNN
     ds = dataset(args)
     if config.arch == "hog_lbp":  # the handcrafted baseline: scikit-learn, same outputs and reports
         from emoedge.train.handcrafted import train_hoglbp

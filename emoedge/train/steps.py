@@ -285,6 +285,30 @@ def build_model(config: TrainConfig, num_classes: int, class_names=None) -> tupl
     return model, rebuilt
 
 
+SMALL_DATA_STEPS = 50   # steps per epoch below which the batch shrinks (config.fit_batch_to_data)
+MIN_SMALL_BATCH = 32
+
+
+def fit_batch_to_data(config: TrainConfig, n_train: int) -> TrainConfig:
+    """``config`` with a smaller batch when the training split gives fewer than SMALL_DATA_STEPS steps
+    per epoch: the largest power of two (not below MIN_SMALL_BATCH) that gives at least that many.
+    Measured on 1,620 faces of 3 classes, from scratch, 12 epochs: batch 128 (13 steps) reached 48.3%
+    validation accuracy, batch 32 (51 steps) 62.8%."""
+    from dataclasses import replace
+
+    if not config.fit_batch_to_data or n_train // config.batch_size >= SMALL_DATA_STEPS:
+        return config
+    batch = MIN_SMALL_BATCH
+    while batch * 2 <= config.batch_size and n_train // (batch * 2) >= SMALL_DATA_STEPS:
+        batch *= 2
+    if batch >= config.batch_size:
+        return config
+    print(f"small data ({n_train:,} training faces): batch {batch} instead of {config.batch_size}, so an epoch "
+          f"has {math.ceil(n_train / batch)} steps, not {math.ceil(n_train / config.batch_size)} "
+          f"(fit_batch_to_data; keep the batch with --set batch_size=N)", file=sys.stderr)
+    return replace(config, batch_size=batch)
+
+
 def fit_batchnorm_to_data(model: Any, steps_per_epoch: int) -> float | None:
     """On small data, lower every BatchNormalization layer's momentum to ``1 - 3 / steps_per_epoch``
     (Keras's 0.99 averages over ~100 steps; a 1,800-face dataset has 14 per epoch, so after a few

@@ -54,6 +54,10 @@ class TrainConfig:
     head_epochs: int = 5                 # with a new head: epochs training it alone (the features frozen) first
     finetune_lr_scale: float = 0.05      # with a new head: the whole network then trains at learning_rate x this
     max_train_items: int | None = None   # cap for quick runs (stratified by seed)
+    # Small data: with fewer than SMALL_DATA_STEPS steps per epoch at batch_size, the batch shrinks
+    # (to a power of two, not below 32) so an epoch has about that many steps (said in the log).
+    # Set false, or give batch_size with --set, to keep batch_size as it is.
+    fit_batch_to_data: bool = True
     # Knowledge distillation: train on a mix of a teacher's class probabilities (the mean over the
     # face and its mirror, softened by soft_temperature) and the one-hot labels.
     soft_targets_from: str | None = None  # teacher .keras model with the same classes
@@ -282,6 +286,7 @@ def train(config: TrainConfig, dataset: FaceDataset, out_dir: str | os.PathLike,
     try:
         keras.utils.set_random_seed(config.seed)
         data = steps.data_splits(config, dataset, splits)
+        config = steps.fit_batch_to_data(config, len(data.x_train))
         y_train = steps.targets(config, data)  # the teacher, if any, is loaded before the model is built
         model, rebuilt = steps.build_model(config, data.num_classes, dataset.class_names)
         per_epoch = steps.steps_per_epoch(config, data)
