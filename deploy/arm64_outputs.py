@@ -127,27 +127,28 @@ def _installed(dist: str) -> bool:
         return False
 
 
-def _numbers(obj, path=""):
-    """(path, number) for every number in obj, in a stable order."""
+def _leaves(obj, path=""):
+    """(path, value) for every leaf of obj (dict keys sorted), in a stable order."""
     if isinstance(obj, dict):
         for k in sorted(obj):
-            yield from _numbers(obj[k], f"{path}/{k}")
+            yield from _leaves(obj[k], f"{path}/{k}")
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            yield from _numbers(v, f"{path}[{i}]")
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield path, float(obj)
-
-
-def _strings(obj, path=""):
-    if isinstance(obj, dict):
-        for k in sorted(obj):
-            yield from _strings(obj[k], f"{path}/{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _strings(v, f"{path}[{i}]")
-    elif isinstance(obj, (str, bool)) or obj is None:
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
         yield path, obj
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(obj):
+    return [(p, float(v)) for p, v in _leaves(obj) if _is_number(v)]
+
+
+def _strings(obj):
+    return [(p, v) for p, v in _leaves(obj) if not _is_number(v)]
 
 
 def compare(a_path: Path, b_path: Path) -> int:
