@@ -181,7 +181,9 @@ def move_float_masters(models_dir: str | Path, name: str, dest: str | Path) -> l
     if moved and card.is_file():
         card.write_text(card.read_text() + "\n## Float masters\n\nNot in the package (only the quantized device "
                         "files are): " + ", ".join(f"`{p.name}`" for p in moved if not p.name.endswith(".json"))
-                        + " were moved out after shipping; regenerate them with the training command above.\n")
+                        + " were moved out after shipping. By name, a float master is rebuilt from the int8 file "
+                        f"(`emoedge evaluate --model {name} --format keras`, `init_from={name}`, `emoedge convert "
+                        f"--model {name}@keras`; docs/models/masters.md); the recipe above retrains the originals.\n")
     return moved
 
 
