@@ -103,10 +103,20 @@ for n in 0 1 2 3; do
 done
 bind --bind "$CPUINFO" "$ROOT/proc/cpuinfo"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-in_root() {  # a command inside the root, with a clean environment
+in_root() {  # a command inside the root, with a clean environment; pip trusts the root's own CA store
   env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    QEMU_CPU="$CPU" PIP_DISABLE_PIP_VERSION_CHECK=1 chroot "$ROOT" "$@"
+    QEMU_CPU="$CPU" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    chroot "$ROOT" "$@"
 }
+# a machine behind a TLS-inspecting proxy trusts extra CAs (/usr/local/share/ca-certificates): the root
+# needs them too to reach PyPI, as a Pi on that network would; nothing else of the host's set-up goes in
+EXTRA_CAS=(/usr/local/share/ca-certificates/*.crt)
+if [ -e "${EXTRA_CAS[0]}" ]; then
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp "${EXTRA_CAS[@]}" "$ROOT/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null 2>&1
+  say "the host's extra CA certificates (${#EXTRA_CAS[@]}) trusted in the root too"
+fi
 say "in the root: $(in_root uname -m), $(in_root python3 --version)"
 
 # 4. the stand-in python3-picamera2 (only if the real one is not installed)

@@ -1,7 +1,12 @@
 """The README's "your own classes" path, command for command, on real FER2013 faces: a folder tree
-of three classes -> fine-tune from a shipped model -> int8 -> evaluate -> run on the video."""
+of three classes -> fine-tune from a shipped model -> int8 -> evaluate -> run on the video. Each
+command runs as its own process, as a user runs it (the default training config turns oneDNN on,
+which TensorFlow reads once per process)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import FER_CSV, MEDIA, need_shared
@@ -9,12 +14,18 @@ from conftest import FER_CSV, MEDIA, need_shared
 pytestmark = pytest.mark.slow
 
 
-def test_folder_tree_to_fine_tune_to_int8_to_evaluate_to_run(tmp_path, monkeypatch, capsys):
-    from emoedge.cli import main
+def test_folder_tree_to_fine_tune_to_int8_to_evaluate_to_run(tmp_path):
+    env = {**os.environ, "EMOEDGE_MODELS": str(tmp_path / "cache")}
+
+    def main(args: list[str]) -> int:
+        r = subprocess.run([sys.executable, "-m", "emoedge", *args], env=env, capture_output=True, text=True,
+                           timeout=900)
+        main.err = r.stderr
+        assert r.returncode == 0, (args, r.stdout[-2000:], r.stderr[-3000:])
+        return r.returncode
 
     need_shared(FER_CSV)
     need_shared(MEDIA / "short_hamilton_clip.mp4")
-    monkeypatch.setenv("EMOEDGE_MODELS", str(tmp_path / "cache"))
     tree, run = tmp_path / "three_class", tmp_path / "runs" / "mine"
     # 0. (a folder tree of one's own; here made from three classes of FER2013)
     assert main(["data", "export", str(FER_CSV), "--classes", "happy,neutral,fear",
@@ -26,7 +37,7 @@ def test_folder_tree_to_fine_tune_to_int8_to_evaluate_to_run(tmp_path, monkeypat
     # 2. fine-tune from a shipped model (short here)
     assert main(["train", "--data", str(tree), "--set", "init_from=fast", "--set", "epochs=1", "--set", "head_epochs=1",
                  "--out", str(run)]) == 0
-    err = capsys.readouterr().err
+    err = main.err
     assert "init_from fast: the shipped model's float master" in err and "7 classes -> 3" in err
     assert json.loads((run / "run.json").read_text())["class_names"] == ["fear", "happy", "neutral"]
     # 3. int8, calibrated on the tree, with the quantization report

@@ -123,12 +123,13 @@ def test_each_shipped_card_lists_its_recipes_commands():
             assert f"`{cmd}`" in card, (name, cmd)
 
 
-def test_a_card_rendered_before_recipes_gets_the_recipes_commands():
+def test_a_card_rendered_before_recipes_gets_the_recipes_commands_beside_what_was_run():
     from emoedge.convert.modelcard import with_recipe_commands
 
     card = "# x\n\n## Training\n- Command: `old`\n- Time on this machine (2 x86 cores, no GPU): 98 s.\n- Settings: s\n"
     new = with_recipe_commands(card, load_recipe("hoglbp"))
-    assert "`old`" not in new and "1. `emoedge train --data DATA --config hoglbp --out RUNS/hoglbp` (1.6 min)" in new
+    assert "- Command: `old`" in new                       # what was run stays; the recipe comes after it
+    assert new.index("- Command: `old`") < new.index("1. `emoedge train --data DATA --config hoglbp --out RUNS/hoglbp`")
     assert new.endswith("- Time on this machine (2 x86 cores, no GPU): 98 s.\n- Settings: s\n")
     assert with_recipe_commands(new, load_recipe("hoglbp")) == new
     with pytest.raises(ValueError, match="no '## Training'"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoedge.edge.shipped import SHIPPED
 from emoedge.recipes import Recipe, card_commands
 from emoedge.tables import markdown_table
 
@@ -140,7 +141,14 @@ def lineage(run_dir: str | Path) -> list[dict]:
         members = r.get("members") or []
         parents = [Path(m["model"]).parent for m in members]
         if not members:
-            parents += [Path(cfg[k]).parent for k in ("init_from", "soft_targets_from") if cfg.get(k)]
+            for k in ("init_from", "soft_targets_from"):
+                if cfg.get(k) in SHIPPED:  # a shipped model by name: its own card tells its lineage
+                    if f"shipped:{cfg[k]}" not in seen:
+                        seen.add(f"shipped:{cfg[k]}")
+                        out.append({"run": f"shipped:{cfg[k]}", "command": None, "seconds": 0.0, "epochs": 0,
+                                    "shipped": cfg[k]})
+                elif cfg.get(k):
+                    parents.append(Path(cfg[k]).parent)
         for q in parents:
             visit(q)
         out.append({"run": str(d), "command": r.get("command"),
@@ -160,6 +168,10 @@ def _cli(command: str) -> str:
 def _commands(steps: list[dict], ship_command: str) -> list[str]:
     lines = ["- Made by these commands, in order (earlier runs first; minutes of training of each):", ""]
     for i, st in enumerate(steps, 1):
+        if st.get("shipped"):
+            lines.append(f"  {i}. the shipped `{st['shipped']}` model, its float master rebuilt from its int8 file "
+                         f"(its card, `{st['shipped']}.md`, lists how it was made)")
+            continue
         what = f"`{_cli(st['command'])}`" if st["command"] else f"(no run.json in {st['run']})"
         lines.append(f"  {i}. {what} " + (f"({st['seconds'] / 60:.0f} min, {st['epochs']} epochs)" if st["seconds"]
                                           else "(a fusion: no training of its own)"))
@@ -167,16 +179,19 @@ def _commands(steps: list[dict], ship_command: str) -> list[str]:
     return lines
 
 
+RECIPE_HEAD = "- Reproduce it with one command,"
+RECIPE_TAIL = "- The commands as they were run are recorded in each run's `run.json`"
+
+
 def _recipe_commands(recipe: Recipe) -> list[str]:
     """The Training section's command list, from the model's recipe (what ``--recipe`` runs)."""
-    lines = [f"- Reproduce it with one command, `emoedge train --recipe {recipe.model} --data DATA --out RUNS` "
+    lines = [f"{RECIPE_HEAD} `emoedge train --recipe {recipe.model} --data DATA --out RUNS` "
              f"(DATA: {recipe.data or 'the dataset'}; resumable: run it again after an interruption), which runs "
              f"these steps of its recipe (`{recipe.source.name}`), in order (minutes when this model was made):", ""]
     for i, (step, cmd) in enumerate(zip(recipe.steps, card_commands(recipe)), 1):
         lines.append(f"  {i}. `{cmd}`" + (f" ({step.minutes:g} min)" if step.minutes else
                                           f" ({step.note})" if step.note else ""))
-    lines += ["", "- The commands as they were run are recorded in each run's `run.json` "
-              "(this model's: `" + recipe.model + ".run.json`)."]
+    lines += ["", f"{RECIPE_TAIL} (this model's: `{recipe.model}.run.json`)."]
     return lines
 
 
@@ -264,8 +279,8 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         _confusion_table(test_eval),
         "",
         "## Training",
-        *(_recipe_commands(recipe) if recipe else
-          _commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
+        *(_commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
+        *(_recipe_commands(recipe) if recipe else []),
         time_line,
         settings,
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
@@ -290,14 +305,18 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
 
 
 def with_recipe_commands(card: str, recipe: Recipe) -> str:
-    """A card's text with its Training section's command list replaced by the recipe's (the lines
-    from ``## Training`` to the ``- Time on this machine`` line), for cards rendered before recipes."""
+    """A card's text with its recipe's commands in the Training section (before the ``- Time on this
+    machine`` line), replacing those it had: for cards rendered before recipes or before a recipe changed."""
     lines = card.split("\n")
-    try:
-        start = lines.index("## Training") + 1
-    except ValueError:
-        raise ValueError("the card has no '## Training' section") from None
+    if "## Training" not in lines:
+        raise ValueError("the card has no '## Training' section")
+    start = lines.index("## Training") + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("- Time on this machine")), None)
     if end is None:
         raise ValueError("the card's Training section has no '- Time on this machine' line")
-    return "\n".join(lines[:start] + _recipe_commands(recipe) + lines[end:])
+    section = lines[start:end]
+    if any(ln.startswith(RECIPE_HEAD) for ln in section):
+        a = next(i for i, ln in enumerate(section) if ln.startswith(RECIPE_HEAD))
+        b = next(i for i, ln in enumerate(section) if ln.startswith(RECIPE_TAIL))
+        section = section[:a] + section[b + 1:]
+    return "\n".join(lines[:start] + section + _recipe_commands(recipe) + lines[end:])
