@@ -186,7 +186,9 @@ def _under_current_policy(config: TrainConfig, src: Any) -> Any:
         return src
     try:
         candidate = zoo.build(config.arch, src.output_shape[-1], **config.arch_kwargs)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError) as exc:
+        print(f"init_from {config.init_from}: arch {config.arch} {config.arch_kwargs} cannot be built ({exc}); "
+              f"it trains as saved ({saved})", file=sys.stderr)
         return src
     if [w.shape for w in candidate.weights] != [w.shape for w in src.weights]:
         print(f"init_from {config.init_from}: not arch {config.arch} {config.arch_kwargs}; it trains as saved "
