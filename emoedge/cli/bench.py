@@ -6,6 +6,7 @@ results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.b
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -199,6 +200,48 @@ def _pipeline_options(p, model_flag: str = "--model", source_required: bool = Tr
                    help="also run each configuration detecting on every frame at full resolution (detector parity)")
 
 
+def cmd_bench_board(args) -> int:
+    """Stage times of this board (measured) or, with --estimate, of the Pi boards derived from
+    published runs; CSV + JSON (+ the estimates page) in --out; profiles rewritten when asked."""
+    from emoedge.benchmarks import board_timings as bt
+    from emoedge.benchmarks.soak import shared_dir
+
+    shared = Path(args.shared) if args.shared else shared_dir()
+    shared = shared if shared.is_dir() else None
+    source = args.source or (str(shared / "media" / "short_hamilton_clip.mp4") if shared else None)
+    out = Path(args.out)
+    if args.estimate:
+        res = bt.estimate(shared, source, args.detector_dir, Path(args.cache), args.runs)
+        md = bt.write_estimates_md(res, out)
+        print(md.read_text())
+        for name in args.update_profiles:
+            board = next((b for b, prof in bt.BOARD_PROFILES.items() if prof == Path(name).stem), None)
+            if board is None:
+                raise ValueError(f"{name}: not a profile of a board with estimates ({', '.join(bt.BOARD_PROFILES)})")
+            ms = {x["stage"]: x["ms"] for x in res["rows"] if x["board"] == board and x["stage"] in bt.DETECTOR_STAGES}
+            bt.write_profile_times(Path(name), ms, bt.estimate_comment(board, res))
+            print(f"wrote the estimated detector_ms of {board} into {name}")
+        return 0 if res["rows"] else 1
+    threads = args.threads or os.cpu_count() or 1
+    res = bt.measure(threads, source, args.detector_dir, args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "board.json").write_text(json.dumps(res, indent=2) + "\n")
+    csv_path = bt.write_csv(res["rows"], out / "board.csv")
+    for r in res["rows"]:
+        print(f"  {r['stage']:15s} {r['ms']:8.2f} ms  ({r['threads']} threads)")
+    for k, why in res["skipped"].items():
+        print(f"  {k:15s} not timed: {why}", file=sys.stderr)
+    print(f"wrote {csv_path}")
+    if args.write_profile:
+        ms = {x["stage"]: x["ms"] for x in res["rows"] if x["stage"] in bt.DETECTOR_STAGES}
+        board = res["rows"][0]["board"] if res["rows"] else "this machine"
+        bt.write_profile_times(Path(args.write_profile), ms, [
+            f"MEASURED {res['date']} on {board}",
+            f"by `emoedge bench board` ({threads} threads, 640x360 frames, full scale): {csv_path}"])
+        print(f"wrote the measured detector_ms into {args.write_profile}")
+    return 0 if res["rows"] else 1
+
+
 def _report_options(p) -> None:
     p.add_argument("--out", required=True, help="folder for results.json, report.md and the plots")
     p.add_argument("--reference", help="reference results.json to compare with (comparison.json)")
@@ -263,6 +306,24 @@ def register(sub) -> None:
                    help="also compare the Haar cascades (default, alt2) with and without the tilted pass")
     p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for crops.json, crops.md")
     p.set_defaults(func=cmd_bench_crops)
+
+    p = add_parser(bench, "board", "stage times of this board (detectors per 640x360 frame, classifiers per face) "
+                                   "into a CSV, or --estimate the Pi boards' from published reference runs")
+    p.add_argument("--estimate", action="store_true",
+                   help="derive the Pi boards' times from published runs (run on the development machine)")
+    p.add_argument("--threads", type=int, help="threads when measuring (default: all cores; --estimate: 1)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per stage and frame")
+    p.add_argument("--source", help="video for the detector frames (default: the shared clip, else the demo photo)")
+    p.add_argument("--shared", help="the shared data folder (photos, clip; default: $EMOEDGE_SHARED or ../shared "
+                                    "beside the repository)")
+    p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "emoedge" / "bench"),
+                   help="where --estimate keeps the reference network it builds")
+    p.add_argument("--write-profile", help="rewrite this profile's board.detector_ms with the measured times")
+    p.add_argument("--update-profiles", action="append", default=[],
+                   help="with --estimate: rewrite this profile's detector_ms with its board's estimates; repeatable")
+    p.add_argument("--out", required=True, help="folder for board.csv/board.json (--estimate: estimates.*)")
+    p.set_defaults(func=cmd_bench_board)
 
     p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
     _model_options(p)
