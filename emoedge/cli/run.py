@@ -178,6 +178,19 @@ def _add_run_options(p) -> None:
     p.add_argument("--min-free-mb", dest="min_free_mb", type=float,
                    help="write no record while the disk has less than this free (default 50 MB)")
     p.add_argument("--summary-json", help="write the run summary here")
+    g = p.add_argument_group("MQTT (interval summaries to a broker; pip install 'emoedge[fleet]')")
+    g.add_argument("--mqtt", help="mqtt://host:port[/prefix] (mqtts:// for TLS): publish every interval summary to "
+                                  "PREFIX/DEVICE/intervals (QoS 1) through a store-and-forward outbox")
+    g.add_argument("--mqtt-device", dest="mqtt_device", help="device id in the topics (default: the host name)")
+    g.add_argument("--mqtt-room", dest="mqtt_room", help="room or place carried in every interval (fleet page)")
+    g.add_argument("--mqtt-username", dest="mqtt_username", help="broker user name")
+    g.add_argument("--mqtt-password-file", dest="mqtt_password_file",
+                   help="file holding the broker password (or set EMOEDGE_MQTT_PASSWORD; not on the command line)")
+    g.add_argument("--mqtt-ca-file", dest="mqtt_ca_file", help="CA certificate(s) to verify the broker's TLS")
+    g.add_argument("--mqtt-outbox", dest="mqtt_outbox",
+                   help="store-and-forward SQLite file (default: beside --db, else ./emoedge.mqtt-outbox.sqlite)")
+    g.add_argument("--mqtt-flush-s", dest="mqtt_flush_s", type=float,
+                   help="at exit, keep sending unacknowledged intervals this many seconds (default 10)")
 
 
 def register(sub) -> None:

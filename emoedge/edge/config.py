@@ -88,6 +88,15 @@ class RuntimeConfig:
     min_free_mb: float = 50.0             # stop writing records (and say so) below this much free disk space
     retention_days: float | None = None   # delete stored summaries older than this (None: keep all)
     stale_after_s: float = 10.0           # /health reports unhealthy when no frame came for this long
+    # interval summaries to an MQTT broker, store-and-forward (emoedge.edge.mqtt; the [fleet] extra)
+    mqtt: str | None = None               # mqtt://host:port/prefix (mqtts:// for TLS); None: off
+    mqtt_device: str | None = None        # the device id in topics (default: the host name)
+    mqtt_room: str | None = None          # a room or place name carried in every interval (fleet page groups)
+    mqtt_username: str | None = None
+    mqtt_password_file: str | None = None  # a file holding the password (or $EMOEDGE_MQTT_PASSWORD)
+    mqtt_ca_file: str | None = None       # CA certificate(s) to verify the broker's TLS certificate
+    mqtt_outbox: str | None = None        # the store-and-forward SQLite file (default: beside db, or ./)
+    mqtt_flush_s: float = 10.0            # at exit, keep sending unacknowledged intervals this long
 
     def __post_init__(self) -> None:
         self.check()
@@ -131,6 +140,15 @@ class RuntimeConfig:
         r("min_free_mb", 0)
         r("retention_days", 0, lo_open=True, optional=True)
         r("stale_after_s", 0, lo_open=True)
+        r("mqtt_flush_s", 0, 3600)
+        if self.mqtt is not None:
+            from emoedge.edge.mqtt import MqttTarget, device_name  # here: loading a config imports no MQTT code
+
+            try:
+                MqttTarget.parse(self.mqtt)
+                device_name(self.mqtt_device)
+            except ValueError as exc:
+                raise ConfigError(f"key 'mqtt': {exc}") from None
         if self.privacy != "images" and self.video_out:
             raise ConfigError(f"key 'video_out': privacy rule {self.privacy!r} forbids storing face images, so no "
                               f"video file ({self.video_out!r} asked for); the rule comes from the profile's "

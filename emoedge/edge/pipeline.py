@@ -8,8 +8,10 @@ cleanly and every sink is flushed and closed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.handlers
+import os
 import signal
 import sqlite3
 import threading
@@ -98,6 +100,8 @@ class Pipeline:
                     self.sinks.append(JsonlSink(c.events, floor))
                 if c.db:
                     self.sinks.append(SqliteSink(c.db, floor, c.retention_days))
+                if c.mqtt:
+                    self.sinks.append(self._make_mqtt_sink())
                 if c.video_out:
                     fps = self.source.fps or c.fps or 15.0
                     self.sinks.append(VideoSink(c.video_out, fps=fps, timed=not self.source.independent_frames))
@@ -116,6 +120,28 @@ class Pipeline:
             raise
 
     # -- set-up helpers -----------------------------------------------------------------------
+    def _make_mqtt_sink(self):
+        """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.mqtt)."""
+        from emoedge.edge.mqtt import MqttSink, MqttTarget, default_outbox
+
+        c = self.config
+        target = MqttTarget.parse(c.mqtt)
+        password = target.password
+        if c.mqtt_password_file:
+            try:
+                password = Path(c.mqtt_password_file).read_text().strip()
+            except OSError as exc:
+                raise BadInputError(f"{c.mqtt_password_file}: cannot read the MQTT password file: "
+                                    f"{exc.strerror or exc}") from exc
+        password = password or os.environ.get("EMOEDGE_MQTT_PASSWORD")
+        target = dataclasses.replace(target, username=c.mqtt_username or target.username, password=password)
+        outbox = Path(c.mqtt_outbox) if c.mqtt_outbox else default_outbox(c.db)
+        sink = MqttSink(target, outbox, device=c.mqtt_device, room=c.mqtt_room, ca_file=c.mqtt_ca_file,
+                        flush_timeout_s=c.mqtt_flush_s)
+        log.info("MQTT: interval summaries to %s as device %r (topics %s, %s), outbox %s", target, sink.device,
+                 sink.intervals_topic, sink.status_topic, outbox)
+        return sink
+
     def _make_log_file(self) -> logging.Handler | None:
         """The deployment's rotated log file (warnings and errors) in its data folder."""
         d = self.deployment

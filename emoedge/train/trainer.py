@@ -220,7 +220,9 @@ def teacher_targets(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarra
 
     if not 0.0 <= config.soft_weight <= 1.0:
         raise ValueError(f"soft_weight must be in [0, 1], got {config.soft_weight}")
-    teacher = load_keras(config.soft_targets_from)
+    from emoedge.train.masters import resolve_keras
+
+    teacher = load_keras(resolve_keras(config.soft_targets_from))   # a file, or a shipped name: its float master
     if teacher.output_shape[-1] != k:
         raise ValueError(f"{config.soft_targets_from}: the teacher has {teacher.output_shape[-1]} classes, "
                          f"the data {k}")
