@@ -25,13 +25,13 @@ import argparse
 import logging
 import sys
 
-from emoedge.cli import bench, convert, data, ensemble, evaluate, models, run, train
+from emoedge.cli import bench, convert, data, ensemble, evaluate, fleet, models, run, train
 from emoedge.cli._common import HelpFormatter
 from emoedge.cli.bench import cmd_bench_soak  # noqa: F401  (tests take it from here)
 
 __all__ = ["build_parser", "main"]
 
-GROUPS = (data, train, evaluate, convert, ensemble, models, run, bench)
+GROUPS = (data, train, evaluate, convert, ensemble, models, run, fleet, bench)
 
 
 def version() -> str:

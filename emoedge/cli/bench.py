@@ -242,6 +242,22 @@ def cmd_bench_board(args) -> int:
     return 0 if res["rows"] else 1
 
 
+def cmd_bench_fleet(args) -> int:
+    """N devices publishing into one broker and one fleet store; exit 1 unless every interval arrived once."""
+    from emoedge.benchmarks.fleet_sim import bench_fleet, write_fleet_report
+    from emoedge.benchmarks.soak import default_source
+
+    res = bench_fleet(Path(args.out), args.devices, args.seconds, args.source or default_source(), args.model,
+                      args.interval_s, args.mqtt)
+    md = write_fleet_report(res, Path(args.out))
+    print(md.read_text())
+    ok = res["intervals_in"] == res["intervals_out"] and not res["missing"] and not res["unexpected"]
+    if res["errors"]:
+        for name, err in res["errors"].items():
+            print(f"{name}: {err}", file=sys.stderr)
+    return 0 if ok and res["intervals_in"] and not res["errors"] else 1
+
+
 def _report_options(p) -> None:
     p.add_argument("--out", required=True, help="folder for results.json, report.md and the plots")
     p.add_argument("--reference", help="reference results.json to compare with (comparison.json)")
@@ -324,6 +340,17 @@ def register(sub) -> None:
                    help="with --estimate: rewrite this profile's detector_ms with its board's estimates; repeatable")
     p.add_argument("--out", required=True, help="folder for board.csv/board.json (--estimate: estimates.*)")
     p.set_defaults(func=cmd_bench_board)
+
+    p = add_parser(bench, "fleet", "N devices (emoedge run --mqtt on the looped clip) into one broker and one "
+                                   "emoedge fleet store: intervals in = out, CPU per interval, the page's screenshot")
+    p.add_argument("--devices", type=int, default=10, help="emoedge run processes")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long they run")
+    p.add_argument("--interval-s", type=float, default=1.0, help="interval summary length")
+    p.add_argument("--model", default="fast", help="model of every device")
+    p.add_argument("--source", help="default: ../shared/media/short_hamilton_clip.mp4 if present, else demo")
+    p.add_argument("--mqtt", help="an existing broker (default: a Mosquitto started here on 127.0.0.1)")
+    p.add_argument("--out", default="docs/benchmarks/fleet", help="folder for fleet.json, fleet.md, fleet-page.png")
+    p.set_defaults(func=cmd_bench_fleet)
 
     p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
     _model_options(p)

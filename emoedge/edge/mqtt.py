@@ -200,6 +200,9 @@ class MqttSink(Sink):
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self.published = 0                         # intervals acknowledged by the broker in this run
+        self.enqueued = 0
+        self.enqueue_ns = 0                        # frame-loop time spent storing intervals in the outbox
+        self.publisher_cpu_ns = 0                  # CPU time of the publisher thread (network, JSON, SQLite)
         self.problems: list[str] = []              # distinct connection problems, in order
 
     # -- the frame loop's side ----------------------------------------------------------------
@@ -210,11 +213,14 @@ class MqttSink(Sink):
         self._thread.start()
 
     def on_interval(self, s: IntervalSummary) -> None:
+        t = time.perf_counter_ns()
         payload = json.dumps(interval_payload(s, self.device, self.model, self.room), separators=(",", ":"))
         try:
             Outbox.add(self._db, s.interval_id, payload)
         except sqlite3.Error as exc:
             raise WriteError(f"{self.path}: interval {s.interval_id} not stored for MQTT: {exc}") from exc
+        self.enqueued += 1
+        self.enqueue_ns += time.perf_counter_ns() - t
         self._wake.set()
 
     def close(self) -> None:
@@ -229,9 +235,26 @@ class MqttSink(Sink):
         except sqlite3.Error as exc:
             raise WriteError(f"{self.path}: closing the MQTT outbox failed: {exc}") from exc
         left = self.outbox.counts()["unsent"]
+        stats = self.stats(left)
+        try:
+            self.path.with_name(self.path.stem + ".stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+        except OSError as exc:
+            log.warning("MQTT: the publishing statistics were not written beside %s: %s", self.path, exc)
+        log.info("MQTT %s: %d interval(s) stored, %d acknowledged this run, %d unsent; CPU per interval: %.2f ms "
+                 "in the frame loop (outbox), %.2f ms in the publisher thread", self.target, self.enqueued,
+                 self.published, left, stats["enqueue_ms_per_interval"], stats["publisher_cpu_ms_per_interval"])
         if left:
             log.warning("MQTT %s: %d interval(s) not acknowledged yet, kept in %s for the next run",
                         self.target, left, self.path)
+
+    def stats(self, unsent: int) -> dict:
+        """This run's publishing figures (written beside the outbox as ``<outbox>.stats.json`` at close)."""
+        return {"device": self.device, "broker": str(self.target), "intervals_stored": self.enqueued,
+                "acknowledged": self.published, "unsent": unsent,
+                "enqueue_ms_per_interval": self.enqueue_ns / 1e6 / max(1, self.enqueued),
+                "publisher_cpu_ms": self.publisher_cpu_ns / 1e6,
+                "publisher_cpu_ms_per_interval": self.publisher_cpu_ns / 1e6 / max(1, self.published),
+                "problems": self.problems}
 
     # -- the publisher thread -----------------------------------------------------------------
     def _problem(self, what: str) -> None:
@@ -277,6 +300,7 @@ class MqttSink(Sink):
         return False
 
     def _run(self) -> None:
+        cpu0 = time.thread_time_ns()
         db = self.outbox.connect()
         delay = self.retry_min_s
         deadline = None
@@ -297,7 +321,10 @@ class MqttSink(Sink):
                         self._wake.clear()
                         delay = min(self.retry_max_s, delay * 2)
                         continue
-                rc = self.client.loop(timeout=0.1)
+                # short waits while messages are in flight or closing; when idle, a second (keepalive and the
+                # next interval; an idle poll costs CPU on a small board)
+                busy = bool(self._in_flight) or deadline is not None or not self._connected
+                rc = self.client.loop(timeout=0.05 if busy else 1.0)
                 if rc != self._mqtt.MQTT_ERR_SUCCESS or self._refused:
                     # lost, or refused at CONNACK: close the socket, wait, connect again
                     self._on_disconnect(self.client, None, None, None)
@@ -333,6 +360,7 @@ class MqttSink(Sink):
                     self.published += len(self._acked)
                 self.client.disconnect()
             db.close()
+            self.publisher_cpu_ns = time.thread_time_ns() - cpu0
 
     def _send(self, db: sqlite3.Connection) -> None:
         room = self.max_in_flight - len(self._in_flight)
