@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mqtt_broker import Broker, free_port, need_mosquitto
@@ -141,3 +142,17 @@ def test_page_in_a_real_headless_browser(tmp_path):
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (1400, 1200)
     assert (img < 250).any(axis=2).mean() > 0.02                          # something was drawn, not a blank page
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("EMOEDGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+                         / "media" / "short_hamilton_clip.mp4").is_file(), reason="the shared clip is absent")
+def test_bench_fleet_two_devices_every_interval_arrives_once(tmp_path):
+    need_mosquitto()
+    from emoedge.benchmarks.fleet_sim import bench_fleet, write_fleet_report
+    from emoedge.benchmarks.soak import default_source
+
+    res = bench_fleet(tmp_path, devices=2, seconds=5, source=default_source())
+    md = write_fleet_report(res, tmp_path).read_text()
+    assert res["intervals_in"] >= 6 and res["intervals_in"] == res["intervals_out"] and not res["missing"]
+    assert all(d["exit_code"] == 0 and d["mqtt"]["unsent"] == 0 for d in res["per_device"].values())
+    assert "every one, once" in md and res["publisher_cpu_ms_per_interval_mean"] > 0

@@ -68,19 +68,18 @@ def screenshot(url: str, out: Path, size: str = "1200,1500") -> Path | None:
 
 def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str | None = None, model: str = "fast",
                 interval_s: float = 1.0, mqtt: str | None = None, rooms: int = 3) -> dict:
+    import tempfile
+
     out = Path(out)
-    work = out / "run"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="emoedge-fleet-"))    # the devices' and the store's files; removed after
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     emoedge = [sys.executable, "-m", "emoedge"]
     broker = None
     if mqtt is None:
         broker, mqtt = start_mosquitto(work)
     http_port = _free_port()
-    store_path = out / "fleet.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        store_path.with_name(store_path.name + suffix).unlink(missing_ok=True)
+    store_path = work / "fleet.sqlite"
     serve = subprocess.Popen(emoedge + ["fleet", "serve", "--mqtt", mqtt, "--db", str(store_path), "--http-port",
                                         str(http_port), "--client-id", f"emoedge-fleet-bench-{http_port}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -97,6 +96,7 @@ def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str
             procs.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                                  env=env)))
         time.sleep(seconds)
+        shot = screenshot(f"http://127.0.0.1:{http_port}/", out / "fleet-page.png")   # while they run
         for _, p in procs:
             p.send_signal(signal.SIGTERM)                   # a graceful stop: the last interval, then the flush
         codes = {}
@@ -123,7 +123,6 @@ def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(FleetStore(store_path).rows()) < total_in:
             time.sleep(0.2)
-        shot = screenshot(f"http://127.0.0.1:{http_port}/", out / "fleet-page.png")
     finally:
         for _, p in procs:
             if p.poll() is None:
@@ -146,6 +145,7 @@ def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str
         db.close()
     enq = [d["mqtt"].get("enqueue_ms_per_interval") for d in per_device.values() if d["mqtt"]]
     pub = [d["mqtt"].get("publisher_cpu_ms_per_interval") for d in per_device.values() if d["mqtt"]]
+    shutil.rmtree(work, ignore_errors=True)
     res = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "devices": devices, "seconds": seconds,
            "wall_s": wall_s, "interval_s": interval_s, "model": model, "source": source or "demo", "broker": mqtt,
            "intervals_in": total_in, "intervals_out": len(stored), "missing": sorted(device_ids - stored)[:20],
@@ -185,8 +185,9 @@ def write_fleet_report(res: dict, out: Path) -> Path:
                      f"{m.get('enqueue_ms_per_interval', 0):.2f} | "
                      f"{m.get('publisher_cpu_ms_per_interval', 0):.2f} |")
     if res["screenshot"]:
-        lines += ["", "The fleet page (`emoedge fleet serve`, http://127.0.0.1:8090/ by default) at the end of the "
-                      "run, in headless Chromium:", "", "![fleet page](fleet-page.png)"]
+        lines += ["", f"The fleet page (`emoedge fleet serve`, http://127.0.0.1:8090/ by default) after "
+                      f"{res['seconds']:g} s, the devices still running, in headless Chromium:", "",
+                  "![fleet page](fleet-page.png)"]
     md = out / "fleet.md"
     md.write_text("\n".join(lines) + "\n")
     return md
