@@ -50,6 +50,7 @@ def test_target_parsing_and_payload():
     assert p["counts"] == {"happy": 7, "neutral": 4, "uncertain": 4} and p["uncertain_share"] == 0.25
     assert p["interval_id"] == "r1-00003" and p["device"] == "box1" and p["room"] == "room-a"
     assert not {"box", "crop", "image", "track_id"} & set(p)          # aggregates only
+    assert p["budget_misses"] == 0 and p["budget_hit_rate"] == 1.0
 
 
 def test_config_rejects_a_bad_mqtt_url_naming_the_key():

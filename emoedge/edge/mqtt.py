@@ -1,9 +1,10 @@
 """Interval summaries to an MQTT broker, store-and-forward (``emoedge run --mqtt mqtt://host:port/prefix``).
 
-What leaves the box: interval summaries only (counts and shares per label, faces, frames, times,
-device, room, model); never a crop, a frame or a per-face event. Topics, after Frigate's and the
-edge-AI convention: ``<prefix>/<device>/intervals`` (QoS 1, JSON) and ``<prefix>/<device>/status``
-(retained ``online`` / ``offline``, ``offline`` also as the last will when the box drops off).
+What leaves the box: interval summaries only (counts and shares per label, faces, frames, frames over
+the latency budget, times, device, room, model); never a crop, a frame or a per-face event. Topics,
+after Frigate's and the edge-AI convention: ``<prefix>/<device>/intervals`` (QoS 1, JSON) and
+``<prefix>/<device>/status`` (retained ``online`` / ``offline``, ``offline`` also as the last will
+when the box drops off).
 
 Store-and-forward: each interval is committed to an outbox (SQLite) before anything is sent; a
 publisher thread sends the outbox in order and marks a row sent only when the broker acknowledges
@@ -100,7 +101,8 @@ def interval_payload(s: IntervalSummary, device: str, model: str, room: str | No
             "start_unix_ns": s.start_unix_ns, "end_unix_ns": s.end_unix_ns, "duration_s": s.duration_s,
             "frames": s.frames, "faces_seen": s.faces_seen, "face_observations": s.face_observations,
             "counts": counts, "share": s.share, "uncertain_share": s.share.get("uncertain", 0.0),
-            "mean_confidence": s.mean_confidence}
+            "mean_confidence": s.mean_confidence, "budget_misses": s.budget_misses,
+            "budget_hit_rate": 1.0 - s.budget_misses / s.frames if s.frames else None}
 
 
 class Outbox:

@@ -395,6 +395,7 @@ class Pipeline:
                     stats[k].add(v)
                 stats["frame"].add((t7 - t0) * ms)
                 hit = self.scheduler.record(plan, stage_ms, len(chosen))
+                aggregator.budget(hit)
                 frames += 1
                 self.frames = frames
                 if prom is not None:

@@ -82,6 +82,7 @@ class IntervalSummary:
     face_observations: int             # (frame, face) pairs with a label
     share: dict[str, float]            # label -> share of observations (incl. "uncertain")
     mean_confidence: float
+    budget_misses: int = 0             # frames of the interval over the per-frame latency budget
 
     @property
     def start_utc(self) -> str:
@@ -117,6 +118,7 @@ class Aggregator:
         self.counts = {c: 0 for c in self.labels}
         self.conf_sum = 0.0
         self.obs = 0
+        self.budget_misses = 0
         self.last_ns = start_ns
         self.last_wall_ns = start_wall_ns
 
@@ -141,6 +143,11 @@ class Aggregator:
                 self.obs += 1
         return done
 
+    def budget(self, hit: bool) -> None:
+        """The latest frame's latency budget outcome (after ``add``: it counts in that frame's interval)."""
+        if not hit:
+            self.budget_misses += 1
+
     def flush(self, end_ns: int | None = None, end_wall_ns: int | None = None) -> IntervalSummary | None:
         if self.start_ns is None or self.frames == 0:
             return None
@@ -150,6 +157,6 @@ class Aggregator:
         self.seq += 1
         s = IntervalSummary(f"{self.run_id}-{self.seq:06d}", self.run_id, int(self.start_wall_ns), int(end_wall),
                             (end - self.start_ns) / 1e9, self.frames, len(self.tracks), self.obs, share,
-                            self.conf_sum / self.obs if self.obs else 0.0)
+                            self.conf_sum / self.obs if self.obs else 0.0, self.budget_misses)
         self._reset(None, None)
         return s
