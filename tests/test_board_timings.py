@@ -90,3 +90,16 @@ def test_bench_board_measures_this_machine_into_a_csv_and_a_profile(tmp_path, ca
     assert "blazeface" in err and "not timed" in err           # no detector files: said, not hidden
     text = prof.read_text()
     assert "MEASURED" in text and f"haar: {int(-(-float(stages['haar']['ms']) // 1))}" in text
+
+
+def test_shipped_models_passes_and_macs_per_face():
+    from emoedge.edge.macs import passes_per_face
+    from emoedge.edge.shipped import read_manifest, resolve_model
+
+    d, f, p8 = (resolve_model(n) for n in ("default", "fast", "ferplus8"))
+    assert passes_per_face(d) == 8 and passes_per_face(f) == 1 and passes_per_face(p8) == 1
+    # the default runs ferplus8's network (its first member) on 4 views, and a second one like it
+    assert 7.9 < tflite_macs(d) / tflite_macs(p8) < 8.1
+    for path in (d, f, p8):                                   # recorded in the manifests, as counted
+        m = read_manifest(path)
+        assert m["passes_per_face"] == passes_per_face(path) and m["macs_per_face"] == tflite_macs(path)

@@ -41,7 +41,11 @@ def test_train_config_errors(csv_path, tmp_path, capsys):
 def test_models_list(capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "default" in out and "fast" in out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:]] for line in out.splitlines()
+            if line.startswith("| ") and "---" not in line}
+    assert rows["default"][1] == "8" and rows["fast"][1] == "1"            # network passes per face
+    assert int(rows["default"][2]) > 5 * int(rows["fast"][2])             # MACs per face (millions)
+    assert rows["ferplus8"][0] == "8" and "%" in rows["fast"][4]          # classes; test accuracy
 
 
 def test_run_and_doctor_and_export(tiny_tflite, tmp_path, capsys):

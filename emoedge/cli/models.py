@@ -10,12 +10,32 @@ from emoedge.cli._common import LABEL_SETS, add_group, add_parser, comma_list
 
 
 def cmd_models_list(args) -> int:
-    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, shipped_models
+    """The shipped models: classes, network passes and MACs per face (from the manifests), the int8
+    file's size, test accuracy (the card's evaluation), what each is for, and its files."""
+    import json
+
+    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, read_manifest, shipped_models
+    from emoedge.tables import markdown_table
 
     have = shipped_models()
+    rows = []
     for name, what in SHIPPED.items():
-        print(f"{name:8s} {what}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
-    print(f"(in {MODELS_DIR})")
+        files = have.get(name, [])
+        main = next((MODELS_DIR / f for f in files if f.endswith((".int8.tflite", ".hoglbp.npz"))), None)
+        m = (read_manifest(main) or {}) if main else {}
+        ev = MODELS_DIR / f"{name}.eval.json"
+        acc = json.loads(ev.read_text()) if ev.is_file() else {}
+        macs = m.get("macs_per_face")
+        rows.append([name, str(len(m.get("class_names") or [])) or "-", str(m.get("passes_per_face", "-")),
+                     f"{macs / 1e6:.0f}" if macs else "-", f"{main.stat().st_size / 1e6:.2f}" if main else "-",
+                     f"{100 * acc['accuracy']:.2f}% ({acc.get('split', '?')}, n={acc.get('n')})" if acc else "-",
+                     what])
+    print(markdown_table(["model", "classes", "passes/face", "MMACs/face", "MB", "test accuracy", "for"], rows,
+                         "lrrrrll"))
+    if args.files:
+        for name in SHIPPED:
+            print(f"{name}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
+    print(f"(in {MODELS_DIR}; ferplus8's accuracy is on FER+ labels)")
     return 0
 
 
@@ -58,7 +78,9 @@ def register(sub) -> None:
 
     models = add_group(sub, "models", "shipped models: list, ship a training run, fetch detector files",
                        dest="models_command")
-    add_parser(models, "list", "the shipped models and their files").set_defaults(func=cmd_models_list)
+    p = add_parser(models, "list", "the shipped models: classes, passes and MACs per face, size, accuracy")
+    p.add_argument("--files", action="store_true", help="also list each model's files")
+    p.set_defaults(func=cmd_models_list)
 
     p = add_parser(models, "ship", "ship a training run as a shipped model (+ conversions) into --out")
     p.add_argument("--run", required=True, help="a training output folder (run.json, model.keras)")

@@ -7,6 +7,7 @@ reason (``failed`` or ``skipped``) and leaves no file behind; the others go on.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from emoedge.edge.formats import FORMATS, artifact_path, get_format
 from emoedge.edge.preprocess import PREPROCESSING
 from emoedge.edge.shipped import manifest_path
 from emoedge.keras.io import load_keras
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ def _onnx_manifest(path: Path, fmt: str, class_names, source: Path, cal: Calibra
             "max_abs_diff_vs_keras": diff,
             "versions": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__,
                          "onnxruntime": onnxruntime.__version__}}
+
+
+def _passes_from_tflite(results: dict, onnx_path: Path) -> dict:
+    """An ONNX export is the same network as the TFLite files made before it: their passes and MACs
+    per face (counted on the TFLite graph). None, and said, when no TFLite file was made."""
+    for r in results.values():
+        if r.status == "ok" and r.path is not None and r.path.suffix == ".tflite" and manifest_path(r.path).is_file():
+            m = json.loads(manifest_path(r.path).read_text())
+            if "passes_per_face" in m:
+                return {"passes_per_face": m["passes_per_face"], "macs_per_face": m["macs_per_face"]}
+    log.warning("%s: no TFLite file of this model in this conversion to count its passes and MACs per face from; "
+                "recorded as null", onnx_path)
+    return {"passes_per_face": None, "macs_per_face": None}
 
 
 def compile_edgetpu(uint8_path: Path, out_dir: Path) -> ConversionResult:
@@ -129,7 +145,8 @@ def convert_model(model_path: str | Path, formats: Sequence[str], out_dir: str |
                 probe = calibration.x[:64] if calibration is not None else \
                     np.random.default_rng(0).random((16, 48, 48, 1), dtype=np.float32)
                 diff = max_abs_diff(model, path, probe)
-                write_manifest(path, _onnx_manifest(path, name, class_names, model_path, None, diff))
+                write_manifest(path, {**_onnx_manifest(path, name, class_names, model_path, None, diff),
+                                      **_passes_from_tflite(results, path)})
                 res = ConversionResult(name, "ok", path, f"max |onnx - keras| = {diff:.2e}", path.stat().st_size)
             elif name == "onnx-int8":
                 from emoedge.convert.onnx_export import quantize_onnx_static
@@ -139,7 +156,8 @@ def convert_model(model_path: str | Path, formats: Sequence[str], out_dir: str |
                     res = ConversionResult(name, "failed", None, "the float ONNX model could not be made")
                 else:
                     quantize_onnx_static(base.path, path, calibration.x)
-                    write_manifest(path, _onnx_manifest(path, name, class_names, model_path, calibration, None))
+                    write_manifest(path, {**_onnx_manifest(path, name, class_names, model_path, calibration, None),
+                                          **_passes_from_tflite(results, path)})
                     res = ConversionResult(name, "ok", path, "", path.stat().st_size)
             else:  # pragma: no cover - the table and this function list the same formats
                 raise ValueError(f"no converter for {name}")

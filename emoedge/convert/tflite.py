@@ -60,6 +60,8 @@ def build_manifest(tflite_path: Path, mode: str, class_names: Sequence[str], sou
                    calibration_fingerprint: str | None = None, extra: dict | None = None) -> dict:
     import tensorflow as tf
 
+    from emoedge.edge.macs import passes_per_face, tflite_macs
+
     clf = TFLiteClassifier(tflite_path)
     tin, tout = clf.input, clf.output
     if clf.num_classes != len(class_names):
@@ -75,6 +77,8 @@ def build_manifest(tflite_path: Path, mode: str, class_names: Sequence[str], sou
         "source_model": None if source_path is None else {"file": Path(source_path).name,
                                                           "sha256": sha256_file(source_path)},
         "calibration_fingerprint": calibration_fingerprint,
+        # network passes per face (views x members) and multiply-accumulates per face (emoedge.edge.macs)
+        "passes_per_face": passes_per_face(tflite_path), "macs_per_face": tflite_macs(tflite_path),
         "versions": {"tensorflow": tf.__version__, "python": platform.python_version(), "numpy": np.__version__},
         **(extra or {}),
     }

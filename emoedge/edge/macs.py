@@ -6,16 +6,18 @@ BATCH_MATMUL (out elements x the reduced dimension). Everything else (pooling, a
 softmax) is left out, as MAC counts usually do: it is a small share of a convolutional network's
 work. The count is of the graph as stored, so a fused ensemble file counts every member and view.
 
-Read with the interpreter's op list (LiteRT or tflite-runtime): no TensorFlow, no flatbuffer parser.
+Read with the interpreter's op list (LiteRT, else tflite-runtime) after one invocation on zeros (a
+fused ensemble stacks its views as a batch at run time): no TensorFlow, no flatbuffer parser.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.interpreter import make_interpreter
+from emoedge.edge.errors import ModelError
 
 COUNTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
 
@@ -38,10 +40,50 @@ def op_macs(op_name: str, in_shape, weight_shape, out_shape) -> int:
     return 0
 
 
+def _graph(model_path: str | Path):
+    """The interpreter after one invocation on zeros, every tensor kept: a graph that stacks views
+    as a batch inside (a fused ensemble) has its true shapes only once it has run."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    with warnings.catch_warnings():   # LiteRT warns that keeping every tensor costs memory: wanted here, once
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            interp = Interpreter(str(path), experimental_preserve_all_tensors=True,
+                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        except ImportError:
+            from tflite_runtime.interpreter import Interpreter  # the fallback interpreter (see interpreter.py)
+
+            interp = Interpreter(str(path), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interp.invoke()
+    return interp, {t["index"]: t for t in interp.get_tensor_details()}
+
+
+def passes_per_face(model_path: str | Path) -> int:
+    """Network passes per face (views x members): the images the graph's stem convolutions see per
+    invocation. A stem is a CONV_2D or DEPTHWISE_CONV_2D whose input has the model input's channels
+    and size; its input's batch is the views it runs on (a fused ensemble stacks its views as a batch).
+    A graph with no such convolution counts 1."""
+    interp, tensors = _graph(model_path)
+    inp = interp.get_input_details()[0]["shape"]
+    passes = 0
+    for op in interp._get_ops_details():
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D") or not len(op["inputs"]):
+            continue
+        t = tensors.get(int(op["inputs"][0]))
+        if t is not None and len(t["shape"]) == 4 and list(t["shape"][1:]) == list(inp[1:]):
+            passes += int(t["shape"][0])
+    return max(1, passes)
+
+
 def tflite_macs(model_path: str | Path) -> int:
     """MACs of one invocation of the model at its stored input shape (batch 1 for the shipped models)."""
-    interp, _ = make_interpreter(Path(model_path), "cpu", 1)
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    interp, tensors = _graph(model_path)
     total = 0
     for op in interp._get_ops_details():  # the interpreters' only op listing (LiteRT and tflite-runtime)
         name = op["op_name"]
