@@ -141,3 +141,11 @@ def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp
     assert (tiny_top != TFLiteClassifier(other).predict(x).argmax(1)).mean() > 0.5
     assert ref.agreement == 1.0 and ref.accuracy_loss_pts == 0.0
     assert same.agreement == 1.0 and same.accuracy_loss_pts == 0.0
+
+
+def test_frontier_keeps_the_models_nothing_beats_on_both():
+    from emoedge.benchmarks.report import frontier
+
+    pts = [(6.0, 70.1, "default"), (0.7, 66.3, "fast"), (0.8, 65.4, "fer"), (0.9, 70.2, "onepass"),
+           (0.3, 48.4, "hoglbp")]
+    assert [p[2] for p in frontier(pts)] == ["hoglbp", "fast", "onepass"]   # fer and default are beaten

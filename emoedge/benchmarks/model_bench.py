@@ -51,6 +51,8 @@ class ModelResult:
     per_class_recall: dict | None = None         # {class: recall (per-class accuracy)} on the labelled split
     engine: str = ""                             # interpreter, delegate, threads of the first thread count
     interleaved: LatencyStats | None = None      # timed round-robin with every other model (fair under load)
+    passes_per_face: int | None = None           # network passes per face (views x members)
+    macs_per_face: int | None = None             # multiply-accumulates per face (TFLite graphs: emoedge.edge.macs)
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -104,6 +106,21 @@ def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -
     return float(r.stdout.strip().splitlines()[-1])
 
 
+def _passes_and_macs(path: Path) -> tuple[int | None, int | None]:
+    """From the model's manifest when it records them, else counted on a TFLite graph; (None, None)
+    for a format that cannot be counted here (ONNX or Keras without a manifest, the Edge TPU's)."""
+    from emoedge.edge.shipped import read_manifest
+
+    m = read_manifest(path) or {}
+    if "passes_per_face" in m:
+        return m["passes_per_face"], m.get("macs_per_face")
+    if path.suffix == ".tflite" and "edgetpu" not in path.name:
+        from emoedge.edge.macs import passes_per_face, tflite_macs
+
+        return passes_per_face(path), tflite_macs(path)
+    return None, None
+
+
 def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels: np.ndarray | None = None,
                 class_names: Sequence[str] | None = None, reference_probs: np.ndarray | None = None,
                 reference_accuracy: float | None = None, threads: Sequence[int] = (1,), runs: int = 300,
@@ -146,8 +163,9 @@ def bench_model(spec: ClassifierSpec, faces48: np.ndarray | None = None, labels:
             if reference_probs is not None:
                 agree = float((probs.argmax(1) == reference_probs.argmax(1)).mean())
         peak = peak_rss_mb(spec) if rss else None
+        passes, macs = _passes_and_macs(path)
         return ModelResult(name, str(path), fmt, "ok", "", size, load_ms, first_ms, tuple(lats), thr, peak, acc, f1,
-                           loss, agree, n, recall, describe_engine(runner)), probs
+                           loss, agree, n, recall, describe_engine(runner), None, passes, macs), probs
     except Exception as exc:  # every failure becomes a row with its reason
         msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return ModelResult(name, str(path), fmt, "failed", f"{type(exc).__name__}: {msg}", size), None

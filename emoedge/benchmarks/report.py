@@ -78,22 +78,43 @@ def plot_latency_cdf(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def frontier(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The Pareto frontier of (latency, accuracy, name): the points no other point beats on both."""
+    best, out = -1.0, []
+    for lat, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            out.append((lat, acc, name))
+            best = acc
+    return out
+
+
 def plot_accuracy_vs_latency(results: dict, path: Path) -> None:
+    """Accuracy against per-face latency for every artifact, its network passes per face in the label,
+    and the frontier (the models nothing else beats on both) as a step line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    pts = []
     for m in results["models"]:
         lat = (m.get("interleaved") or {}).get("p50_ms") or _p50(m)
         if m.get("accuracy") is not None and lat is not None:
+            passes = m.get("passes_per_face")
+            label = m["name"] + (f" ({passes} pass{'es' if passes != 1 else ''})" if passes else "")
             ax.scatter(lat, 100 * m["accuracy"], s=30)
-            ax.annotate(m["name"], (lat, 100 * m["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(label, (lat, 100 * m["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            pts.append((lat, 100 * m["accuracy"], m["name"]))
+    front = frontier(pts)
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.6", lw=1, ls="--",
+                label="frontier")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("per-face latency p50, 1 thread, interleaved where timed so (ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("accuracy vs latency per artifact")
+    ax.set_title("accuracy vs latency per artifact (the frontier)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -164,19 +185,23 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
         fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
         for r in results["models"]:
             if r["status"] != "ok":
-                rows.append([r["name"], r["format"], f"**failed**: {r['reason']}", f"{r['size_bytes'] / 1024:.0f}"])
+                rows.append([r["name"], r["format"], f"**failed**: {r['reason']}", "", "",
+                             f"{r['size_bytes'] / 1024:.0f}"])
                 continue
             lat = "; ".join(f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f} / {x['p99_ms']:.3f} ({x['threads']})"
                             for x in r["latency"])
             thr = ", ".join(f"b{k}: {v:.0f}" if isinstance(v, (int, float)) else f"b{k}: {v}"
                             for k, v in (r.get("batch_throughput_fps") or {}).items())
-            rows.append([r["name"], r["format"], "ok", f"{r['size_bytes'] / 1024:.0f}", fmt(r["load_ms"], ".1f"),
+            rows.append([r["name"], r["format"], "ok", fmt(r.get("passes_per_face"), "d"),
+                         fmt(r["macs_per_face"] / 1e6 if r.get("macs_per_face") else None, ".0f"),
+                         f"{r['size_bytes'] / 1024:.0f}", fmt(r["load_ms"], ".1f"),
                          fmt(r["first_inference_ms"], ".2f"), lat, thr, fmt(r["peak_rss_mb"], ".0f"),
                          fmt(r["accuracy"], ".4f"), fmt(r["accuracy_loss_pts"], "+.2f"), fmt(r["agreement"], ".4f")])
         lines += ["## Models", "",
-                  markdown_table(["artifact", "format", "status", "size (KiB)", "load (ms)", "first (ms)",
-                                  "p50 / p95 / p99 ms (threads)", "batch faces/s", "peak RSS (MB)", "accuracy",
-                                  "loss (pts)", "agreement"], rows, "lllrrrllrrrr")]
+                  markdown_table(["artifact", "format", "status", "passes/face", "MMACs/face", "size (KiB)",
+                                  "load (ms)", "first (ms)", "p50 / p95 / p99 ms (threads)", "batch faces/s",
+                                  "peak RSS (MB)", "accuracy", "loss (pts)", "agreement"], rows,
+                                 "lllrrrrrllrrrr")]
         paired = [r for r in results["models"] if r["status"] == "ok" and r.get("interleaved")]
         if paired:
             th = paired[0]["interleaved"]["threads"]
@@ -184,10 +209,11 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
             lines += ["", "Side by side: the device models timed again round-robin "
                       f"({paired[0]['interleaved']['runs']} faces each, {th} thread(s), in blocks of 10), "
                       "so load from elsewhere falls on all alike. Compare models by these.", "",
-                      markdown_table(["artifact", "p50 ms", "p95 ms", "p50 vs fastest"],
-                                     [[n, f"{il['p50_ms']:.3f}", f"{il['p95_ms']:.3f}", f"{il['p50_ms'] / best:.2f}x"]
-                                      for n, il in sorted(((r["name"], r["interleaved"]) for r in paired),
-                                                          key=lambda x: x[1]["p50_ms"])], "lrrr")]
+                      markdown_table(["artifact", "passes/face", "accuracy", "p50 ms", "p95 ms", "p50 vs fastest"],
+                                     [[r["name"], fmt(r.get("passes_per_face"), "d"), fmt(r.get("accuracy"), ".4f"),
+                                       f"{r['interleaved']['p50_ms']:.3f}", f"{r['interleaved']['p95_ms']:.3f}",
+                                       f"{r['interleaved']['p50_ms'] / best:.2f}x"]
+                                      for r in sorted(paired, key=lambda r: r["interleaved"]["p50_ms"])], "lrrrrr")]
         engines = [(r["name"], r.get("engine")) for r in results["models"] if r["status"] == "ok" and r.get("engine")]
         if engines:
             lines += ["", "Engines: " + "; ".join(f"{n}: {e}" for n, e in engines) + "."]
