@@ -136,6 +136,15 @@ class Outbox:
                           "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
 
     @staticmethod
+    def prune(db: sqlite3.Connection, keep_sent_s: float) -> int:
+        """Delete rows acknowledged more than ``keep_sent_s`` ago (the summaries database keeps the
+        intervals; the outbox only what is still to send and a short history): the file stays bounded."""
+        cutoff = time.time_ns() - int(keep_sent_s * 1e9)
+        with db:
+            return db.execute("DELETE FROM outbox WHERE sent_unix_ns IS NOT NULL AND sent_unix_ns < ?",
+                              (cutoff,)).rowcount
+
+    @staticmethod
     def mark_sent(db: sqlite3.Connection, seqs: list[int]) -> None:
         with db:
             db.executemany("UPDATE outbox SET sent_unix_ns = ? WHERE seq = ?", [(time.time_ns(), s) for s in seqs])
@@ -164,7 +173,7 @@ class MqttSink(Sink):
     def __init__(self, target: MqttTarget, outbox_path: str | Path, device: str | None = None,
                  room: str | None = None, model: str = "", ca_file: str | None = None,
                  flush_timeout_s: float = 10.0, retry_min_s: float = 0.5, retry_max_s: float = 15.0,
-                 max_in_flight: int = 20):
+                 max_in_flight: int = 20, keep_sent_s: float = 7 * 86400.0):
         self.target = target
         self.device = device_name(device)
         self.room = room
@@ -172,6 +181,7 @@ class MqttSink(Sink):
         self.flush_timeout_s = flush_timeout_s
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.max_in_flight = max_in_flight
+        self.keep_sent_s = keep_sent_s
         if ca_file and not Path(ca_file).is_file():
             raise BadInputError(f"{ca_file}: MQTT CA file not found")
         self.outbox = Outbox(outbox_path)
@@ -304,6 +314,7 @@ class MqttSink(Sink):
     def _run(self) -> None:
         cpu0 = time.thread_time_ns()
         db = self.outbox.connect()
+        next_prune = 0.0
         delay = self.retry_min_s
         deadline = None
         socket_open = False
@@ -345,6 +356,12 @@ class MqttSink(Sink):
                     done, self._acked = self._acked, []
                     Outbox.mark_sent(db, done)
                     self.published += len(done)
+                if time.monotonic() >= next_prune:       # at start, then hourly
+                    n = Outbox.prune(db, self.keep_sent_s)
+                    if n:
+                        log.info("MQTT outbox %s: %d acknowledged interval(s) older than %g days deleted", self.path,
+                                 n, self.keep_sent_s / 86400)
+                    next_prune = time.monotonic() + 3600
                 if self._connected:
                     delay = self.retry_min_s
                     self._send(db)
