@@ -251,8 +251,14 @@ def _start_from(config: TrainConfig, k: int, class_names=None) -> tuple[Any, boo
     candidate = zoo.build(config.arch, k, **config.arch_kwargs)
     if [w.shape for w in candidate.weights] == [w.shape for w in src.weights]:
         candidate.set_weights(src.get_weights())
+        for a, b in zip(candidate._flatten_layers(include_self=False), src._flatten_layers(include_self=False)):
+            a.trainable = b.trainable   # frozen layers stay frozen (a master's BatchNorm: its folded identity)
         return candidate, True
     copied, fresh = copy_layers_by_name(src, candidate)
+    by_name = {layer.name: layer for layer in src.layers}
+    for layer in candidate.layers:
+        if layer.name in copied:
+            layer.trainable = by_name[layer.name].trainable
     if copied:
         # a smaller relative (e.g. a layer dropped): seed what matches, train the rest
         print(f"init_from {config.init_from}: arch {config.arch} {config.arch_kwargs} differs; "
