@@ -112,6 +112,10 @@ def plot_accuracy_vs_latency(results: dict, path: Path) -> None:
                 label="frontier")
         ax.legend(fontsize=7, loc="lower right")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())      # log-scale minor labels overlap
     ax.set_xlabel("per-face latency p50, 1 thread, interleaved where timed so (ms, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("accuracy vs latency per artifact (the frontier)")
