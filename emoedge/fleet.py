@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from emoedge.edge.errors import BadInputError
+from emoedge.edge.fileio import create_sqlite, wal_connect
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,10 @@ class FleetStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = self.connect()
-            db.executescript(SCHEMA)
-            db.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise BadInputError(f"{self.path}: cannot use as the fleet store: {exc}") from exc
+        create_sqlite(self.path, SCHEMA, "the fleet store", BadInputError)
 
     def connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(str(self.path), timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return wal_connect(self.path)
 
     @staticmethod
     def _count(db: sqlite3.Connection, name: str) -> None:

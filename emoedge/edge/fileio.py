@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def wal_connect(path: str | Path, full_sync: bool = False) -> sqlite3.Connection:
+    """A connection to a SQLite file in WAL mode (readers never block the writer); ``full_sync``: each
+    commit reaches the disk before it returns (a power cut loses nothing committed)."""
+    db = sqlite3.connect(str(path), timeout=10)
+    db.execute("PRAGMA journal_mode=WAL")
+    if full_sync:
+        db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def create_sqlite(path: Path, schema: str, what: str, error: type[Exception], full_sync: bool = False) -> None:
+    """Create (or open) the SQLite file ``path`` with ``schema``; ``error("PATH: cannot use as WHAT: ...")``
+    when the folder or the file cannot be used."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = wal_connect(path, full_sync)
+        db.executescript(schema)
+        db.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise error(f"{path}: cannot use as {what}: {exc}") from exc

@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from emoedge.edge.errors import BadInputError, WriteError
+from emoedge.edge.fileio import create_sqlite, wal_connect
 from emoedge.edge.records import IntervalSummary, RunInfo
 from emoedge.edge.sinks import Sink
 
@@ -110,19 +111,10 @@ class Outbox:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = self.connect()
-            db.executescript(OUTBOX_SCHEMA)
-            db.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise WriteError(f"{self.path}: cannot use as the MQTT outbox: {exc}") from exc
+        create_sqlite(self.path, OUTBOX_SCHEMA, "the MQTT outbox", WriteError, full_sync=True)
 
     def connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(str(self.path), timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        return wal_connect(self.path, full_sync=True)
 
     @staticmethod
     def add(db: sqlite3.Connection, interval_id: str, payload: str) -> None:
