@@ -288,6 +288,38 @@ def test_continuing_a_run_starts_from_its_weights(trained, real_subset, tmp_path
                                    atol=1e-5)
 
 
+def test_a_fine_tune_never_returns_worse_than_its_start(trained, real_subset, tmp_path, capsys):
+    """The starting model of a fine-tune is scored first: an epoch must beat it on validation; a run
+    whose epochs only make it worse (here a learning rate that wrecks it) returns the start, and says so;
+    ``epochs: 0`` keeps the start as it is (how the shipped one-pass model is made)."""
+    import keras
+
+    from emoedge.train.trainer import TrainConfig, train
+
+    src = keras.models.load_model(trained.model_path, compile=False)
+    ds = load_fer2013_csv(real_subset)
+    res = train(TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 1,
+                                       "learning_rate": 50.0, "warmup_epochs": 0}), ds, tmp_path / "wreck", verbose=0)
+    run = json.loads((res.out_dir / "run.json").read_text())
+    assert res.best_epoch == 0 and run["best_epoch"] == 0 and run["epochs_run"] == 1
+    assert run["start_val_accuracy"] == pytest.approx(trained.val.accuracy, abs=1e-6)
+    assert json.loads((res.out_dir / "history.json").read_text())["val_accuracy"][0] < run["start_val_accuracy"]
+    assert "no epoch beat its validation accuracy" in capsys.readouterr().err
+    got = keras.models.load_model(res.model_path, compile=False)
+    for a, b in zip(got.get_weights(), src.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+    kept = train(TrainConfig.from_dict({**TINY, "init_from": str(trained.model_path), "epochs": 0}), ds,
+                 tmp_path / "kept", verbose=0)
+    assert kept.best_epoch == 0 and kept.epochs_run == 0 and kept.val.accuracy == pytest.approx(trained.val.accuracy)
+    for a, b in zip(keras.models.load_model(kept.model_path, compile=False).get_weights(), src.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="epochs: 0 keeps the model init_from names"):
+        TrainConfig.from_dict({**TINY, "epochs": 0})
+    with pytest.raises(ValueError, match="epochs must be a whole number"):
+        TrainConfig.from_dict({**TINY, "epochs": -1})
+
+
 def test_distillation_from_a_teacher(trained, real_subset, tmp_path, rng):
     from emoedge.train.trainer import TrainConfig, train
 

@@ -56,12 +56,13 @@ class Splits:
 class Fitted:
     """What the fit leaves besides the weights: the per-epoch history (every segment of a resumed run)."""
     history: dict[str, list[float]]
-    best_epoch: int       # 1-based, best validation accuracy
+    best_epoch: int       # 1-based, best validation accuracy; 0 = the starting model (init_from) was kept
     train_seconds: float  # including the earlier segments of a resumed run
+    start_val_accuracy: float | None = None   # the init_from model's, before training
 
     @property
     def epochs_run(self) -> int:
-        return len(self.history["loss"])
+        return len(self.history.get("loss", []))
 
 
 def _class_weights(labels: np.ndarray, k: int, mode: str) -> dict[int, float] | None:
@@ -450,9 +451,10 @@ def _resume_state(out: Path) -> tuple[bool, dict[str, list[float]], float]:
 
 
 def _callbacks(config: TrainConfig, out: Path, resuming: bool, prior: dict[str, list[float]],
-               seconds: Callable[[], float], verbose: int | None) -> list[Any]:
-    """Best checkpoint on validation accuracy (above the resumed run's best), the CSV log, elapsed
-    time and progress, the backup a cut run resumes from, and the schedule's and early stopping's."""
+               seconds: Callable[[], float], verbose: int | None, start: float | None = None) -> list[Any]:
+    """Best checkpoint on validation accuracy (above the resumed run's best and the starting model's
+    ``start``), the CSV log, elapsed time and progress, the backup a cut run resumes from, and the
+    schedule's and early stopping's."""
     import keras
 
     from emoedge.train.progress import EpochProgress
@@ -465,7 +467,7 @@ def _callbacks(config: TrainConfig, out: Path, resuming: bool, prior: dict[str, 
     callbacks: list[Any] = [
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=max(prior.get("val_accuracy", [None]) or [None],
+                                        initial_value_threshold=max([*prior.get("val_accuracy", []), start],
                                                                     key=lambda v: -1 if v is None else v)),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
         _Elapsed(),
@@ -483,23 +485,56 @@ def _callbacks(config: TrainConfig, out: Path, resuming: bool, prior: dict[str, 
     return callbacks
 
 
+START = "start.json"   # in a run folder: the init_from model's validation accuracy before training
+
+
+def score_start(config: TrainConfig, model: Any, vds: Any, out: Path, resuming: bool) -> float | None:
+    """A fine-tune (``init_from``) starts from a model that is already a candidate: its validation
+    accuracy before training is scored and its weights saved as the best so far, so an epoch must beat
+    it to replace it (a fine-tune that only makes things worse returns what it started from, and says
+    so). Remembered in ``out/start.json`` for a resumed run. None without ``init_from``."""
+    if not config.init_from:
+        return None
+    path = out / START
+    if resuming and path.is_file():
+        return float(json.loads(path.read_text())["val_accuracy"])
+    start = float(model.evaluate(vds, verbose=0, return_dict=True)["accuracy"])
+    model.save_weights(str(out / "best.weights.h5"))
+    path.write_text(json.dumps({"init_from": str(config.init_from), "val_accuracy": start}))
+    print(f"init_from {config.init_from}: validation accuracy {start:.2%} before training; an epoch must beat it "
+          "to replace it", file=sys.stderr)
+    return start
+
+
 def fit(config: TrainConfig, model: Any, tds: Any, vds: Any, out: Path, verbose: int | None) -> Fitted:
     """Fit the compiled ``model`` for ``config.epochs``, keeping the best weights on validation
-    accuracy in ``out/best.weights.h5``; continues an interrupted run found in ``out``."""
+    accuracy in ``out/best.weights.h5`` (the starting model of a fine-tune among the candidates:
+    :func:`score_start`; ``epochs: 0`` keeps it as it is); continues an interrupted run found in ``out``."""
     resuming, prior, prior_seconds = _resume_state(out)
     t0 = time.time()
 
     def seconds() -> float:
         return prior_seconds + time.time() - t0
 
-    callbacks = _callbacks(config, out, resuming, prior, seconds, verbose)
-    if resuming:
-        print(f"resuming {out} after epoch {len(prior.get('loss', []))}", file=sys.stderr)
-    hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0,
-                     shuffle=False)  # tf.data shuffles
+    start = score_start(config, model, vds, out, resuming)
+    history: dict[str, list[float]] = {}
+    if config.epochs > 0:
+        callbacks = _callbacks(config, out, resuming, prior, seconds, verbose, start)
+        if resuming:
+            print(f"resuming {out} after epoch {len(prior.get('loss', []))}", file=sys.stderr)
+        hist = model.fit(tds, validation_data=vds, epochs=config.epochs, callbacks=callbacks, verbose=0,
+                         shuffle=False)  # tf.data shuffles
+        history = _read_history(out / "history.csv") or {k: [float(v) for v in vals]
+                                                           for k, vals in hist.history.items()}
     train_seconds = seconds()
-    history = _read_history(out / "history.csv") or {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return Fitted(history, int(np.argmax(history["val_accuracy"])) + 1, train_seconds)
+    val = history.get("val_accuracy", [])
+    best_epoch = int(np.argmax(val)) + 1 if val else 0
+    if start is not None and (not val or start >= max(val)):
+        best_epoch = 0
+        print(f"init_from {config.init_from}: no epoch beat its validation accuracy {start:.2%}"
+              + (f" (best {max(val):.2%})" if val else " (epochs: 0)") + "; the model is the one it started from",
+              file=sys.stderr)
+    return Fitted(history, best_epoch, train_seconds, start)
 
 
 def export_model(config: TrainConfig, model: Any, rebuilt: bool, num_classes: int, out: Path) -> tuple[Any, Path]:
@@ -548,6 +583,7 @@ def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits,
         "preprocessing": PREPROCESSING,
         "params": int(model.count_params()),
         "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
+        "start_val_accuracy": fitted.start_val_accuracy,
         "train_seconds": round(fitted.train_seconds, 1),
         "versions": library_versions(),
         "command": " ".join(sys.argv),

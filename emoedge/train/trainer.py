@@ -67,6 +67,13 @@ class TrainConfig:
     # the rest the (majority) label. 0 = labels only; 1 = votes only (the FER+ paper's "PLD").
     vote_weight: float = 0.0
 
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
+        if self.epochs == 0 and not self.init_from:
+            raise ValueError("epochs: 0 keeps the model init_from names as it is; without init_from there is "
+                             "nothing to keep (give epochs >= 1, or init_from)")
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
@@ -252,7 +259,10 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
             ax.plot(ep, history["val_" + key], label="validation")
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend()
+        if ax.lines:
+            ax.legend()
+        else:   # epochs: 0 (a model kept as it started)
+            ax.text(0.5, 0.5, "no epoch trained", ha="center", va="center", transform=ax.transAxes)
         ax.grid(alpha=0.3)
     if "learning_rate" in history:
         axes[2].plot(ep, history["learning_rate"])
