@@ -532,7 +532,7 @@ def test_init_from_a_shipped_name_with_the_same_classes_keeps_its_batchnorm_froz
     from emoedge.train.config_file import load_train_config
     from emoedge.train.steps import build_model
 
-    m, rebuilt = build_model(load_train_config("onepass"), 7, None)
+    m, rebuilt = build_model(load_train_config("onepass-distill"), 7, None)
     bns = [la for la in m._flatten_layers(include_self=False) if isinstance(la, keras.layers.BatchNormalization)]
     assert rebuilt and len(bns) == 9 and not any(b.trainable for b in bns)
     assert {la.dtype_policy.name for la in m.layers if la.weights} == {"mixed_bfloat16"}

@@ -14,6 +14,8 @@ SHIPPED = {"default": ("accuracy first (two VGG-style CNNs, snapshots of one tra
                        "average of two; weighted 1:0.5, each averaged over 4 views of the face)"),
            "fast": "for the smallest boards (the default's CNN without its full-resolution second conv, one pass)",
            "hoglbp": "very low power, no neural network (HOG + LBP features, linear classifier, numpy only)",
+           "onepass": ("one network pass per face at nearly the default's accuracy: the default's first network alone, "
+                       "one view (for boards where 8 passes per face do not fit the frame budget)"),
            "ferplus8": ("the FER+ 8 classes with contempt (the Microe paper's set): the default's first network "
                         "fine-tuned on the crowd's vote distributions, one pass")}
 
