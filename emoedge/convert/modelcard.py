@@ -195,6 +195,16 @@ def _recipe_commands(recipe: Recipe) -> list[str]:
     return lines
 
 
+def _model_ref(spec: str) -> str:
+    """A model a training config names, for a card: a shipped name as such (its float master), a file as
+    its folder and name (the run it came from)."""
+    from emoedge.edge.shipped import SHIPPED
+
+    if spec in SHIPPED:
+        return f"the shipped `{spec}` (its float master)"
+    return f"`{Path(spec).parent.name}/{Path(spec).name}`"
+
+
 def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files: dict[str, int],
                       command: str, extra_sections: dict[str, str] | None = None,
                       steps: list[dict] | None = None, data_format: str = "fer2013",
@@ -215,6 +225,10 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                      f"output softmax over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
         best = (f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
                 f"{run['epochs_run']}.")
+        if run["best_epoch"] == 0:   # a fine-tune's start kept (epochs: 0, or no epoch beat it)
+            best = (f"- Validation accuracy {run['val']['accuracy']:.2%}: the model `{cfg.get('init_from')}` names, "
+                    "kept as it started (" + ("no epoch trained" if not run["epochs_run"] else
+                                              f"none of its {run['epochs_run']} epochs beat it") + ").")
         if run.get("members"):
             best = "- Each member alone (validation / PublicTest accuracy, single pass): " + "; ".join(
                 f"`{Path(m['model']).parent.name}` {m['val_accuracy']:.2%} / "
@@ -231,13 +245,9 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
                     f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
                     f"{'on' if cfg.get('onednn') else 'off'}, "
                     f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
-                    + (" Distilled from "
-                       f"`{Path(cfg['soft_targets_from']).parent.name}/{Path(cfg['soft_targets_from']).name}`"
-                       f" (weight {cfg['soft_weight']}, "
+                    + (f" Distilled from {_model_ref(cfg['soft_targets_from'])} (weight {cfg['soft_weight']}, "
                        f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
-                    + (" Started from the weights of "
-                       f"`{Path(cfg['init_from']).parent.name}/{Path(cfg['init_from']).name}`."
-                       if cfg.get("init_from") else ""))
+                    + (f" Started from the weights of {_model_ref(cfg['init_from'])}." if cfg.get("init_from") else ""))
     else:  # a handcrafted (HOG+LBP) model
         arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
                      f"then a linear classifier; {run.get('params', 0):,} parameters; input the same 48x48 grayscale "
