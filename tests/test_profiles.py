@@ -258,3 +258,46 @@ def test_each_profile_uses_the_most_accurate_detector_within_its_budget():
             wrong.append(f"{name}: {p.runtime.detector}, but {best} is the most accurate within "
                          f"{p.runtime.budget_ms} ms ({ {d: round(acc[d], 4) for d in fits} })")
     assert not wrong, "\n".join(wrong)
+
+
+def test_each_cpu_profile_runs_the_most_accurate_model_that_fits_its_budget():
+    """The model rule (issue 20): among the shipped models of FER2013's 7 classes with a time per face on
+    the board (``classifier_ms``), the most accurate on PublicTest (its eval.json) whose ``max_faces``
+    faces fit the frame budget beside the detector's time per frame (``detector_ms`` / ``detect_every``)."""
+    import json
+
+    from emoedge.data.datasets import FER2013_CLASSES
+    from emoedge.edge.shipped import MODELS_DIR
+
+    acc = {}
+    for name in ("default", "onepass", "fast", "ferplus8", "hoglbp"):
+        run = json.loads((MODELS_DIR / f"{name}.run.json").read_text())
+        if tuple(run["class_names"]) == tuple(FER2013_CLASSES):
+            acc[name] = json.loads((MODELS_DIR / f"{name}.eval.json").read_text())["accuracy"]
+    assert "ferplus8" not in acc and acc["default"] > acc["onepass"] > acc["fast"]
+    wrong, checked = [], 0
+    for name in list_profiles():
+        p = load_profile(name)
+        b, r = p.board, p.runtime
+        if not b.classifier_ms or r.model_format == "edgetpu":
+            continue
+        checked += 1
+        frame = b.detector_ms[r.detector] / r.detect_every
+        fits = [m for m, ms in b.classifier_ms.items() if m in acc and frame + r.max_faces * ms <= r.budget_ms]
+        best = max(fits, key=acc.__getitem__)
+        if r.model != best:
+            wrong.append(f"{name}: {r.model}, but {best} is the most accurate that fits {r.max_faces} faces in "
+                         f"{r.budget_ms} ms ({ {m: b.classifier_ms[m] for m in fits} } ms per face)")
+    assert checked >= 5 and not wrong, "\n".join(wrong)
+
+
+def test_a_model_that_cannot_fit_one_face_is_refused(tmp_path):
+    for f in PROFILES_DIR.glob("*.yaml"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "slow.yaml").write_text("extends: rpi4\nruntime:\n  model: default\n  budget_ms: 60\n")
+    with pytest.raises(ConfigError, match=r"slow.yaml: runtime.model: default takes ~[\\d.]+ ms per face on Raspberry "
+                                          r"Pi 4 Model B: with blazeface .* not even one face fits 60 ms"):
+        load_profile("slow", search=tmp_path)
+    (tmp_path / "typo.yaml").write_text("extends: rpi4\nboard:\n  classifier_ms: {defualt: 3}\n")
+    with pytest.raises(ConfigError, match="classifier_ms.defualt': not a shipped model"):
+        load_profile("typo", search=tmp_path)

@@ -34,7 +34,7 @@ from emoedge.benchmarks.machine import machine_info
 from emoedge.benchmarks.timing import percentiles, time_calls
 
 DETECTOR_STAGES = ("haar", "blazeface", "blazeface-full", "ssd")
-CLASSIFIER_STAGES = ("fast", "ferplus8", "default")
+CLASSIFIER_STAGES = ("fast", "onepass", "ferplus8", "default")
 ROUNDS = 3                      # --estimate: reference workloads and our stages timed in turn, medians kept
 FRAME_SIZE = (640, 360)         # the profiles' detection resolution (picamera2 lores / a 640x360 frame)
 
@@ -80,7 +80,7 @@ CLOCK_SCALED = {
 DETECT_FRAME = {"rpi-zero2w": (320, 240)}
 BOARD_PROFILES = {"rpi4": "rpi4", "rpi5": "rpi5", "rpi-zero2w": "rpi-zero2w", "coral-devboard": "coral-devboard"}
 STAGE_KIND = {"haar": "haar-ref", "blazeface": "cnn-ref", "blazeface-full": "cnn-ref", "ssd": "cnn-ref",
-              "fast": "cnn-ref", "ferplus8": "cnn-ref", "default": "cnn-ref"}
+              "fast": "cnn-ref", "onepass": "cnn-ref", "ferplus8": "cnn-ref", "default": "cnn-ref"}
 
 
 def board_ratios() -> dict[str, tuple[float, str]]:
@@ -320,11 +320,14 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 
 DETECTOR_MS_LINE = re.compile(r"^(?P<indent>[ \t]*)detector_ms:.*$", re.M)
+CLASSIFIER_MS_LINE = re.compile(r"\n[ \t]*classifier_ms:[^\n]*")   # the line right after detector_ms
 
 
-def write_profile_times(profile: Path, ms: dict[str, float], comment: list[str]) -> str:
+def write_profile_times(profile: Path, ms: dict[str, float], comment: list[str],
+                        classifier_ms: dict[str, float] | None = None) -> str:
     """Rewrite ``board.detector_ms`` of a profile file with ``ms`` (rounded up to whole ms), the comment
-    lines directly above it replaced by ``comment``; everything else in the file is kept as it is."""
+    lines directly above it replaced by ``comment``, and ``board.classifier_ms`` (ms per face, one decimal)
+    on the line after it when given; everything else in the file is kept as it is."""
     text = profile.read_text()
     m = DETECTOR_MS_LINE.search(text)
     if not m:
@@ -336,7 +339,13 @@ def write_profile_times(profile: Path, ms: dict[str, float], comment: list[str])
         lines.pop()
     values = ", ".join(f"{k}: {int(np.ceil(v))}" for k, v in ms.items())
     head = "\n".join(lines + [f"{indent}# {c}" for c in comment]) + "\n" + tail
-    new = head + f"{indent}detector_ms: {{{values}}}" + text[m.end():]
+    rest = text[m.end():]
+    if classifier_ms:
+        old = CLASSIFIER_MS_LINE.match(rest)
+        rest = rest[old.end():] if old else rest
+        per_face = ", ".join(f"{k}: {round(v, 1):g}" for k, v in classifier_ms.items())
+        rest = f"\n{indent}classifier_ms: {{{per_face}}}   # per face" + rest
+    new = head + f"{indent}detector_ms: {{{values}}}" + rest
     profile.write_text(new)
     return new
 

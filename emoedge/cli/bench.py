@@ -218,9 +218,11 @@ def cmd_bench_board(args) -> int:
             board = next((b for b, prof in bt.BOARD_PROFILES.items() if prof == Path(name).stem), None)
             if board is None:
                 raise ValueError(f"{name}: not a profile of a board with estimates ({', '.join(bt.BOARD_PROFILES)})")
-            ms = {x["stage"]: x["ms"] for x in res["rows"] if x["board"] == board and x["stage"] in bt.DETECTOR_STAGES}
-            bt.write_profile_times(Path(name), ms, bt.estimate_comment(board, res))
-            print(f"wrote the estimated detector_ms of {board} into {name}")
+            mine = {x["stage"]: x["ms"] for x in res["rows"] if x["board"] == board}
+            bt.write_profile_times(Path(name), {k: v for k, v in mine.items() if k in bt.DETECTOR_STAGES},
+                                   bt.estimate_comment(board, res),
+                                   {k: v for k, v in mine.items() if k in bt.CLASSIFIER_STAGES})
+            print(f"wrote the estimated detector_ms and classifier_ms of {board} into {name}")
         return 0 if res["rows"] else 1
     threads = args.threads or os.cpu_count() or 1
     res = bt.measure(threads, source, args.detector_dir, args.runs)
@@ -234,11 +236,12 @@ def cmd_bench_board(args) -> int:
     print(f"wrote {csv_path}")
     if args.write_profile:
         ms = {x["stage"]: x["ms"] for x in res["rows"] if x["stage"] in bt.DETECTOR_STAGES}
+        per_face = {x["stage"]: x["ms"] for x in res["rows"] if x["stage"] in bt.CLASSIFIER_STAGES}
         board = res["rows"][0]["board"] if res["rows"] else "this machine"
         bt.write_profile_times(Path(args.write_profile), ms, [
             f"MEASURED {res['date']} on {board}",
-            f"by `emoedge bench board` ({threads} threads, 640x360 frames, full scale): {csv_path}"])
-        print(f"wrote the measured detector_ms into {args.write_profile}")
+            f"by `emoedge bench board` ({threads} threads, 640x360 frames, full scale): {csv_path}"], per_face)
+        print(f"wrote the measured detector_ms and classifier_ms into {args.write_profile}")
     return 0 if res["rows"] else 1
 
 

@@ -54,6 +54,9 @@ class Board:
     # estimated per-frame detection time (ms) at the profile's lores size, per detector; used to
     # refuse budgets that cannot hold. Estimates, not measurements, unless the profile says so.
     detector_ms: dict = field(default_factory=dict)
+    # estimated time (ms) per face of each shipped CPU model (int8, the profile's threads); with
+    # detector_ms it says which model fits the frame budget with max_faces faces in view
+    classifier_ms: dict = field(default_factory=dict)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -66,6 +69,13 @@ class Board:
                 raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"key 'detector_ms.{k}' must be a positive number of milliseconds, got {v!r}")
+        from emoedge.edge.shipped import SHIPPED
+
+        for k, v in self.classifier_ms.items():
+            if k not in SHIPPED:
+                raise ConfigError(f"key 'classifier_ms.{k}': not a shipped model (one of {', '.join(SHIPPED)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"key 'classifier_ms.{k}' must be a positive number of milliseconds, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,14 @@ def validate(p: Profile) -> None:
                                  f"smallest detection scale ({float(need) * r.min_detect_scale ** 2:.0f} ms of "
                                  f"{need} ms at full scale); raise the budget or choose another detector "
                                  f"(estimates: {b.detector_ms})")
+    per_face = b.classifier_ms.get(str(r.model)) if r.model_format != "edgetpu" else None
+    if per_face is not None:
+        frame = float(need) / max(1, r.detect_every) if need is not None else 0.0
+        if frame + float(per_face) > r.budget_ms:
+            bad("runtime.model", f"{r.model} takes ~{per_face:g} ms per face on {b.name}: with {r.detector} "
+                                 f"(~{frame:.0f} ms per frame, detecting every {r.detect_every}) not even one face "
+                                 f"fits {r.budget_ms:g} ms; choose a model that fits (estimates: {b.classifier_ms}) "
+                                 "or raise the budget")
     if r.threads is not None and not 1 <= r.threads <= b.cores:
         bad("runtime.threads", f"{r.threads} threads on a {b.cores}-core {b.name}; allowed 1..{b.cores}")
     if r.source in ("picamera", "picamera2") and b.camera != "picamera2":
