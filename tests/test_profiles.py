@@ -295,7 +295,7 @@ def test_a_model_that_cannot_fit_one_face_is_refused(tmp_path):
     for f in PROFILES_DIR.glob("*.yaml"):
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "slow.yaml").write_text("extends: rpi4\nruntime:\n  model: default\n  budget_ms: 60\n")
-    with pytest.raises(ConfigError, match=r"slow.yaml: runtime.model: default takes ~[\\d.]+ ms per face on Raspberry "
+    with pytest.raises(ConfigError, match=r"slow.yaml: runtime.model: default takes ~[\d.]+ ms per face on Raspberry "
                                           r"Pi 4 Model B: with blazeface .* not even one face fits 60 ms"):
         load_profile("slow", search=tmp_path)
     (tmp_path / "typo.yaml").write_text("extends: rpi4\nboard:\n  classifier_ms: {defualt: 3}\n")
