@@ -373,7 +373,7 @@ def test_split_seed_keeps_the_validation_split_of_another_seed(trained, real_sub
     assert fp[0] == first and fp[1] != first
 
 
-@pytest.mark.parametrize("name", ["fast", "default"])
+@pytest.mark.parametrize("name", ["fast", "onepass", "default"])
 def test_float_master_rebuilt_from_the_int8_file_agrees_with_it(name):
     """The float master by name: the shipped int8 file's weights in the recorded architecture."""
     from emoedge.edge.classify import demo_image
