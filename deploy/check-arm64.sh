@@ -6,7 +6,7 @@
 # versions, in an x86 venv). Exit 0 only if every label and probability is the same.
 #
 #   sudo bash deploy/check-arm64.sh [--release bookworm|trixie] [--cache DIR] [--cpu cortex-a72|cortex-a76]
-#                                   [--shared DIR] [--models default,fast,ferplus8] [--frames N] [--mirror URL]
+#                                   [--shared DIR] [--models default,onepass,fast,ferplus8] [--frames N] [--mirror URL]
 #
 # Raspberry Pi OS is Debian plus Raspberry Pi's own repository: bookworm (Debian 12, Python 3.11,
 # numpy 1.24 in apt) and trixie (Debian 13, Python 3.13, numpy 2.2; the current Pi OS, the default).
@@ -24,7 +24,7 @@
 # name, with no code, lets install.sh's apt step pass; the camera itself is not tested here.
 set -euo pipefail
 
-RELEASE=trixie CACHE=/var/cache/emoedge-arm64 CPU=cortex-a72 MODELS=default,fast,ferplus8 FRAMES=20
+RELEASE=trixie CACHE=/var/cache/emoedge-arm64 CPU=cortex-a72 MODELS=default,onepass,fast,ferplus8 FRAMES=20
 MIRROR=http://deb.debian.org/debian
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 SHARED="${EMOEDGE_SHARED:-$SRC/../shared}"
