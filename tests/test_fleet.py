@@ -156,3 +156,14 @@ def test_bench_fleet_two_devices_every_interval_arrives_once(tmp_path):
     assert res["intervals_in"] >= 6 and res["intervals_in"] == res["intervals_out"] and not res["missing"]
     assert all(d["exit_code"] == 0 and d["mqtt"]["unsent"] == 0 for d in res["per_device"].values())
     assert "every one, once" in md and res["publisher_cpu_ms_per_interval_mean"] > 0
+
+
+def test_fleet_serve_with_an_unreadable_password_file_says_so_and_creates_nothing(tmp_path, capsys):
+    from emoedge.cli import main
+
+    missing = tmp_path / "nope.txt"
+    rc = main(["fleet", "serve", "--mqtt", "mqtt://127.0.0.1:1/x", "--db", str(tmp_path / "f.sqlite"),
+               "--password-file", str(missing), "--seconds", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{missing}: cannot read the MQTT password file" in err and "Traceback" not in err
+    assert not (tmp_path / "f.sqlite").exists()       # refused before anything was created

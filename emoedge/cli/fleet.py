@@ -15,16 +15,11 @@ log = logging.getLogger("emoedge.fleet")
 
 def cmd_fleet_serve(args) -> int:
     """Subscribe and store until interrupted (SIGINT/SIGTERM), serving the page meanwhile."""
-    from emoedge.edge.mqtt import MqttTarget
+    from emoedge.edge.mqtt import MqttTarget, with_credentials
     from emoedge.fleet import FleetStore, FleetSubscriber, FleetWeb
 
+    target = with_credentials(MqttTarget.parse(args.mqtt), args.username, args.password_file)
     store = FleetStore(args.db)
-    target = MqttTarget.parse(args.mqtt)
-    if args.password_file:
-        import dataclasses
-
-        target = dataclasses.replace(target, username=args.username or target.username,
-                                     password=Path(args.password_file).read_text().strip())
     sub = FleetSubscriber(target, store, client_id=args.client_id, ca_file=args.ca_file)
     web = FleetWeb(store, args.http_host, args.http_port).start() if args.http_port is not None else None
     stop = threading.Event()

@@ -62,9 +62,9 @@ def register(sub) -> None:
                    help="a training YAML, or a shipped one (emoedge/train/configs/: default, fast, hoglbp, ...) "
                         "(default: default)")
     p.add_argument("--recipe", help="run a shipped model's whole recipe (its recorded commands, in order) instead: "
-                                    "a shipped name (default, onepass, fast, hoglbp, ferplus8) or a recipe .yaml; --out is "
-                                    "then the folder of its runs, and running it again resumes (finished steps "
-                                    "are skipped)")
+                                    "a shipped name (default, onepass, fast, hoglbp, ferplus8) or a recipe .yaml; "
+                                    "--out is then the folder of its runs, and running it again resumes "
+                                    "(finished steps are skipped)")
     p.add_argument("--until", metavar="STEP", help="with --recipe: stop after this step")
     p.add_argument("--dry-run", action="store_true", help="with --recipe: print the commands, run nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

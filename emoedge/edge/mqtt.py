@@ -85,6 +85,23 @@ class MqttTarget:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}/{self.prefix}"
 
 
+def with_credentials(target: MqttTarget, username: str | None = None, password_file: str | None = None) -> MqttTarget:
+    """``target`` with the user name given (else the URL's) and the password from ``password_file`` (else the
+    URL's, else ``$EMOEDGE_MQTT_PASSWORD``); a password file that cannot be read is a :class:`BadInputError`
+    naming it. Shared by the device's sink and the fleet's subscriber."""
+    import dataclasses
+
+    password = target.password
+    if password_file:
+        try:
+            password = Path(password_file).read_text().strip()
+        except OSError as exc:
+            raise BadInputError(f"{password_file}: cannot read the MQTT password file: "
+                                f"{exc.strerror or exc}") from exc
+    password = password or os.environ.get("EMOEDGE_MQTT_PASSWORD")
+    return dataclasses.replace(target, username=username or target.username, password=password)
+
+
 def device_name(name: str | None = None) -> str:
     """The device id in topics: the given one, else the host name; one topic level (no /, +, #)."""
     d = name or socket.gethostname() or "emoedge"

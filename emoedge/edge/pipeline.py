@@ -8,10 +8,8 @@ cleanly and every sink is flushed and closed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import logging.handlers
-import os
 import signal
 import sqlite3
 import threading
@@ -122,19 +120,10 @@ class Pipeline:
     # -- set-up helpers -----------------------------------------------------------------------
     def _make_mqtt_sink(self):
         """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.mqtt)."""
-        from emoedge.edge.mqtt import MqttSink, MqttTarget, default_outbox
+        from emoedge.edge.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
 
         c = self.config
-        target = MqttTarget.parse(c.mqtt)
-        password = target.password
-        if c.mqtt_password_file:
-            try:
-                password = Path(c.mqtt_password_file).read_text().strip()
-            except OSError as exc:
-                raise BadInputError(f"{c.mqtt_password_file}: cannot read the MQTT password file: "
-                                    f"{exc.strerror or exc}") from exc
-        password = password or os.environ.get("EMOEDGE_MQTT_PASSWORD")
-        target = dataclasses.replace(target, username=c.mqtt_username or target.username, password=password)
+        target = with_credentials(MqttTarget.parse(c.mqtt), c.mqtt_username, c.mqtt_password_file)
         outbox = Path(c.mqtt_outbox) if c.mqtt_outbox else default_outbox(c.db)
         sink = MqttSink(target, outbox, device=c.mqtt_device, room=c.mqtt_room, ca_file=c.mqtt_ca_file,
                         flush_timeout_s=c.mqtt_flush_s)
