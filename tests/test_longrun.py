@@ -275,6 +275,32 @@ def test_events_on_a_full_disk_name_the_file_and_a_half_line_is_repaired(tmp_pat
     assert [x["label"] for x in lines] == ["happy", "sad"]
 
 
+def test_events_file_rotates_at_its_size_and_every_file_names_its_run(tmp_path):
+    """Weeks of label changes stay bounded on disk: events.jsonl rotates like a log at events_max_mb
+    (events.jsonl.1 .. .events_keep, the oldest dropped), each file a valid JSON Lines file that starts with
+    the run's line; nothing is lost to a rotation."""
+    clock = FakeClock()
+    path = tmp_path / "e.jsonl"
+    cfg = RuntimeConfig(budget_ms=1000, interval_s=0.01, events=str(path), events_max_mb=0.004, events_keep=2,
+                        min_free_mb=0, status_every_s=0)
+    s = Pipeline(cfg, source=SyntheticSource(clock, 1500), detector=FakeDetector(clock, [Face(5, 5, 50, 50)], 1),
+                 classifier=FakeClassifier(), clock=clock).run()
+    assert s.exit_code == 0 and s.records_lost == 0
+    files = [path, tmp_path / "e.jsonl.1", tmp_path / "e.jsonl.2"]
+    assert all(f.is_file() for f in files) and not (tmp_path / "e.jsonl.3").exists()
+    for f in files:
+        assert f.stat().st_size <= 0.004 * 2**20
+        lines = [json.loads(x) for x in f.read_text().splitlines()]     # every line whole
+        assert lines[0]["type"] == "run" and lines[0]["run_id"] == s.run_id
+        assert lines[0].get("continued") is True                      # all three are continuations by now
+        assert len(lines) > 5 and all(x["type"] != "run" for x in lines[1:])
+    kept = [json.loads(x) for f in reversed(files) for x in f.read_text().splitlines()]   # oldest file first
+    starts = [x["start_unix_ns"] for x in kept if x["type"] == "interval"]
+    assert len(starts) > 10 and starts == sorted(starts) and len(set(starts)) == len(starts)  # in order, once
+    with pytest.raises(ConfigError, match="events_keep"):
+        RuntimeConfig(events_keep=0)
+
+
 def _tmpfs(path, size="64k"):
     import subprocess
 

@@ -167,6 +167,10 @@ def _add_run_options(p) -> None:
     p.add_argument("--loop", action="store_true", default=None,
                    help="replay a video file, image or folder forever (soak tests, kiosk demos)")
     p.add_argument("--events", help="JSON Lines file: a run line, label changes, interval summaries")
+    p.add_argument("--events-max-mb", dest="events_max_mb", type=float,
+                   help="rotate the events file at this size, like a log (0: never; default 50)")
+    p.add_argument("--events-keep", dest="events_keep", type=int,
+                   help="rotated events files kept: events.jsonl.1 .. .N, the oldest dropped (default 4)")
     p.add_argument("--db", help="SQLite file of interval summaries (wall-clock UTC, run and boot ids)")
     p.add_argument("--video-out", dest="video_out",
                    help="write the overlay video here, at the source's pace (stores images: refused by profiles "

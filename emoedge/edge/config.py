@@ -64,6 +64,8 @@ class RuntimeConfig:
     uncertain_below: float = 0.4          # smoothed confidence below this -> "uncertain"
     interval_s: float = 60.0              # aggregation interval for summaries
     events: str | None = None             # JSON Lines event stream path
+    events_max_mb: float = 50.0           # rotate the events file at this size (0: never)
+    events_keep: int = 4                  # rotated events files kept (events.jsonl.1 .. .N)
     db: str | None = None                 # SQLite summaries path
     video_out: str | None = None          # write overlay frames to this video file (stores images!)
     display: bool = False                 # show a window
@@ -138,6 +140,8 @@ class RuntimeConfig:
         r("drift_window", 10, 1_000_000)
         r("drift_threshold", 0, 1, lo_open=True)
         r("min_free_mb", 0)
+        r("events_max_mb", 0)
+        r("events_keep", 1, 1000)
         r("retention_days", 0, lo_open=True, optional=True)
         r("stale_after_s", 0, lo_open=True)
         r("mqtt_flush_s", 0, 3600)

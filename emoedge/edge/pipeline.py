@@ -95,7 +95,7 @@ class Pipeline:
             if sinks is None:
                 floor = DiskFloor(c.min_free_mb)
                 if c.events:
-                    self.sinks.append(JsonlSink(c.events, floor))
+                    self.sinks.append(JsonlSink(c.events, floor, int(c.events_max_mb * 2**20), c.events_keep))
                 if c.db:
                     self.sinks.append(SqliteSink(c.db, floor, c.retention_days))
                 if c.mqtt:

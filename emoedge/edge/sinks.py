@@ -70,11 +70,21 @@ class JsonlSink(Sink):
     """One JSON object per line: a ``run`` line at start, face label changes, interval summaries;
     each line written straight to the file (no buffer that could flush half a line later). A line
     cut short (disk full, power cut) is cut off again before the next line is written, so the
-    file stays valid JSON Lines; one left by an earlier run is removed at start."""
+    file stays valid JSON Lines; one left by an earlier run is removed at start.
 
-    def __init__(self, path: str | Path, floor: DiskFloor | None = None):
+    Bounded on disk: when a line would take the file past ``max_bytes`` (0: no bound) it is rotated like
+    a log (``events.jsonl`` -> ``events.jsonl.1`` -> ... ``.keep``, the oldest dropped) and the new file
+    starts with the run's line again (``"continued": true``), so every file says which run it belongs to.
+    Written by hand rather than with ``logging.handlers.RotatingFileHandler``: the lines here are
+    records whose torn writes are repaired, not log messages."""
+
+    def __init__(self, path: str | Path, floor: DiskFloor | None = None, max_bytes: int = 0, keep: int = 4):
         self.path = Path(path)
         self.floor = floor or DiskFloor(0)
+        self.max_bytes = int(max_bytes)
+        self.keep = max(1, int(keep))
+        self.rotations = 0
+        self._run_line: dict | None = None
         self._torn = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +92,36 @@ class JsonlSink(Sink):
             self._good = self._repair()
         except OSError as exc:
             raise WriteError(f"{self.path}: cannot open the events file: {exc.strerror or exc}") from exc
+
+    def _rotate(self) -> None:
+        """events.jsonl -> .1 -> ... -> .keep (the oldest dropped); a fresh file opened in its place."""
+        try:
+            self._cut_torn()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            for i in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            self.fh = open(self.path, "ab", buffering=0)  # noqa: SIM115  (open for the sink's life)
+            self._good = 0
+        except OSError as exc:
+            # the record must not be lost for a rename: write on into the same file, unrotated, and say so
+            log.error("%s: cannot rotate the events file (%s); writing on into it, rotation off for this run",
+                      self.path, exc.strerror or exc)
+            self.max_bytes = 0
+            try:
+                if self.fh.closed:
+                    self.fh = open(self.path, "ab", buffering=0)  # noqa: SIM115  (open for the sink's life)
+                self._good = os.fstat(self.fh.fileno()).st_size
+            except OSError as exc2:
+                raise WriteError(f"{self.path}: cannot reopen the events file: {exc2.strerror or exc2}") from exc2
+            return
+        self.rotations += 1
+        log.info("%s: rotated at %.1f MB (keeping %d older files)", self.path, self.max_bytes / 2**20, self.keep)
+        if self._run_line is not None:
+            self._write({**self._run_line, "continued": True}, rotate=False)
 
     def _repair(self) -> int:
         """Cut a half-written last line (from an earlier run); returns the file's good size."""
@@ -106,9 +146,11 @@ class JsonlSink(Sink):
             os.ftruncate(self.fh.fileno(), self._good)
         self._torn = False
 
-    def _write(self, d: dict) -> None:
+    def _write(self, d: dict, rotate: bool = True) -> None:
         self.floor.check(self.path)
         data = memoryview((json.dumps(d) + "\n").encode())
+        if rotate and self.max_bytes and self._good and self._good + len(data) > self.max_bytes:
+            self._rotate()
         try:
             self._cut_torn()
             done = 0
@@ -128,7 +170,8 @@ class JsonlSink(Sink):
             raise WriteError(f"{self.path}: {exc.strerror or exc}") from exc
 
     def on_start(self, run: RunInfo) -> None:
-        self._write(run.to_dict())
+        self._run_line = run.to_dict()
+        self._write(self._run_line)
 
     def on_event(self, event) -> None:
         self._write(event.to_dict())
