@@ -1,13 +1,8 @@
-"""Issue 20 experiment: fine-tuning the first network on the 8-pass teacher's fixed outputs for the training faces (args: lr soft_weight T steps tag [aug]; RESCALE=1 moves each channel's scale into the frozen BatchNorm, L2=0 turns L2 off).
-
-Kept as it was run for docs/benchmarks/frontier/notes.md (not project code). From the repository
-root with the venv: `python docs/benchmarks/frontier/experiments/NAME.py ...`; EMOEDGE_SHARED (default ../shared),
-OUT (default runs/onepass-exp) for the cached teacher outputs and weights."""
+"""Issue 20 experiment: fine-tuning the first network on the 8-pass teacher's fixed outputs for the training faces (args: lr soft_weight T steps tag [aug]; RESCALE=1 moves each channel's scale into the frozen BatchNorm, L2=0 turns L2 off). See README.md here."""
 # ruff: noqa
-import os
-SHARED = os.environ.get("EMOEDGE_SHARED", "../shared")
-OUT = os.environ.get("OUT", "runs/onepass-exp"); os.makedirs(OUT, exist_ok=True)
-CONFIGS = "emoedge/train/configs"
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _paths import SHARED, OUT, CONFIGS
 import os, sys, json, time
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 import numpy as np

@@ -1,13 +1,8 @@
-"""Issue 20 experiment: each of the default's networks on single views (mirror, centre zooms), on the validation split.
-
-Kept as it was run for docs/benchmarks/frontier/notes.md (not project code). From the repository
-root with the venv: `python docs/benchmarks/frontier/experiments/NAME.py ...`; EMOEDGE_SHARED (default ../shared),
-OUT (default runs/onepass-exp) for the cached teacher outputs and weights."""
+"""Issue 20 experiment: each of the default's networks on single views (mirror, centre zooms), on the validation split. See README.md here."""
 # ruff: noqa
-import os
-SHARED = os.environ.get("EMOEDGE_SHARED", "../shared")
-OUT = os.environ.get("OUT", "runs/onepass-exp"); os.makedirs(OUT, exist_ok=True)
-CONFIGS = "emoedge/train/configs"
+import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _paths import SHARED, OUT, CONFIGS
 import os, json
 os.environ["TF_ENABLE_ONEDNN_OPTS"]="0"
 import numpy as np, tensorflow as tf
