@@ -83,7 +83,6 @@ class JsonlSink(Sink):
         self.floor = floor or DiskFloor(0)
         self.max_bytes = int(max_bytes)
         self.keep = max(1, int(keep))
-        self.rotations = 0
         self._run_line: dict | None = None
         self._torn = False
         try:
@@ -118,7 +117,6 @@ class JsonlSink(Sink):
             except OSError as exc2:
                 raise WriteError(f"{self.path}: cannot reopen the events file: {exc2.strerror or exc2}") from exc2
             return
-        self.rotations += 1
         log.info("%s: rotated at %.1f MB (keeping %d older files)", self.path, self.max_bytes / 2**20, self.keep)
         if self._run_line is not None:
             self._write({**self._run_line, "continued": True}, rotate=False)
