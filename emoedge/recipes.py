@@ -109,8 +109,8 @@ def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
     if not isinstance(raw["steps"], list) or not raw["steps"]:
         raise RecipeError(f"{path}: key 'steps': a non-empty list of steps")
     labels = raw.get("labels")
-    if labels not in (None, "fer2013", "ferplus"):
-        raise RecipeError(f"{path}: key 'labels': fer2013, ferplus or absent, got {labels!r}")
+    if labels not in (None, "fer2013", "ferplus", "ferplus7"):
+        raise RecipeError(f"{path}: key 'labels': fer2013, ferplus, ferplus7 or absent, got {labels!r}")
     steps: list[RecipeStep] = []
     seen: set[str] = set()
     for i, s in enumerate(raw["steps"], 1):

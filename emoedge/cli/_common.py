@@ -57,7 +57,7 @@ def key_values(text: str) -> dict[str, str]:
 
 
 # -- datasets -------------------------------------------------------------------------------------
-LABEL_SETS = ["auto", "fer2013", "ferplus"]
+LABEL_SETS = ["auto", "fer2013", "ferplus", "ferplus7"]
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True, positional: bool = False) -> None:

@@ -15,7 +15,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +290,70 @@ def load_ferplus(fer_csv: str | os.PathLike, votes_csv: str | os.PathLike,
               "no_majority": int((is_face & in_usage & (labels == NO_LABEL)).sum())})
 
 
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int = 0) -> list[np.ndarray]:
+    """Deterministic stratified split of indices by label into parts of the given fractions."""
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.min() < 0 or abs(fr.sum() - 1) > 1e-6:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in fr]
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        idx = idx[rng.permutation(len(idx))]
+        cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
+        for k, chunk in enumerate(np.split(idx, cuts)):
+            parts[k].append(chunk)
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]
+
+
+
+FERPLUS_VAL_SEED = 1          # the 8-class validation carve that ferplus7 names (ferplus8's)
+FERPLUS_VAL_FRACTION = 0.1
+
+
+def _name_ferplus_val(ds: FaceDataset) -> FaceDataset:
+    """``ds`` (FER+ 8 classes) with the faces of the stratified 10% carve of its Training split
+    (seed :data:`FERPLUS_VAL_SEED`) renamed to the split ``val``."""
+    train = np.flatnonzero(np.array([canonical_split(str(s)) == "train" for s in ds.splits]))
+    if train.size == 0:
+        return ds
+    _, val = stratified_split(ds.labels[train], [1 - FERPLUS_VAL_FRACTION, FERPLUS_VAL_FRACTION], FERPLUS_VAL_SEED)
+    splits = np.array(ds.splits, dtype=object)
+    splits[train[val]] = "val"
+    return replace(ds, splits=splits.astype(str))
+
+
+def ferplus7(ds: FaceDataset) -> FaceDataset:
+    """FER+ on FER2013's 7 classes (in FER2013's order): faces whose majority is ``contempt`` are left
+    out (as in FER+ 7-class results), and every face's vote distribution drops its contempt votes and
+    is renormalised over the 7 emotions (a face whose only emotion votes were contempt has none left
+    and keeps its one-hot label). ``unknown`` and not-a-face (NF) votes never enter a distribution;
+    faces without a majority or whose majority is unknown/NF are already left out by :func:`load_ferplus`.
+
+    Its validation split is named, not drawn: the faces of FER+ ``Training`` that the 8-class carve
+    (stratified 10%, seed :data:`FERPLUS_VAL_SEED`, as ``ferplus8`` was trained) holds out, contempt
+    left out; so a model started from ``ferplus8`` is validated on faces it never saw."""
+    if tuple(ds.class_names) != FERPLUS_CLASSES:
+        raise DatasetError(f"{ds.source}: ferplus7 needs the FER+ 8 classes, got {list(ds.class_names)}")
+    ds = _name_ferplus_val(ds)
+    order = np.array([FERPLUS_CLASSES.index(c) for c in FER2013_CLASSES])
+    remap = np.full(len(FERPLUS_CLASSES) + 1, NO_LABEL)
+    remap[order] = np.arange(len(order))
+    labels = remap[ds.labels]
+    idx = np.flatnonzero(labels != NO_LABEL)
+    soft = None
+    if ds.soft_labels is not None:
+        soft = np.asarray(ds.soft_labels, dtype=np.float32)[idx][:, order]
+        total = soft.sum(axis=1, keepdims=True)
+        onehot = np.eye(len(order), dtype=np.float32)[labels[idx]]
+        soft = np.where(total > 0, soft / np.where(total > 0, total, 1), onehot).astype(np.float32)
+    contempt = int((ds.labels == FERPLUS_CLASSES.index("contempt")).sum())
+    meta = dict(ds.meta, format="ferplus7", contempt_majority=contempt)
+    return FaceDataset(images=ds.images[idx], labels=labels[idx], class_names=FER2013_CLASSES,
+                       splits=ds.splits[idx], ids=ds.ids[idx], source=ds.source, soft_labels=soft,
+                       skipped=ds.skipped, meta=meta)
+
+
 def ferplus_label_counts(fer_csv, votes_csv, usage: str = "Training") -> dict[str, int]:
     """Majority-label counts of one split, plus ``no_majority`` and ``no_image`` (not a face) rows."""
     ds = load_ferplus(fer_csv, votes_csv, usage=[usage], drop_no_majority=False)
@@ -456,7 +520,8 @@ def load_dataset(spec: str | os.PathLike, labels: str = "auto", votes: str | os.
     """Open any supported dataset from a path.
 
     * ``*.csv`` / ``*.csv.gz`` -> FER2013 CSV; with ``labels="ferplus"`` the votes file (default:
-      ``fer2013new.csv`` beside it) gives the 8 FER+ classes;
+      ``fer2013new.csv`` beside it) gives the 8 FER+ classes, with ``labels="ferplus7"`` FER2013's 7
+      classes labelled by the crowd (:func:`ferplus7`);
     * a folder -> a folder tree.
     """
     p = Path(spec)
@@ -465,10 +530,11 @@ def load_dataset(spec: str | os.PathLike, labels: str = "auto", votes: str | os.
     if p.is_dir():
         return load_folder(p, classes=classes)
     if p.name.endswith((".csv", ".csv.gz")):
-        if labels == "ferplus":
+        if labels in ("ferplus", "ferplus7"):
             votes = Path(votes) if votes else p.parent / "fer2013new.csv"
-            return load_ferplus(p, votes, usage=usage)
+            ds = load_ferplus(p, votes, usage=usage)
+            return ferplus7(ds) if labels == "ferplus7" else ds
         if labels not in ("auto", "fer2013"):
-            raise DatasetError(f"{p}: unknown label set {labels!r}; use 'fer2013' or 'ferplus'")
+            raise DatasetError(f"{p}: unknown label set {labels!r}; use 'fer2013', 'ferplus' or 'ferplus7'")
         return load_fer2013_csv(p, usage=usage)
     raise DatasetError(f"{p}: unknown dataset format; expected a FER2013 .csv/.csv.gz or a folder tree")
