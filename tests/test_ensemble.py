@@ -76,7 +76,7 @@ def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
     rows = compare_members(paths, fused, ds, runs=20)
     assert [r["role"] for r in rows] == ["member", "member", "ensemble"]
     assert all(0 <= r["accuracy"] <= 1 and r["latency_ms_per_face"] > 0 for r in rows)
-    assert rows[2]["latency_ms_per_face"] > rows[0]["latency_ms_per_face"]      # 4 passes cost more than 1
+    # no ensemble-vs-member timing here: a loaded machine reorders them (timings belong in benchmarks)
 
 
 def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
