@@ -1,6 +1,7 @@
 """Test tiers: pure logic on synthetic records (no marker); Keras/TFLite on tiny models built in
 the test (``slow``); real data in ../shared (``shared``, skipped with a reason when absent);
-hardware (``hardware``, skipped unless the device is present)."""
+hardware (``hardware``, skipped unless the device is present). With ``EMOEDGE_REQUIRE_REAL=1`` (CI) a
+skip for want of a real component (Mosquitto, Chromium, ../shared) is a failure (``real_components``)."""
 
 import os
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_components import pytest_runtest_makereport  # noqa: F401  (the hook)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMOEDGE_SHARED", REPO.parent / "shared")).resolve()
