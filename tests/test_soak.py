@@ -19,9 +19,9 @@ def test_fit_slope_leaves_out_the_warmup_and_recovers_a_known_slope():
     assert fit["rss_end_mb"] - fit["rss_start_mb"] == pytest.approx(37.0 * 850 / 2**20)
 
 
-def _run(frames, peak, steady, slope=0.0):
+def _run(frames, peak, steady, slope=0.0, late=0.0, late_anon=0.0):
     return soak.SoakRun(frames, "ok", frames=frames, peak_rss_mb=peak, rss_max_measured_mb=steady,
-                        slope_b_per_frame=slope)
+                        slope_b_per_frame=slope, late_slope_b_per_frame=late, late_anon_slope_b_per_frame=late_anon)
 
 
 def test_soak_target_compares_the_longest_run_with_the_shortest():
@@ -32,12 +32,33 @@ def test_soak_target_compares_the_longest_run_with_the_shortest():
     assert soak.soak_target([_run(2000, 150.0, 149.0)])["status"] == "not run"
 
 
+def test_a_late_slope_above_5_mb_a_day_at_15_fps_fails_the_target():
+    assert soak.mb_per_day(4.0) == pytest.approx(4.0 * 15 * 86400 / 2**20)        # 4.94 MB a day
+    short = _run(2000, 150.0, 149.0)
+    t = soak.soak_target([short, _run(200_000, 150.5, 149.5, late=4.0)], 2.0)
+    assert t["status"] == "pass" and t["slope_ok"] and "met" in t["slope_line"]
+    t = soak.soak_target([short, _run(200_000, 150.5, 149.5, late=4.2)], 2.0)    # same peak, 5.19 MB a day
+    assert t["status"] == "fail" and not t["slope_ok"] and t["late_growth_mb_per_day"] == pytest.approx(5.19, abs=0.01)
+    assert "NOT met" in t["line"]
+    t = soak.soak_target([short, _run(200_000, 150.5, 149.5, late=1.0, late_anon=9.0)], 2.0)  # the heap grows
+    assert t["status"] == "fail"
+
+
+def test_the_late_slope_is_fitted_over_the_second_half():
+    frames = np.arange(0, 20001, 40)
+    rss = 100 * 2**20 + np.where(frames < 10000, 200.0 * frames, 200.0 * 10000 + 2.0 * (frames - 10000))
+    samples = [[f, r, r - 50 * 2**20] for f, r in zip(frames.tolist(), rss.tolist())]
+    fit = soak.fit_slope(samples, soak.LATE_FRACTION)
+    assert fit["warmup_frames"] == 10000 and fit["slope_b_per_frame"] == pytest.approx(2.0)
+
+
 def test_a_short_looped_soak_run_reports_peak_rss_and_a_slope():
     r = soak.soak_run(300, source="demo", model="fast", interval_s=1.0)
     assert r.status == "ok", r.reason
     assert r.frames == 300 and r.exit_code == 0 and r.records_lost == 0
     assert len(r.samples) == 301 and r.sample_every == 1               # the start + every frame
-    assert math.isfinite(r.slope_b_per_frame)
+    assert math.isfinite(r.slope_b_per_frame) and math.isfinite(r.late_slope_b_per_frame)
+    assert math.isfinite(r.late_anon_slope_b_per_frame)
     assert r.peak_rss_mb >= r.rss_max_measured_mb > 20 and r.fps > 0
     assert 0 < r.anon_max_measured_mb < r.rss_max_measured_mb and math.isfinite(r.anon_slope_b_per_frame)
 
@@ -96,5 +117,6 @@ def test_bench_soak_command_and_report(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"soak.json", "soak.md", "soak_rss.png"}
     text = md.read_text()
     assert "| 2000 | 30.0 | 101.0 | 0 |" in text and "skipped**: not root" in text
+    assert "late slope costs at most 5 MB a day at 15 FPS" in text
     assert soak.fit_slope(samples, 0.15, column=2)["slope_b_per_frame"] == pytest.approx(2**20 / 1000)
     assert soak_report.all_passed({**res, "target": {"status": "pass"}})

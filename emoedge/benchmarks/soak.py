@@ -5,8 +5,9 @@ records survive a SIGKILL, a full disk and the free-space floor?
   real sinks (JSON Lines, SQLite) plus :class:`RssSampler`, a sink that reads ``/proc/self/statm``
   every K frames; each N in a fresh process. Reported per run: peak RSS (VmHWM), RSS at the start
   and end of the measured part (after a warm-up), the least-squares slope in bytes/frame over
-  the measured part, and FPS. Target (issue 14): N=20,000 has the same peak RSS as N=2,000
-  within 2 MB.
+  the measured part, its late slope (over the second half of the frames), and FPS. Target (issue 14):
+  N=20,000 has the same peak RSS as N=2,000 within 2 MB; and (issue 28) the longest run's late slope,
+  RSS or anonymous, would not cost more than 5 MB a day at 15 FPS (about 4 B/frame).
 * SIGKILL: ``emoedge run --loop --db X`` is frozen (SIGSTOP) once X holds >= 3 intervals, the
   committed intervals are read, the run is SIGKILLed; X must pass ``PRAGMA integrity_check`` and
   hold exactly those intervals; a second run on the same files must open them and append.
@@ -38,6 +39,9 @@ REPO = Path(__file__).resolve().parents[2]
 CLIP = Path("media") / "short_hamilton_clip.mp4"
 SAMPLES_PER_RUN = 500          # the same sampler size for every N, so its own memory is equal
 TARGET_MB = 2.0
+LATE_FRACTION = 0.5            # the late slope: fitted over the second half of a run's frames
+SLOPE_LIMIT_MB_PER_DAY = 5.0   # what the late slope may cost ...
+SLOPE_FPS = 15.0               # ... at this frame rate, running all day
 
 
 # -- soak ---------------------------------------------------------------------------------------
@@ -146,6 +150,8 @@ class SoakRun:
     anon_end_mb: float = 0.0
     anon_max_measured_mb: float = 0.0
     anon_slope_b_per_frame: float = 0.0
+    late_slope_b_per_frame: float = 0.0        # over the second half of the frames (LATE_FRACTION)
+    late_anon_slope_b_per_frame: float = 0.0
     samples: list = field(default_factory=list)   # [frame, RSS bytes, anonymous RSS bytes]
 
     def to_dict(self, samples: bool = True) -> dict:
@@ -207,6 +213,7 @@ def soak_run(frames: int, source: str | None = None, model: str = "default", bud
         d = json.loads(lines[-1][len("RESULT "):])
         fit = fit_slope(d["samples"], warmup)
         anon = fit_slope(d["samples"], warmup, column=2)
+        late = [fit_slope(d["samples"], LATE_FRACTION, column=c)["slope_b_per_frame"] for c in (1, 2)]
     except Exception as exc:  # one failed run is a row with its reason
         return SoakRun(int(frames), "failed", f"{type(exc).__name__}: {str(exc)[:300]}", source, model)
     after_init = d["samples"][0][1] / 2**20 if d["samples"] else 0.0
@@ -217,12 +224,32 @@ def soak_run(frames: int, source: str | None = None, model: str = "default", bud
                    d["intervals_written"], d["events_written"], d["records_lost"], d["exit_code"], d["wall_s"],
                    anon_after_init_mb=d["samples"][0][2] / 2**20, anon_start_mb=anon["rss_start_mb"],
                    anon_end_mb=anon["rss_end_mb"], anon_max_measured_mb=anon["rss_max_measured_mb"],
-                   anon_slope_b_per_frame=anon["slope_b_per_frame"], samples=d["samples"])
+                   anon_slope_b_per_frame=anon["slope_b_per_frame"], late_slope_b_per_frame=late[0],
+                   late_anon_slope_b_per_frame=late[1], samples=d["samples"])
+
+
+def mb_per_day(slope_b_per_frame: float, fps: float = SLOPE_FPS) -> float:
+    """What a slope in bytes/frame costs in a day at ``fps``, in MB."""
+    return slope_b_per_frame * fps * 86400 / 2**20
+
+
+def slope_judgement(run: SoakRun, limit_mb_per_day: float = SLOPE_LIMIT_MB_PER_DAY, fps: float = SLOPE_FPS) -> dict:
+    """The late slope judged: the larger of the RSS and anonymous-RSS late slopes, in MB a day at
+    ``fps``, must not exceed ``limit_mb_per_day``."""
+    worst = max(run.late_slope_b_per_frame, run.late_anon_slope_b_per_frame)
+    per_day = mb_per_day(worst, fps)
+    return {"slope_ok": per_day <= limit_mb_per_day, "late_slope_b_per_frame": run.late_slope_b_per_frame,
+            "late_anon_slope_b_per_frame": run.late_anon_slope_b_per_frame, "late_growth_mb_per_day": per_day,
+            "slope_limit_mb_per_day": limit_mb_per_day, "slope_fps": fps,
+            "slope_line": (f"late slope (last {1 - LATE_FRACTION:.0%} of {run.frames} frames) {worst:+.1f} B/frame = "
+                           f"{per_day:+.1f} MB/day at {fps:g} FPS (limit {limit_mb_per_day:g} MB/day: "
+                           f"{'met' if per_day <= limit_mb_per_day else 'NOT met'})")}
 
 
 def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dict:
     """The issue's target: the longest run's peak RSS equals the shortest's within ``tolerance_mb``
-    (both the process peak, VmHWM, and the highest RSS sampled after the warm-up)."""
+    (both the process peak, VmHWM, and the highest RSS sampled after the warm-up), and the longest
+    run's late slope costs no more than ``SLOPE_LIMIT_MB_PER_DAY`` (:func:`slope_judgement`)."""
     ok = [r for r in runs if r.status == "ok"]
     if len(ok) < 2:
         return {"status": "not run", "reason": "needs two successful runs"}
@@ -230,8 +257,9 @@ def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dic
     d_peak = long_.peak_rss_mb - short.peak_rss_mb
     d_steady = long_.rss_max_measured_mb - short.rss_max_measured_mb
     d_anon = long_.anon_max_measured_mb - short.anon_max_measured_mb
-    passed = abs(d_peak) <= tolerance_mb and abs(d_steady) <= tolerance_mb
-    return {"status": "pass" if passed else "fail", "short_frames": short.frames, "long_frames": long_.frames,
+    slope = slope_judgement(long_)
+    passed = abs(d_peak) <= tolerance_mb and abs(d_steady) <= tolerance_mb and slope["slope_ok"]
+    return {**slope, "status": "pass" if passed else "fail", "short_frames": short.frames, "long_frames": long_.frames,
             "peak_rss_diff_mb": d_peak, "steady_rss_max_diff_mb": d_steady, "anon_max_diff_mb": d_anon,
             "tolerance_mb": tolerance_mb, "long_slope_b_per_frame": long_.slope_b_per_frame,
             "long_anon_slope_b_per_frame": long_.anon_slope_b_per_frame,
@@ -239,7 +267,8 @@ def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dic
             "line": (f"{'PASS' if passed else 'FAIL'}: peak RSS {long_.frames} frames {long_.peak_rss_mb:.1f} MB vs "
                      f"{short.frames} frames {short.peak_rss_mb:.1f} MB: {d_peak:+.2f} MB (steady-state max "
                      f"{d_steady:+.2f} MB, anonymous {d_anon:+.2f} MB; limit {tolerance_mb:g} MB); slope "
-                     f"{long_.slope_b_per_frame:+.1f} B/frame (anonymous {long_.anon_slope_b_per_frame:+.1f})")}
+                     f"{long_.slope_b_per_frame:+.1f} B/frame (anonymous {long_.anon_slope_b_per_frame:+.1f}); "
+                     + slope["slope_line"])}
 
 
 # -- fault helpers --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.benchmarks.soak import SLOPE_FPS, SLOPE_LIMIT_MB_PER_DAY
 from emoedge.tables import markdown_table
 
 
@@ -99,7 +100,9 @@ def markdown(results: dict) -> str:
                                "RSS start -> end of measured part (MB)", "slope (B/frame)",
                                "anonymous RSS start -> end (MB)", "anonymous slope (B/frame)", "intervals",
                                "records lost"], rows, "r" * 11))
-    out += ["", f"**Target** (same peak RSS within {s['tolerance_mb']:g} MB): " + (t.get("line") or t["status"]), "",
+    out += ["", f"**Target** (same peak RSS within {s['tolerance_mb']:g} MB; the longest run's late slope costs "
+            f"at most {t.get('slope_limit_mb_per_day', SLOPE_LIMIT_MB_PER_DAY):g} MB a day at "
+            f"{t.get('slope_fps', SLOPE_FPS):g} FPS): " + (t.get("line") or t["status"]), "",
             "![RSS vs frame](soak_rss.png)", "", "## Faults", ""]
     k = f.get("sigkill")
     if k:

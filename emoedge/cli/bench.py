@@ -281,7 +281,8 @@ def register(sub) -> None:
     _report_options(p)
     p.set_defaults(func=cmd_bench_pipeline)
 
-    p = add_parser(bench, "soak", "RSS over long looped runs (peak, slope per frame) and the fault checks: "
+    p = add_parser(bench, "soak", "RSS over long looped runs (peak, slope per frame; the target: the same peak, a "
+                                  "late slope of at most 5 MB a day at 15 FPS) and the fault checks: "
                                   "SIGKILL mid-run, disk full (tmpfs, needs root), free-space floor")
     p.add_argument("--frames", default="2000,20000", type=comma_list(int),
                    help="comma-separated run lengths, each in a fresh process")
