@@ -98,7 +98,8 @@ def test_fleet_serve_stores_what_devices_publish_once(tmp_path):
                 sink.on_interval(summary(d, k))
             sink.close()
         # a device that resends an interval the broker did acknowledge (e.g. its outbox restored from a backup)
-        again = MqttSink(MqttTarget.parse(broker.url), tmp_path / "k1-copy.outbox.sqlite", device="k1")
+        again = MqttSink(MqttTarget.parse(broker.url), tmp_path / "k1-copy.outbox.sqlite", device="k1", room="hall",
+                         model="fast")                     # the same payload again (other content: a conflict)
         again.on_start(RunInfo.new(model="fast"))
         again.on_interval(summary("k1", 3))
         again.close()

@@ -21,21 +21,27 @@ def cmd_fleet_serve(args) -> int:
     target = with_credentials(MqttTarget.parse(args.mqtt), args.username, args.password_file)
     store = FleetStore(args.db)
     sub = FleetSubscriber(target, store, client_id=args.client_id, ca_file=args.ca_file)
-    web = FleetWeb(store, args.http_host, args.http_port).start() if args.http_port is not None else None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    sub.start()
+    sub.start(args.connect_timeout)      # BrokerError (exit 3) when the broker cannot be reached or refuses
+    try:
+        web = FleetWeb(store, args.http_host, args.http_port).start() if args.http_port is not None else None
+    except BaseException:
+        sub.stop()
+        raise
     print(f"emoedge fleet: storing {target.prefix}/+/intervals from {target} in {store.path}"
-          + (f"; page on http://{args.http_host}:{web.port}/" if web else ""), flush=True)
+          + (f"; page on http://{args.http_host or '0.0.0.0'}:{web.port}/" if web else ""), flush=True)
     try:
         stop.wait(args.seconds) if args.seconds else stop.wait()
     finally:
         sub.stop()
         if web:
             web.stop()
-    print(f"emoedge fleet: stored {sub.counts['stored']} interval(s), dropped {sub.counts['duplicate']} "
-          f"duplicate(s), rejected {sub.counts['rejected']}, {sub.counts['status']} status message(s)", flush=True)
+    c = sub.counts
+    print(f"emoedge fleet: stored {c['stored']} interval(s), dropped {c['duplicate']} duplicate(s), "
+          f"{c['conflict']} conflict(s), rejected {c['rejected']}, {c['status']} status message(s)"
+          + (f", {c['failed']} not stored (see the log)" if c["failed"] else ""), flush=True)
     return 0
 
 
@@ -73,9 +79,12 @@ def register(sub) -> None:
     p.add_argument("--ca-file", help="CA certificate(s) to verify the broker's TLS")
     p.add_argument("--client-id", default="emoedge-fleet",
                    help="MQTT client id: the broker keeps this session's queue while the store is down")
-    p.add_argument("--http-host", default="127.0.0.1", help="address of the page (default: loopback only)")
+    p.add_argument("--http-host", default="127.0.0.1",
+                   help="address of the page (default: loopback only; any other address is warned about)")
     p.add_argument("--http-port", type=int, default=8090, help="port of the page (default 8090)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
+    p.add_argument("--connect-timeout", type=float, default=10.0,
+                   help="seconds to wait for the broker at start before giving up with exit 3 (default 10)")
     p.set_defaults(func=cmd_fleet_serve)
 
     p = add_parser(fleet, "page", "write the fleet page (HTML, inline SVG) from a fleet store")

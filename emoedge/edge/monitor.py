@@ -185,7 +185,10 @@ class MetricsServer:
 
     ``/health`` answers 200 with ``"status": "ok"`` while frames flow and records are written,
     and 503 with the problems otherwise: ``stale`` (no frame for ``stale_after_s``: a camera that
-    is down), ``storage`` (records not being written: disk full or below the floor)."""
+    is down), ``storage`` (records not being written: disk full or below the floor).
+
+    Bound to anything but loopback, a warning names the address; a request whose ``Host`` names
+    another site (DNS rebinding) is answered 421 (:mod:`emoedge.edge.httpguard`)."""
 
     def __init__(self, health: Callable[[], dict], registry: CollectorRegistry, host: str = "127.0.0.1",
                  port: int = 9108):
@@ -197,8 +200,14 @@ class MetricsServer:
 
         from prometheus_client.exposition import choose_encoder
 
+        from emoedge.edge.httpguard import allowed_names, refuse_foreign_host, warn_if_exposed
+
+        names = allowed_names(host)
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                if refuse_foreign_host(self, names):    # DNS rebinding: another site's name in Host
+                    return
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
@@ -231,6 +240,7 @@ class MetricsServer:
             raise OSError(exc.errno, f"metrics endpoint {host}:{port} (runtime.metrics_port): cannot listen: "
                                      f"{exc.strerror or exc}") from exc
         self.address = self.httpd.server_address
+        warn_if_exposed(host, self.address[1], "the metrics endpoint (runtime.metrics_host)")
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
         self._thread.start()
 

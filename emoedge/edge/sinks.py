@@ -361,6 +361,8 @@ def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
     one column per label), atomically (a temporary file renamed over the old one); returns rows."""
     import csv
 
+    from emoedge.edge.csvcells import safe_row
+
     rows = read_intervals(db_path)
     labels = sorted({k for r in rows for k in r["share"]})
     out = Path(csv_path)
@@ -370,12 +372,12 @@ def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
         with atomic_writer(out) as raw:
             fh = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             w = csv.writer(fh)
-            w.writerow(head + [f"share_{k}" for k in labels])
+            w.writerow(safe_row(head + [f"share_{k}" for k in labels]))
             for r in rows:
-                w.writerow([r["start_utc"], r["end_utc"], f"{r['duration_s']:.3f}", r["interval_id"], r["run_id"],
-                            r["boot_id"], r["frames"], r["faces_seen"], r["face_observations"],
-                            f"{r['mean_confidence']:.4f}", r["purpose"] or "", r["jurisdiction"] or ""]
-                           + [f"{r['share'].get(k, 0.0):.4f}" for k in labels])
+                w.writerow(safe_row([r["start_utc"], r["end_utc"], f"{r['duration_s']:.3f}", r["interval_id"],
+                                     r["run_id"], r["boot_id"], r["frames"], r["faces_seen"], r["face_observations"],
+                                     f"{r['mean_confidence']:.4f}", r["purpose"] or "", r["jurisdiction"] or ""]
+                                    + [f"{r['share'].get(k, 0.0):.4f}" for k in labels]))
             fh.flush()
             fh.detach()  # the atomic writer owns (and closes) the file
     except OSError as exc:

@@ -1,0 +1,27 @@
+"""One place to look at a fleet: ``emoedge fleet serve`` subscribes to the broker the devices publish
+to (``emoedge run --mqtt``), keeps every device's interval summaries in one SQLite file, and serves
+a small page on 127.0.0.1: label shares over time per room and per device, each device's health
+(online/offline from its retained status and last will, when it last reported, intervals missing
+from its sequence) and drift (how far its recent label mix is from the fleet's). ``/intervals.csv``
+exports the store; ``/summary.json`` is the same data for scripts. Prometheus metrics stay on each
+device (``--metrics-port``) for Grafana.
+
+- :mod:`~emoedge.fleet.payload`: what is accepted from the broker (everything else is refused, logged,
+  counted and acknowledged);
+- :mod:`~emoedge.fleet.store`: the SQLite file (duplicates and conflicts by ``interval_id``, gaps in
+  each device's ``<run>-<seq>`` sequence);
+- :mod:`~emoedge.fleet.subscriber`: the persistent QoS 1 session, batched writes, manual acknowledgement;
+- :mod:`~emoedge.fleet.page` and :mod:`~emoedge.fleet.web`: the page (inline SVG, no scripts, nothing
+  fetched from the internet) and its HTTP server (Host header checked).
+
+Layer 2: imports paho-mqtt (the ``[fleet]`` extra) and the standard library, no TensorFlow.
+"""
+
+from emoedge.fleet.page import js_divergence, mean_share, render_page
+from emoedge.fleet.payload import PayloadError
+from emoedge.fleet.store import FleetStore, sequence_gaps
+from emoedge.fleet.subscriber import BrokerError, FleetSubscriber
+from emoedge.fleet.web import FleetWeb
+
+__all__ = ["BrokerError", "FleetStore", "FleetSubscriber", "FleetWeb", "PayloadError", "js_divergence", "mean_share",
+           "render_page", "sequence_gaps"]
