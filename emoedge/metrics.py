@@ -29,8 +29,16 @@ class Evaluation:
     class_names: tuple[str, ...]
     extra: dict | None = None
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean per-class recall over the classes present (support > 0): every class counts alike,
+        however rare; a model that calls every calm face calm and nothing else scores 1/k of it."""
+        recalls = [c.recall for c in self.per_class if c.support > 0]
+        return float(np.mean(recalls)) if recalls else 0.0
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["balanced_accuracy"] = self.balanced_accuracy
         d["per_class"] = {c.name: {"precision": c.precision, "recall": c.recall, "f1": c.f1,
                                    "support": c.support} for c in self.per_class}
         d["confusion_matrix"] = [list(r) for r in self.confusion_matrix]
@@ -46,6 +54,7 @@ class Evaluation:
         for c in self.per_class:
             lines.append(f"{c.name:<{w}}  {c.precision:9.3f}  {c.recall:6.3f}  {c.f1:5.3f}  {c.support:7d}")
         lines.append(f"{'accuracy':<{w}}  {self.accuracy:9.4f}  (n={self.n})")
+        lines.append(f"{'balanced':<{w}}  {self.balanced_accuracy:9.4f}  (mean recall)")
         lines.append(f"{'macro-F1':<{w}}  {self.macro_f1:9.4f}")
         return "\n".join(lines)
 

@@ -85,7 +85,8 @@ def _row(name: str, kind: str, ev: PhotoEvaluation) -> dict:
     per_class = {c.name: round(c.f1, 4) for c in ev.evaluation.per_class if c.support > 0}
     return {"model": name, "kind": kind, "detector": ev.detector, "n_photos": ev.n_photos,
             "n_detected": ev.n_detected, "detection_rate": ev.detection_rate, "accuracy": ev.accuracy,
-            "accuracy_detected": ev.accuracy_detected, "macro_f1": ev.macro_f1, "per_class_f1": per_class,
+            "accuracy_detected": ev.accuracy_detected, "macro_f1": ev.macro_f1,
+            "balanced_accuracy": ev.balanced_accuracy, "per_class_f1": per_class,
             "skipped_classes": list(ev.skipped_classes)}
 
 
@@ -161,6 +162,11 @@ def _cell(r: dict | None) -> str:
     return f"{r['accuracy']:.1%} / {r['detection_rate']:.0%}"
 
 
+def _balanced(r: dict) -> str:
+    """A row's balanced accuracy (rows of results written before it was recorded: "-")."""
+    return "-" if r.get("balanced_accuracy") is None else f"{r['balanced_accuracy']:.1%}"
+
+
 def photos_markdown(res: dict) -> str:
     names = [a["name"] for a in res["models"]]
     cols = [d for d in [*res["settings"]["detectors"], WHOLE_PHOTO] if d in res["detection"]]
@@ -176,11 +182,11 @@ def photos_markdown(res: dict) -> str:
                             "l" + "r" * len(cols)), "",
              "## All numbers", "",
              markdown_table(["model", "detector", "photos", "faces", "detection rate", "accuracy",
-                             "accuracy on detected", "macro-F1"],
+                             "accuracy on detected", "balanced accuracy", "macro-F1"],
                             [[r["model"], r["detector"], r["n_photos"], r["n_detected"], f"{r['detection_rate']:.1%}",
                               f"{r['accuracy']:.1%}",
                               "-" if r["accuracy_detected"] is None else f"{r['accuracy_detected']:.1%}",
-                              f"{r['macro_f1']:.3f}"] for r in res["rows"]], "llrrrrrr"), ""]
+                              _balanced(r), f"{r['macro_f1']:.3f}"] for r in res["rows"]], "llrrrrrrr"), ""]
     best = {}
     for m in names:
         cand = [r for r in res["rows"] if r["model"] == m and r["detector"] != WHOLE_PHOTO]

@@ -23,8 +23,9 @@ def cmd_evaluate(args) -> int:
     from emoedge.evaluate import evaluate_model, write_evaluation
 
     ds = dataset(args)
-    run = evaluate_model(model, ds, usage=args.usage, num_threads=args.threads)
-    print(f"{model} on {ds.source} [{run.split}]")
+    run = evaluate_model(model, ds, usage=args.usage, num_threads=args.threads, class_prior=args.class_prior,
+                         prior_strength=args.class_prior_strength)
+    print(f"{model} on {ds.source} [{run.split}]" + _prior_note(args))
     print(run.evaluation.table())
     if args.json:
         write_evaluation(run, args.json, plot=not args.no_plots)
@@ -37,13 +38,22 @@ def _evaluate_photos(model, args) -> int:
     from emoedge.evaluate.photos import evaluate_photos, write_photo_evaluation
 
     r = evaluate_photos(model, args.data, detector=args.detector, detector_dir=args.detector_dir, pad=args.pad,
-                        num_threads=args.threads)
-    print(f"{model} on the photos of {args.data} [detector {r.detector}, pad {r.pad:g}]")
+                        num_threads=args.threads, class_prior=args.class_prior,
+                        prior_strength=args.class_prior_strength)
+    print(f"{model} on the photos of {args.data} [detector {r.detector}, pad {r.pad:g}]" + _prior_note(args))
     print(r.summary())
     if args.json:
         write_photo_evaluation(r, args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _prior_note(args) -> str:
+    from emoedge.edge.prior import describe
+
+    if args.class_prior == "trained":
+        return ""
+    return f" [class prior {describe(args.class_prior, args.class_prior_strength)}]"
 
 
 def cmd_calibrate(args) -> int:
@@ -107,6 +117,11 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
+    p.add_argument("--class-prior", default="trained",
+                   help="score under a deployment class prior as the runtime applies it: trained (default), "
+                        "balanced or a YAML/JSON file of class shares")
+    p.add_argument("--class-prior-strength", type=float, default=1.0,
+                   help="how far to move from the trained mix to --class-prior (0..1, default 1)")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--no-plots", action="store_true", help="no confusion-matrix PNG beside --json")
     p.add_argument("--detector", choices=DETECTOR_NAMES,

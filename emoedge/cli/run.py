@@ -109,7 +109,7 @@ def cmd_classify(args) -> int:
         raise FileNotFoundError(f"{args.image}: not a readable image")
     detector = make_detector(args.detector, args.detector_dir, args.threads)
     clf = FaceClassifier.from_spec(args.model, fmt=args.format, num_threads=args.threads, detector=detector,
-                                   min_confidence=args.uncertain_below)
+                                   min_confidence=args.uncertain_below, class_prior=args.class_prior)
     preds = clf.classify_image(image)
     src = "demo image (matplotlib's grace_hopper.jpg)" if args.image is None else str(args.image)
     print(f"{src}: {len(preds)} face(s), model {clf.model_path.name}, detector {detector.name}")
@@ -121,7 +121,8 @@ def cmd_classify(args) -> int:
         if p.label == UNCERTAIN:
             best = clf.class_names[max(range(len(p.probs)), key=p.probs.__getitem__)]
             print(f"  uncertain at {p.face.box}: its most likely class ({best} {p.confidence:.3f}) is below "
-                  f"--uncertain-below {args.uncertain_below:.2f}, so no emotion is claimed (top3: what it leans to)")
+                  f"the uncertain threshold {clf.min_confidence:.2f}, so no emotion is claimed "
+                  "(top3: what it leans to)")
     if args.json:
         Path(args.json).write_text(json.dumps([p.to_dict() for p in preds], indent=2))
     if args.out:
@@ -154,7 +155,11 @@ def _add_run_options(p) -> None:
                    help="run the detector every N frames, track in between (default 5)")
     p.add_argument("--max-faces", dest="max_faces", type=int, help="faces classified per frame at most (default 4)")
     p.add_argument("--uncertain-below", dest="uncertain_below", type=float,
-                   help="smoothed confidence below this is labelled 'uncertain' (default 0.4)")
+                   help="smoothed confidence below this is labelled 'uncertain' (default: the threshold chosen for "
+                        "the model on validation, in its manifest; 0.4 for a model without one)")
+    p.add_argument("--class-prior", dest="class_prior",
+                   help="the class mix faces are assumed to come in: trained (default: the model's training mix), "
+                        "balanced, or a YAML/JSON file of class shares (logit adjustment, one add per face)")
     p.add_argument("--interval-s", dest="interval_s", type=float,
                    help="seconds per interval summary (default 60)")
     p.add_argument("--max-frames", dest="max_frames", type=int, help="stop after this many frames (default: none)")
@@ -205,8 +210,12 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--detector", default="haar", choices=DETECTOR_NAMES, help="face detector")
     p.add_argument("--detector-dir", help="folder with the BlazeFace/SSD files (default: the fetch cache)")
-    p.add_argument("--uncertain-below", type=float, default=0.4,
-                   help="a face whose most likely class is below this probability is 'uncertain' (as in emoedge run)")
+    p.add_argument("--uncertain-below", type=float,
+                   help="a face whose most likely class is below this probability is 'uncertain' (as in emoedge run; "
+                        "default: the threshold chosen for the model on validation, in its manifest)")
+    p.add_argument("--class-prior", default="trained",
+                   help="trained (the model's training mix), balanced (every class alike) or a YAML/JSON file of "
+                        "class shares: moves every face's probabilities to that mix (see README, class prior)")
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)

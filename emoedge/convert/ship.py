@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from emoedge.convert.calibration import CalibrationSet
-from emoedge.convert.modelcard import render_model_card
+from emoedge.convert.modelcard import headline_evaluation, render_model_card, shipped_files, with_files
 from emoedge.convert.tflite import convert_file
 from emoedge.data.datasets import FaceDataset
 from emoedge.edge.fileio import atomic_write_bytes
@@ -55,7 +55,6 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
                       "data_fingerprint": run["data"]["fingerprint_sha256"]}
     atomic_write_bytes(manifest_path(keras_path), (json.dumps(keras_manifest, indent=2) + "\n").encode())
     ev, ev_dict = _evaluate_and_keep_records(tfl, name, dataset, usage, run_dir, models_dir)
-    files = {p.name: p.stat().st_size for p in (keras_path, tfl)}
     rdir = report_dir
     extra = {}
     out = {"keras": keras_path, "tflite": tfl}
@@ -68,7 +67,6 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
         arts = [r.path for r in results if r.status == "ok" and r.path is not None]
         for r in results:
             if r.path is not None:
-                files[r.path.name] = r.size_bytes
                 out[r.format] = r.path
         rdir.mkdir(parents=True, exist_ok=True)
         write_summary(results, rdir)
@@ -79,9 +77,12 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     # temperature scaling on the validation split carved from training, recorded in every manifest
     others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
     extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
+    extra["Class prior and uncertain threshold"] = _record_decisions(run, dataset, [keras_path, *others])
     from emoedge.convert.modelcard import lineage
 
-    card = render_model_card(name, SHIPPED[name], run, ev_dict, files, command, extra, steps=lineage(run_dir),
+    files = shipped_files(models_dir, name)      # the card lists what is beside it, headlines the int8 file
+    card_eval = headline_evaluation(models_dir, files, ev_dict, dataset, usage)
+    card = render_model_card(name, SHIPPED[name], run, card_eval, files, command, extra, steps=lineage(run_dir),
                              data_format=dataset.meta.get("format"), recipe=_recipe_of(name))
     (models_dir / f"{name}.md").write_text(card)
     out["card"] = models_dir / f"{name}.md"
@@ -129,6 +130,39 @@ def _calibration_section(model_path: Path, dataset: FaceDataset, rdir: Path, oth
             f"{cal['temperature']:.3f}; expected calibration error {cal['ece_before']:.4f} before, "
             f"{cal['ece_after']:.4f} after. The runtime applies T before smoothing and before the "
             f"`uncertain` threshold. Reliability diagram: `reliability.png` in the report folder.")
+
+
+def _record_decisions(run: dict, dataset: FaceDataset, files: list[Path]) -> str:
+    """The training class mix (for ``runtime.class_prior``) and the ``uncertain`` threshold chosen on
+    validation from the shipped file's calibrated probabilities, in every manifest of the model."""
+    from emoedge.data.balance import training_mix
+    from emoedge.data.splits import split_seed_of, standard_splits
+    from emoedge.edge.temperature import apply_temperature
+    from emoedge.evaluate.uncertain import choose_uncertain_below
+
+    cfg = run["config"]
+    mix = run["data"].get("class_mix")
+    if mix is None:   # a run recorded before the mix was: the same split and weighting, computed again
+        train = standard_splits(dataset, val_fraction=cfg.get("val_fraction", 0.1), seed=split_seed_of(run))["train"]
+        mix = training_mix(train.labels, dataset.class_names, cfg.get("class_balance", "none"), cfg.get("seed", 0))
+    shipped = next((f for f in files if f.name.endswith(".int8.tflite")), files[-1])
+    manifest = json.loads(manifest_path(shipped).read_text())
+    val = evaluate_model(shipped, dataset, usage="val")
+    choice = choose_uncertain_below(apply_temperature(val.probs, float(manifest.get("temperature", 1.0))),
+                                    val.labels)
+    for f in files:
+        mp = manifest_path(f)
+        if mp.is_file():
+            m = json.loads(mp.read_text())
+            m["class_mix"] = mix
+            m["uncertain_below"] = choice.threshold
+            m["uncertain_choice"] = {"file": shipped.name, "split": "val", **choice.to_dict()}
+            atomic_write_bytes(mp, (json.dumps(m, indent=2) + "\n").encode())
+    shares = ", ".join(f"{c} {v:.1%}" for c, v in mix["trained"].items())
+    return (f"Training class mix (what the probabilities assume; `runtime.class_prior: trained`): {shares} "
+            f"({mix['weighting']}). `uncertain` threshold chosen on the validation split from `{shipped.name}`'s "
+            f"calibrated probabilities: {choice.threshold:.2f} ({choice.share_uncertain:.1%} of validation faces "
+            f"below it; accuracy {choice.accuracy_above:.1%} at or above it); {choice.to_dict()['rule']}.")
 
 
 def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset, command: str, usage: str,
@@ -179,7 +213,8 @@ def move_float_masters(models_dir: str | Path, name: str, dest: str | Path) -> l
                 moved.append(target)
     card = models_dir / f"{name}.md"
     if moved and card.is_file():
-        card.write_text(card.read_text() + "\n## Float masters\n\nNot in the package (only the quantized device "
+        text = with_files(card.read_text(), shipped_files(models_dir, name))   # the files left beside it
+        card.write_text(text + "\n## Float masters\n\nNot in the package (only the quantized device "
                         "files are): " + ", ".join(f"`{p.name}`" for p in moved if not p.name.endswith(".json"))
                         + " were moved out after shipping. By name, a float master is rebuilt from the int8 file "
                         f"(`emoedge evaluate --model {name} --format keras`, `init_from={name}`, `emoedge convert "

@@ -12,9 +12,10 @@ from emoedge.edge.detect import Face, HaarDetector
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import TFLiteClassifier, check_classes
 from emoedge.edge.preprocess import IDENTITY, CropGeometry, preprocess_faces
+from emoedge.edge.prior import apply_prior, prior_shift
 from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.temperature import apply_temperature
-from emoedge.edge.tracking import UNCERTAIN
+from emoedge.edge.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class FaceClassifier:
     """A detector, a classifier (TFLite or ONNX) and its class names, created once."""
 
     def __init__(self, model_path: str | Path, class_names=None, detector=None, num_threads: int | None = None,
-                 min_confidence: float = 0.0, margin: float = 0.0, delegate: str = "cpu"):
+                 min_confidence: float | None = 0.0, margin: float = 0.0, delegate: str = "cpu",
+                 class_prior: str = "trained", prior_strength: float = 1.0):
         self.model_path = Path(model_path)
         manifest = read_manifest(self.model_path) or {}
         self.model = open_model(self.model_path, delegate, num_threads)
@@ -104,14 +106,20 @@ class FaceClassifier:
         check_classes(self.model, self.class_names)
         check_manifest(self.model, manifest)
         self._detector = detector
-        self.min_confidence = min_confidence
         self.margin = margin
         # temperature scaling fitted on validation data (emoedge calibrate); 1.0 = none
         self.temperature = float(manifest.get("temperature", 1.0))
+        # the deployment class prior (emoedge.edge.prior): a log shift per class, None for the trained mix
+        self.class_prior = class_prior
+        self.prior_shift = prior_shift(class_prior, manifest, self.class_names, prior_strength, str(self.model_path))
+        # the `uncertain` threshold chosen on validation for this model (its manifest), else the old fixed one
+        self.uncertain_below = float(manifest.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
+        # classify_faces labels a face below this `uncertain` (None: the model's own threshold)
+        self.min_confidence = self.uncertain_below if min_confidence is None else float(min_confidence)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities for a batch of preprocessed faces."""
-        return apply_temperature(self.model.predict(faces), self.temperature)
+        """Calibrated class probabilities for a batch of preprocessed faces, under the deployment prior."""
+        return apply_prior(apply_temperature(self.model.predict(faces), self.temperature), self.prior_shift)
 
     @property
     def detector(self):

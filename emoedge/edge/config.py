@@ -61,7 +61,10 @@ class RuntimeConfig:
     max_detect_scale: float = 1.0
     margin: float = 0.0                   # grow face boxes by this fraction before the crop
     smoothing_alpha: float = 0.5          # EMA weight of the newest class probabilities
-    uncertain_below: float = 0.4          # smoothed confidence below this -> "uncertain"
+    uncertain_below: float | None = None  # smoothed confidence below this -> "uncertain" (None: the model's
+                                          # threshold, chosen on validation and kept in its manifest)
+    class_prior: str = "trained"          # trained | balanced | a YAML/JSON file of class shares (edge.prior)
+    class_prior_strength: float = 1.0     # how far to move from the trained mix to class_prior (0..1)
     interval_s: float = 60.0              # aggregation interval for summaries
     events: str | None = None             # JSON Lines event stream path
     events_max_mb: float = 50.0           # rotate the events file at this size (0: never)
@@ -127,7 +130,12 @@ class RuntimeConfig:
                               f"max_detect_scale ({self.max_detect_scale})")
         r("margin", 0, 2)
         r("smoothing_alpha", 0, 1, lo_open=True)
-        r("uncertain_below", 0, 1, hi_open=True)
+        r("uncertain_below", 0, 1, hi_open=True, optional=True)
+        r("class_prior_strength", 0, 1)
+        if not self.class_prior or (self.class_prior not in ("trained", "balanced")
+                                    and not self.class_prior.endswith((".yaml", ".yml", ".json"))):
+            raise ConfigError(f"key 'class_prior' must be trained, balanced or a .yaml/.json file of class shares, "
+                              f"got {self.class_prior!r}")
         r("interval_s", 0, 7 * 86400, lo_open=True)
         r("width", 1, 16384, optional=True)
         r("height", 1, 16384, optional=True)

@@ -34,7 +34,7 @@ from emoedge.edge.shipped import read_manifest, resolve_model
 from emoedge.edge.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
 from emoedge.edge.sources import FrameSource, SourceError, open_source
 from emoedge.edge.stats import LatencyStats, RunSummary
-from emoedge.edge.tracking import UNCERTAIN, EmaSmoother, IoUTracker
+from emoedge.edge.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN, EmaSmoother, IoUTracker
 
 log = logging.getLogger("emoedge.edge.pipeline")
 
@@ -76,13 +76,17 @@ class Pipeline:
             if classifier is None:
                 model_path = resolve_model(c.model, c.model_format)
                 classifier = FaceClassifier(model_path, num_threads=c.threads, margin=c.margin, delegate=c.delegate,
-                                            detector=self.detector)
+                                            detector=self.detector, class_prior=c.class_prior,
+                                            prior_strength=c.class_prior_strength)
             self.classifier = classifier
             # the detector's box -> training-crop geometry (a detector that declares none: its boxes as they are)
             self.crop = getattr(self.detector, "crop", IDENTITY)
             self.class_names = classifier.class_names
             self.tracker = IoUTracker()
-            self.smoother = EmaSmoother(self.class_names, c.smoothing_alpha, c.uncertain_below)
+            # the configured `uncertain` threshold, else the one chosen for the model on validation
+            self.uncertain_below = (c.uncertain_below if c.uncertain_below is not None
+                                    else getattr(classifier, "uncertain_below", DEFAULT_UNCERTAIN_BELOW))
+            self.smoother = EmaSmoother(self.class_names, c.smoothing_alpha, self.uncertain_below)
             self.scheduler = BudgetScheduler(c.budget_ms, c.detect_every, c.max_faces, c.adapt, c.min_detect_scale,
                                              c.max_detect_scale)
             self.monitor = self._make_monitor()
@@ -427,7 +431,7 @@ class Pipeline:
             events_written=events, intervals_written=intervals, stopped_by=self._stopped_by,
             run_id=run.run_id, started_utc=run.started_utc, tracks_left_frame=self.tracker.left_frame,
             records_lost=self.records_lost, write_errors=tuple(self.write_errors.values()),
-            unreadable_inputs=self.source.unreadable, error=self.error, uncertain_below=c.uncertain_below,
+            unreadable_inputs=self.source.unreadable, error=self.error, uncertain_below=self.uncertain_below,
             uncertain_top=dict(uncertain_top),
             uncertain_mean_confidence=uncertain_conf / max(1, labels.get(UNCERTAIN, 0)))
 

@@ -90,10 +90,16 @@ class PhotoEvaluation:
     def macro_f1(self) -> float:
         return self.evaluation.macro_f1
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall of the true classes (a photo without a face is a miss of its class)."""
+        return self.evaluation.balanced_accuracy
+
     def to_dict(self, photos: bool = True) -> dict:
         d = {"model": self.model, "data": self.data, "detector": self.detector, "pad": self.pad,
              "n_photos": self.n_photos, "n_detected": self.n_detected, "detection_rate": self.detection_rate,
              "accuracy": self.accuracy, "accuracy_detected": self.accuracy_detected, "macro_f1": self.macro_f1,
+             "balanced_accuracy": self.balanced_accuracy,
              "macro_f1_note": f"the '{NO_FACE}' column has no support and is not in the mean; a photo without a "
                               "face is a false negative of its true class",
              "class_names": list(self.class_names), "skipped_classes": list(self.skipped_classes),
@@ -111,6 +117,7 @@ class PhotoEvaluation:
                 ("detection rate", f"{self.detection_rate:.1%} ({self.n_detected})"),
                 ("accuracy", f"{self.accuracy:.1%}"),
                 ("accuracy on detected", acc_det),
+                ("balanced accuracy", f"{self.balanced_accuracy:.1%} (mean recall)"),
                 ("macro-F1", f"{self.macro_f1:.3f}")]
         if self.skipped_classes:
             rows.append(("skipped classes", ", ".join(self.skipped_classes)))
@@ -259,12 +266,15 @@ def face_classifier_probs(clf: FaceClassifier):
 
 
 def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_dir: str | Path | None = None,
-                    pad: float = 0.0, num_threads: int | None = None) -> PhotoEvaluation:
+                    pad: float = 0.0, num_threads: int | None = None, class_prior: str = "trained",
+                    prior_strength: float = 1.0) -> PhotoEvaluation:
     """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``:
-    :func:`detect_photos`, then :func:`classify_photos`."""
+    :func:`detect_photos`, then :func:`classify_photos`; the classifier under the deployment
+    ``class_prior`` (:mod:`emoedge.edge.prior`), as the runtime would run it."""
     model_path = resolve_model(model)
     det = make_detector(detector, detector_dir, num_threads)
-    clf = FaceClassifier(model_path, detector=det, num_threads=num_threads)
+    clf = FaceClassifier(model_path, detector=det, num_threads=num_threads, class_prior=class_prior,
+                         prior_strength=prior_strength)
     names = clf.class_names
     dets = detect_photos(root, names, detector, pad=pad, det=clf.detector)
     return classify_photos(dets, {str(model_path): (names, face_classifier_probs(clf))})[str(model_path)]

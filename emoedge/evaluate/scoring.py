@@ -15,7 +15,9 @@ from emoedge.edge.classify import open_model
 from emoedge.edge.errors import ModelError
 from emoedge.edge.interpreter import check_classes
 from emoedge.edge.preprocess import normalize
+from emoedge.edge.prior import apply_prior, prior_shift
 from emoedge.edge.shipped import read_manifest
+from emoedge.edge.temperature import apply_temperature
 from emoedge.metrics import Evaluation, evaluate_predictions
 
 
@@ -88,12 +90,14 @@ class EvaluationRun:
 
 
 def evaluate_model(model_path: str | Path, dataset: FaceDataset, usage: str | None = None,
-                   class_names: Sequence[str] | None = None, num_threads: int | None = None) -> EvaluationRun:
+                   class_names: Sequence[str] | None = None, num_threads: int | None = None,
+                   class_prior: str = "trained", prior_strength: float = 1.0) -> EvaluationRun:
     """Score a model on one split of ``dataset``.
 
     The model's classes come from ``class_names``, else its manifest, else the dataset. The
     model must output as many classes as there are names, and the dataset's classes must be
-    among them.
+    among them. A ``class_prior`` other than ``trained`` scores the probabilities as the runtime
+    computes them under it: the manifest's temperature, then the prior's shift (:mod:`emoedge.edge.prior`).
     """
     clf = load_classifier(model_path, num_threads=num_threads)
     names = tuple(class_names or model_class_names(model_path) or getattr(clf, "class_names", None)
@@ -112,6 +116,10 @@ def evaluate_model(model_path: str | Path, dataset: FaceDataset, usage: str | No
         raise ModelError(f"{model_path}: model input is {clf.input_size}x{clf.input_size}, data is "
                          f"{sub.images.shape[1]}x{sub.images.shape[2]}")
     probs = clf.predict(normalize(sub.images))
+    if class_prior != "trained":
+        manifest = read_manifest(model_path) or {}
+        shift = prior_shift(class_prior, manifest, names, prior_strength, str(model_path))
+        probs = apply_prior(apply_temperature(probs, float(manifest.get("temperature", 1.0))), shift)
     ev = evaluate_predictions(labels, probs, names)
     return EvaluationRun(str(model_path), dataset.source, usage or "all", ev, probs, labels)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emoedge.data.balance import class_weights, oversample, training_mix
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
 from emoedge.edge.errors import ModelError
@@ -63,35 +64,6 @@ class Fitted:
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
-
-
-def _class_weights(labels: np.ndarray, k: int, mode: str) -> dict[int, float] | None:
-    """Per-class loss weights for ``class_balance`` (inverse frequency, or its square root), or None."""
-    if mode in ("none", "oversample"):
-        return None
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    counts[counts == 0] = 1
-    w = counts.sum() / (k * counts)
-    if mode == "sqrt-weights":
-        w = np.sqrt(w)
-    elif mode != "weights":
-        raise ValueError(f"class_balance must be none, weights, sqrt-weights or oversample, got {mode!r}")
-    w = w / (w * counts).sum() * counts.sum()  # keep the mean loss scale
-    return {i: float(v) for i, v in enumerate(w)}
-
-
-def _oversample(labels: np.ndarray, seed: int) -> np.ndarray:
-    """Indices with every class repeated up to the median class count."""
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    target = int(np.median(counts))
-    out = []
-    for c, n in zip(classes, counts):
-        idx = np.flatnonzero(labels == c)
-        if n < target:
-            idx = np.concatenate([idx, rng.choice(idx, target - n, replace=True)])
-        out.append(idx)
-    return rng.permutation(np.concatenate(out))
 
 
 def _has_1x1_stride2_conv(model: Any) -> bool:
@@ -409,7 +381,7 @@ def datasets(config: TrainConfig, data: Splits, y_train: np.ndarray) -> tuple[An
     order = _training_order(config, data)
     augment = make_augmenter(config.augment, config.seed)
     y_val = np.eye(data.num_classes, dtype=np.float32)[data.y_val]
-    cw = _class_weights(data.y_train, data.num_classes, config.class_balance)
+    cw = class_weights(data.y_train, data.num_classes, config.class_balance)
     if cw is not None:
         sample_w = np.array([cw[int(c)] for c in data.y_train], dtype=np.float32)
         tds = tf.data.Dataset.from_tensor_slices((data.x_train[order], y_train[order], sample_w[order]))
@@ -426,7 +398,7 @@ def datasets(config: TrainConfig, data: Splits, y_train: np.ndarray) -> tuple[An
 def _training_order(config: TrainConfig, data: Splits) -> np.ndarray:
     """Indices of the training faces in one epoch (oversampled for ``class_balance: oversample``)."""
     if config.class_balance == "oversample":
-        return _oversample(data.y_train, config.seed)
+        return oversample(data.y_train, config.seed)
     return np.arange(len(data.y_train))
 
 
@@ -579,7 +551,8 @@ def evaluate_and_record(config: TrainConfig, dataset: FaceDataset, data: Splits,
         "data": {"source": dataset.source, "format": dataset.meta.get("format"), "fingerprint_sha256": fingerprint,
                  "train_items": len(data.train), "val_items": len(data.val),
                  "test_items": 0 if test_ds is None else len(test_ds),
-                 "train_fingerprint_sha256": data.train.fingerprint()},
+                 "train_fingerprint_sha256": data.train.fingerprint(),
+                 "class_mix": training_mix(data.y_train, dataset.class_names, config.class_balance, config.seed)},
         "preprocessing": PREPROCESSING,
         "params": int(model.count_params()),
         "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
