@@ -5,19 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoedge.edge.errors import ModelError
-from emoedge.keras import layers as _custom_layers  # noqa: F401  (registers them for loading)
+from emoedge.keras import layers as _custom_layers
 from emoedge.keras import tf_env  # noqa: F401
+
+# what keras says when safe mode stops a layer whose Python code would run at load (a Lambda's)
+_UNSAFE_MARK = "safe_mode"
 
 
 def load_keras(path: str | Path):
+    """The model in ``path``, loaded in Keras's safe mode with the project's own layers registered:
+    a file whose layers carry Python code (a Lambda layer) is refused before that code runs. No
+    option relaxes this: no model of this project needs it (a Lambda is rebuilt as a registered layer)."""
     import keras
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=_custom_layers.CUSTOM)
     except Exception as exc:  # keras raises many types for a bad file
+        if _UNSAFE_MARK in str(exc):
+            raise ModelError(f"{path}: refused: the model holds Python code (a Lambda layer) that would run when "
+                             f"it is loaded; emoedge loads only models made of Keras's layers and its own "
+                             f"(emoedge.keras.layers)") from None
         raise ModelError(f"{path}: not a loadable Keras model: {exc}") from exc
     if not isinstance(model, keras.Model):
         raise ModelError(f"{path}: holds a {type(model).__name__}, not a Keras model")

@@ -72,3 +72,7 @@ class MeanOverViews(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "views": self.views}
+
+
+# the layers above by their registered names, passed to every load (emoedge.keras.io)
+CUSTOM = {f"emoedge>{c.__name__}": c for c in (HorizontalFlip, ChannelPool, StackViews, MeanOverViews)}
