@@ -18,13 +18,19 @@ class ConfigError(ValueError):
 DELEGATES = ("cpu", "edgetpu")
 # What a run may do with face images, strictest last. "images": the overlay window and a video
 # file when asked for; "no-video": no video file (nothing stored), a window is fine; "no-images":
-# neither stored nor shown (a classroom sensor). Checked whenever a RuntimeConfig is made or
-# changed (profile, --set, a command-line flag, the Python API): a violating one cannot exist.
+# neither stored nor shown, and no per-face records (events: a track id, a box, a time), summaries
+# only (a classroom sensor). Checked whenever a RuntimeConfig is made or changed (profile, --set, a
+# command-line flag, the Python API): a violating one cannot exist, and a change never lowers it.
 PRIVACY = ("images", "no-video", "no-images")
 
 
 def stricter_privacy(a: str, b: str) -> str:
     return a if PRIVACY.index(a) >= PRIVACY.index(b) else b
+
+
+def lower_privacy(a: str, b: str) -> bool:
+    """Whether rule ``a`` is less strict than rule ``b``."""
+    return PRIVACY.index(a) < PRIVACY.index(b)
 
 
 def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False, hi_open=False,
@@ -168,12 +174,25 @@ class RuntimeConfig:
         if self.privacy == "no-images" and (self.display or self.fullscreen):
             raise ConfigError("key 'display': privacy rule 'no-images' (a classroom sensor: deployment mode "
                               "sensor) forbids showing face images, so display and fullscreen must be false")
+        if self.privacy == "no-images" and self.events:
+            raise ConfigError(f"key 'events': privacy rule 'no-images' (a classroom sensor: deployment mode sensor) "
+                              f"keeps no per-face records, and events are per face (a track id, a box, a time; "
+                              f"{self.events!r} asked for): the interval summaries go to the SQLite db")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "configuration") -> RuntimeConfig:
         return build_dataclass(cls, d, where)
 
     def replace(self, **changes) -> RuntimeConfig:
+        """A changed copy; the privacy rule and the need for a purpose (a floor set by a profile)
+        only ever get stricter: a change that lowers them is refused."""
+        privacy = changes.get("privacy", self.privacy)
+        if privacy in PRIVACY and lower_privacy(privacy, self.privacy):
+            raise ConfigError(f"key 'privacy': privacy rule {self.privacy!r} is a floor set by the profile's "
+                              f"deployment; it cannot be lowered to {privacy!r}")
+        if self.require_purpose and not changes.get("require_purpose", True):
+            raise ConfigError("key 'require_purpose': this deployment (a classroom sensor) needs a purpose and a "
+                              "jurisdiction; that requirement cannot be dropped")
         return dataclasses.replace(self, **changes)
 
 
@@ -219,6 +238,18 @@ class Deployment:
         if self.mode == "sensor":
             return "no-images"
         return "images" if self.keep_images else "no-video"
+
+    def check_runtime(self, config: RuntimeConfig) -> None:
+        """Refuse a runtime configuration below this deployment's rules (the Python API can pair any
+        two): its privacy rule and, for a sensor, the need for a purpose and a jurisdiction."""
+        if lower_privacy(config.privacy, self.privacy()):
+            raise ConfigError(f"key 'privacy': the deployment (mode {self.mode}, keep_images "
+                              f"{str(self.keep_images).lower()}) sets privacy rule {self.privacy()!r}; a runtime "
+                              f"configuration with {config.privacy!r} cannot run under it")
+        if self.mode == "sensor" and not config.require_purpose:
+            raise ConfigError("key 'require_purpose': the deployment (mode sensor, a classroom sensor) needs a "
+                              "purpose and a jurisdiction; a runtime configuration without require_purpose "
+                              "cannot run under it")
 
 
 def _type_ok(value: Any, tp) -> bool:

@@ -56,6 +56,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._stopped_by = "end"
         self.error: str | None = None
+        if deployment is not None:
+            deployment.check_runtime(c)       # the deployment's rules are a floor the config cannot lower
         if c.require_purpose and not (c.purpose and c.jurisdiction):
             raise BadInputError(
                 "this deployment (a classroom sensor) does not start until its purpose and jurisdiction are set: "

@@ -17,11 +17,13 @@ from pathlib import Path
 from emoedge.edge.config import (
     DELEGATES,
     MODES,
+    PRIVACY,
     ConfigError,
     Deployment,
     RuntimeConfig,
     build_dataclass,
     load_yaml,
+    lower_privacy,
     parse_override,
     stricter_privacy,
 )
@@ -111,13 +113,17 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def _raw(path: Path, seen: tuple[Path, ...] = (), chain: list | None = None) -> dict:
+    """The merged settings of ``path`` and the profiles it extends; each file's own settings are
+    appended to ``chain`` (when given), the file it extends first."""
+    chain = [] if chain is None else chain
     if path.resolve() in seen:
-        chain = " -> ".join(str(p) for p in seen + (path,))
-        raise ConfigError(f"{path}: profile inheritance loops: {chain}")
+        loop = " -> ".join(str(p) for p in seen + (path,))
+        raise ConfigError(f"{path}: profile inheritance loops: {loop}")
     d = load_yaml(path)
     parent = d.pop("extends", None)
     if parent is None:
+        chain.append((path, d))
         return d
     if not isinstance(parent, str):
         raise ConfigError(f"{path}: key 'extends' must be a profile name, got {parent!r}")
@@ -125,12 +131,46 @@ def _raw(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         ppath = profile_path(parent, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: key 'extends': {exc}") from None
-    return _merge(_raw(ppath, seen + (path.resolve(),)), d)
+    merged = _merge(_raw(ppath, seen + (path.resolve(),), chain), d)
+    chain.append((path, d))
+    return merged
+
+
+def _section(d: dict, name: str) -> dict:
+    sec = d.get(name)
+    return sec if isinstance(sec, dict) else {}
+
+
+def _floor(chain: list) -> tuple[str, Path | None, Path | None]:
+    """What the files of a profile require, which nothing below them (a profile that extends them,
+    --set, a flag) may lower: the strictest privacy rule one of them sets (``runtime.privacy``, or
+    ``deployment.mode: sensor``), the file that sets it, and the file that makes it a sensor."""
+    privacy, by, sensor = "images", None, None
+    for path, d in chain:
+        own = _section(d, "runtime").get("privacy")
+        if _section(d, "deployment").get("mode") == "sensor":
+            sensor, own = path, "no-images"
+        if own in PRIVACY and lower_privacy(privacy, own):
+            privacy, by = own, path
+    return privacy, by, sensor
+
+
+def _check_floor(where: str, chain: list, deployment: Deployment, privacy: str) -> None:
+    """Refuse settings that lower the floor of :func:`_floor`, naming the rule and its file."""
+    need, by, sensor = _floor(chain)
+    if sensor is not None and deployment.mode != "sensor":
+        raise ConfigError(f"{where}: deployment.mode: {sensor} is a classroom sensor (mode sensor): its privacy "
+                          f"rule 'no-images' and its need for a purpose and a jurisdiction are a floor that no "
+                          f"profile extending it and no --set can lower (mode {deployment.mode!r} asked for)")
+    if lower_privacy(privacy, need):
+        raise ConfigError(f"{where}: runtime.privacy: {by} sets privacy rule {need!r}, a floor that no profile "
+                          f"extending it and no --set can lower ({privacy!r} asked for)")
 
 
 def load_profile(name_or_path: str | Path, overrides: Sequence[str] = (), search: Path = PROFILES_DIR) -> Profile:
     path = profile_path(name_or_path, search)
-    d = _raw(path)
+    chain: list = []
+    d = _raw(path, chain=chain)
     for ov in overrides:
         keys, val = parse_override(ov)
         if len(keys) != 2:
@@ -148,9 +188,9 @@ def load_profile(name_or_path: str | Path, overrides: Sequence[str] = (), search
     rt = dict(rt)
     # the deployment's rules travel with the runtime configuration, so no later change (a flag,
     # --set, the Python API) can undo them: privacy only ever gets stricter
-    if isinstance(rt.get("privacy", "images"), str) and rt.get("privacy", "images") in ("images", "no-video",
-                                                                                         "no-images"):
+    if rt.get("privacy", "images") in PRIVACY:
         rt["privacy"] = stricter_privacy(rt.get("privacy", "images"), deployment.privacy())
+        _check_floor(where, chain, deployment, rt["privacy"])
     for k in ("purpose", "jurisdiction"):
         if getattr(deployment, k) is not None:
             rt[k] = getattr(deployment, k)
