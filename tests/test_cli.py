@@ -155,17 +155,6 @@ def test_set_grammar_is_shared_by_training_configs_and_profiles():
     assert cfg.epochs == 3 and cfg.augment.flip is False and cfg.learning_rate == 0.0005
 
 
-def test_model_specs_resolve_in_the_edge_layer(tmp_path):
-    from emoedge.edge.errors import ModelError
-    from emoedge.edge.shipped import MODELS_DIR, resolve_model_spec
-
-    assert resolve_model_spec("fast@int8") == MODELS_DIR / "fast.int8.tflite"
-    assert resolve_model_spec(tmp_path / "x.tflite") == tmp_path / "x.tflite"   # a path, even a missing one
-    assert resolve_model_spec("nope@int8", missing_ok=True) == MODELS_DIR / "nope.int8.tflite"
-    with pytest.raises(ModelError):
-        resolve_model_spec("nope@int8")
-
-
 def test_bench_all_writes_one_report_and_leaves_args_alone(tmp_path, capsys, monkeypatch):
     import emoedge.benchmarks.report as report
     from emoedge.cli import build_parser

@@ -56,6 +56,35 @@ def key_values(text: str) -> dict[str, str]:
     return out
 
 
+# -- models ---------------------------------------------------------------------------------------
+def model_file(spec, fmt: str = "int8", missing_ok: bool = False):
+    """The one resolver of every command's ``--model``: a file; a shipped name in ``fmt``; a shipped
+    ``NAME@FORMAT``. A shipped name's ``keras`` is its float master (rebuilt from its int8 file,
+    :func:`emoedge.train.masters.master_path`). A missing file raises ``ModelError``, or with
+    ``missing_ok`` gives the path it would have (a benchmark records a failed row for it)."""
+    from pathlib import Path
+
+    from emoedge.edge.errors import ModelError
+    from emoedge.edge.formats import get_format
+    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, resolve_model
+
+    s = str(spec)
+    name, at, named_fmt = s.partition("@")
+    if Path(s).exists() or (not at and name not in SHIPPED):
+        return Path(s) if missing_ok else resolve_model(s)
+    fmt = named_fmt if at else fmt
+    if fmt == "keras" and name in SHIPPED:
+        from emoedge.train.masters import master_path
+
+        return master_path(name)
+    try:
+        return resolve_model(name, fmt)
+    except ModelError:
+        if not missing_ok:
+            raise
+        return MODELS_DIR / f"{name}{get_format(fmt).suffix}"
+
+
 # -- datasets -------------------------------------------------------------------------------------
 LABEL_SETS = ["auto", "fer2013", "ferplus", "ferplus7"]
 

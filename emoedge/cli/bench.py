@@ -63,9 +63,9 @@ def _model_rows(args):
 
     from emoedge.benchmarks.classifiers import ClassifierSpec
     from emoedge.benchmarks.model_bench import bench_models
-    from emoedge.edge.shipped import resolve_model_spec
+    from emoedge.cli._common import model_file
 
-    paths = [resolve_model_spec(m, missing_ok=True) for m in args.model]  # a missing one: a failed row
+    paths = [model_file(m, missing_ok=True) for m in args.model]  # a missing one: a failed row
     specs = [ClassifierSpec(str(p), name=p.name) for p in paths] + list(args.peer)
     if not specs:
         raise ValueError("give at least one --model or --peer")
@@ -172,7 +172,8 @@ def cmd_bench_crops(args) -> int:
 
 def _model_options(p) -> None:
     p.add_argument("--model", action="append", default=[],
-                   help="a model file, or a shipped NAME@FORMAT (e.g. default@int8); repeatable")
+                   help="a model file, a shipped name (its int8 file) or NAME@FORMAT (e.g. default@int8; "
+                        "onepass@keras: its float master); repeatable")
     p.add_argument("--peer", action="append", default=[], type=peer_spec,
                    help="an external classifier: PATH:size=64,norm=signed,name=fer; repeatable")
     p.add_argument("--data", help="labelled dataset for accuracy")

@@ -24,9 +24,9 @@ def cmd_convert(args) -> int:
         cal = load_calibration(args.calib, size=args.calib_size, labels=args.labels)
         print(f"calibration: {len(cal)} faces from {cal.source} (fingerprint {cal.fingerprint[:12]}), "
               f"per class {cal.counts()}")
-    from emoedge.train.masters import resolve_keras
+    from emoedge.cli._common import model_file
 
-    args.model = str(resolve_keras(args.model))   # a shipped name: its float master
+    args.model = str(model_file(args.model, "keras"))   # a shipped name: its float master
     names = args.class_names or model_class_names(args.model)
     if not names and cal is not None and cal.class_names:
         names = cal.class_names

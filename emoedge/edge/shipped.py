@@ -46,25 +46,6 @@ def resolve_model(spec: str | Path, fmt: str = "int8") -> Path:
     return path
 
 
-def resolve_model_spec(spec: str | Path, missing_ok: bool = False) -> Path:
-    """A model as the benchmarks name it: a file, or a shipped ``NAME@FORMAT`` (``default@int8``).
-
-    A spec that is an existing path, or has no ``@``, is a path (it need not exist: the caller
-    reports it). A shipped ``NAME@FORMAT`` without its file raises :class:`ModelError`, or, with
-    ``missing_ok``, gives the path it would have (a benchmark then records a failed row for it).
-    """
-    s = str(spec)
-    name, at, fmt = s.partition("@")
-    if Path(s).exists() or not at:
-        return Path(s)
-    try:
-        return resolve_model(name, fmt)
-    except ModelError:
-        if not missing_ok:
-            raise
-        return MODELS_DIR / f"{name}{get_format(fmt).suffix}"
-
-
 def manifest_path(model_path: str | Path) -> Path:
     """The manifest beside a model file: ``name.int8.tflite`` -> ``name.int8.tflite.json``."""
     p = Path(model_path)
