@@ -1,19 +1,17 @@
-"""``emoedge models list|ship|fetch`` -> :func:`emoedge.edge.shipped.shipped_models`,
-:func:`emoedge.convert.ship.ship`, :func:`emoedge.edge.fetch.fetch`."""
+"""``emoedge models list|ship|card|fetch`` -> :func:`emoedge.edge.shipped.shipped_models`,
+:func:`emoedge.convert.ship.ship`, :func:`emoedge.convert.modelcard.refresh_card`, :func:`emoedge.edge.fetch.fetch`."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from emoedge.cli._common import LABEL_SETS, add_group, add_parser, comma_list
+from emoedge.cli._common import LABEL_SETS, add_data_args, add_group, add_parser, comma_list, dataset
 
 
 def cmd_models_list(args) -> int:
     """The shipped models: classes, network passes and MACs per face (from the manifests), the int8
-    file's size, test accuracy (the card's evaluation), what each is for, and its files."""
-    import json
-
+    file's size, test accuracy (the card's headline: the int8 file's), what each is for, and its files."""
     from emoedge.edge.shipped import MODELS_DIR, SHIPPED, read_manifest, shipped_models
     from emoedge.tables import markdown_table
 
@@ -23,8 +21,7 @@ def cmd_models_list(args) -> int:
         files = have.get(name, [])
         main = next((MODELS_DIR / f for f in files if f.endswith((".int8.tflite", ".hoglbp.npz"))), None)
         m = (read_manifest(main) or {}) if main else {}
-        ev = MODELS_DIR / f"{name}.eval.json"
-        acc = json.loads(ev.read_text()) if ev.is_file() else {}
+        acc = _card_accuracy(MODELS_DIR / f"{name}.md")
         macs = m.get("macs_per_face")
         rows.append([name, str(len(m.get("class_names") or [])) or "-", str(m.get("passes_per_face", "-")),
                      f"{macs / 1e6:.0f}" if macs else "-", f"{main.stat().st_size / 1e6:.2f}" if main else "-",
@@ -37,6 +34,21 @@ def cmd_models_list(args) -> int:
             print(f"{name}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
     print(f"(in {MODELS_DIR}; ferplus8's accuracy is on FER+ labels)")
     return 0
+
+
+def _card_accuracy(card: Path) -> dict:
+    """The accuracy a card headlines (its front matter's model-index): accuracy, split, n; {} without one."""
+    import re
+
+    from emoedge.convert.modelcard import read_front_matter
+
+    meta = read_front_matter(card.read_text()) if card.is_file() else {}
+    if not meta.get("model-index"):
+        return {}
+    result = meta["model-index"][0]["results"][0]
+    metric = result["metrics"][0]
+    n = re.search(r"n=(\d+)", metric.get("name", ""))
+    return {"accuracy": metric["value"], "split": result["dataset"].get("split"), "n": int(n[1]) if n else None}
 
 
 def cmd_models_ship(args) -> int:
@@ -63,6 +75,16 @@ def cmd_models_ship(args) -> int:
     return 0
 
 
+def cmd_models_card(args) -> int:
+    """Rewrite a shipped model's card true to its folder: files beside it, the int8 file's evaluation."""
+    from emoedge.convert.modelcard import refresh_card
+
+    ev = refresh_card(args.dir, args.name, dataset(args), usage=args.usage)
+    print(f"{Path(args.dir) / (args.name + '.md')}: headline {ev['model']} {ev['accuracy']:.2%} on {ev['data']} "
+          f"{ev['split']} (n={ev['n']})")
+    return 0
+
+
 def cmd_models_fetch(args) -> int:
     from emoedge.edge import fetch
 
@@ -74,7 +96,7 @@ def cmd_models_fetch(args) -> int:
 
 
 def register(sub) -> None:
-    from emoedge.edge.shipped import SHIPPED
+    from emoedge.edge.shipped import MODELS_DIR, SHIPPED
 
     models = add_group(sub, "models", "shipped models: list, ship a training run, fetch detector files",
                        dest="models_command")
@@ -102,6 +124,14 @@ def register(sub) -> None:
     p.add_argument("--calib-size", type=int, default=300, help="calibration faces for the quantized formats")
     p.add_argument("--command", help="the training command to record in the model card (default: this command)")
     p.set_defaults(func=cmd_models_ship)
+
+    p = add_parser(models, "card", "rewrite a shipped model's card from its folder (no retraining): the files "
+                                  "beside it, the headline and result tables of its int8 file on --usage")
+    p.add_argument("name", choices=sorted(SHIPPED), help="the shipped model")
+    add_data_args(p)
+    p.add_argument("--usage", default="PublicTest", help="split the card's scores come from")
+    p.add_argument("--dir", default=str(MODELS_DIR), help="the folder holding the card and the model files")
+    p.set_defaults(func=cmd_models_card)
 
     p = add_parser(models, "fetch", "download detector files (sha256 pinned)")
     p.add_argument("name", help="a detector that needs files (see emoedge.edge.detect.DETECTORS), or all")

@@ -48,6 +48,22 @@ DATA_FACTS = {
 }
 
 
+# The model files a card lists: the files beside it whose names end so (manifests, records, recipes are not models).
+MODEL_SUFFIXES = (".tflite", ".onnx", ".keras", ".npz")
+
+
+def shipped_files(models_dir: str | Path, name: str) -> dict[str, int]:
+    """{file name: size in bytes} of ``name``'s model files in ``models_dir``: what its card lists."""
+    return {p.name: p.stat().st_size for p in sorted(Path(models_dir).glob(f"{name}.*"))
+            if p.is_file() and p.suffix in MODEL_SUFFIXES}
+
+
+def headline_file(files, evaluated: str) -> str:
+    """The file a card's headline scores: the shipped int8 TFLite when there is one (what the device
+    runs), else ``evaluated`` (the file the evaluation is of: a HOG+LBP file, a float-only shipment)."""
+    return next((f for f in files if str(f).endswith(".int8.tflite")), evaluated)
+
+
 def card_tags(files) -> list[str]:
     """The hub tags of a card from its file names: what it is, then its formats, then ``edge``."""
     names = [str(f) for f in files]
@@ -68,8 +84,6 @@ def data_facts(data_format: str | None) -> dict:
 def front_matter(name: str, test_eval: dict, files, data_format: str = "fer2013") -> str:
     """The card's front matter: license, datasets, metrics (top-1 accuracy on the test split, with
     its value, as a ``model-index`` entry), pipeline_tag, tags, library_name; ``---`` lines around."""
-    import yaml
-
     split = test_eval.get("split") or "PublicTest"
     facts = data_facts(data_format)
     meta = {
@@ -90,6 +104,12 @@ def front_matter(name: str, test_eval: dict, files, data_format: str = "fer2013"
             }],
         }],
     }
+    return _dump_front_matter(meta)
+
+
+def _dump_front_matter(meta: dict) -> str:
+    import yaml
+
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
@@ -103,6 +123,15 @@ def read_front_matter(text: str) -> dict:
     if end < 0:
         raise ValueError("the front matter has no closing --- line")
     return yaml.safe_load(text[4:end + 1]) or {}
+
+
+def _files_line(files: dict[str, int]) -> str:
+    return "- Files: " + (", ".join(f"`{f}` ({s / 1024:.0f} KiB)" for f, s in files.items()) or "none") + "."
+
+
+def _headline(ev: dict) -> str:
+    return (f"- **Top-1 accuracy {ev['accuracy']:.2%}**, macro-F1 {ev['macro_f1']:.4f} "
+            f"(n={ev['n']}; model `{Path(ev['model']).name}`).")
 
 
 def _per_class_table(ev: dict) -> str:
@@ -268,7 +297,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         "## Model",
         arch_line,
         *([f"- Fusion: {run['fusion']}"] if run.get("fusion") else []),
-        "- Files: " + ", ".join(f"`{f}` ({s / 1024:.0f} KiB)" for f, s in files.items()) + ".",
+        _files_line(files),
         "",
         "## Data",
         f"- Trained on {dname} `Training` only ({run['data']['train_items']:,} faces after carving a stratified "
@@ -278,8 +307,7 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         facts["problems"],
         "",
         f"## Results on {dname} {test_eval.get('split') or 'PublicTest'}",
-        f"- **Top-1 accuracy {test_eval['accuracy']:.2%}**, macro-F1 {test_eval['macro_f1']:.4f} "
-        f"(n={test_eval['n']}; model `{Path(test_eval['model']).name}`).",
+        _headline(test_eval),
         best,
         "",
         _per_class_table(test_eval),
@@ -330,3 +358,71 @@ def with_recipe_commands(card: str, recipe: Recipe) -> str:
         b = next(i for i, ln in enumerate(section) if ln.startswith(RECIPE_TAIL))
         section = section[:a] + section[b + 1:]
     return "\n".join(lines[:start] + section + _recipe_commands(recipe) + lines[end:])
+
+
+# -- cards kept true to the folder they are in ------------------------------------------------------------------
+def _body(card: str) -> str:
+    """A card's text below its front matter (all of it if it has none)."""
+    end = card.find("\n---\n", 4) if card.startswith("---\n") else -1
+    return card[end + 5:] if end >= 0 else card
+
+
+def _replace_block(lines: list[str], starts: str, new: list[str], one_line: bool = False) -> list[str]:
+    """``lines`` with the block from the line starting with ``starts`` to the next blank line (or that
+    line alone) replaced by ``new``."""
+    i = next((k for k, ln in enumerate(lines) if ln.startswith(starts)), None)
+    if i is None:
+        raise ValueError(f"the card has no line starting with {starts!r}")
+    j = i + 1 if one_line else next((k for k in range(i, len(lines)) if not lines[k].strip()), len(lines))
+    return lines[:i] + new + lines[j:]
+
+
+def _replace_line(lines: list[str], starts: str, new: str) -> list[str]:
+    return _replace_block(lines, starts, [new], one_line=True)
+
+
+def with_files(card: str, files: dict[str, int]) -> str:
+    """A card's text with its file list and its front matter's tags from ``files``."""
+    meta = read_front_matter(card)
+    meta["tags"] = card_tags(files)
+    lines = _replace_line(_body(card).split("\n"), "- Files: ", _files_line(files))
+    return _dump_front_matter(meta) + "\n".join(lines)
+
+
+def with_results(card: str, name: str, test_eval: dict, files: dict[str, int], data_format: str = "fer2013") -> str:
+    """A card's text with its front matter, file list, headline and result tables (per class,
+    confusion) from ``files`` and ``test_eval``; the rest unchanged (lineage, quantization, calibration)."""
+    lines = _replace_line(_body(card).split("\n"), "- Files: ", _files_line(files))
+    lines = _replace_line(lines, "- **Top-1 accuracy ", _headline(test_eval))
+    lines = _replace_block(lines, "| class | precision |", _per_class_table(test_eval).split("\n"))
+    lines = _replace_block(lines, "| true \\ predicted |", _confusion_table(test_eval).split("\n"))
+    return front_matter(name, test_eval, files, data_format) + "\n".join(lines)
+
+
+def evaluation_record(model: str | Path, dataset, usage: str) -> dict:
+    """An evaluation of ``model`` on ``usage``, as a card and NAME.eval.json record it."""
+    from emoedge.evaluate import evaluate_model
+
+    ev = evaluate_model(model, dataset, usage=usage)
+    return {"model": Path(model).name, "data": Path(dataset.source).name, "split": usage, **ev.evaluation.to_dict()}
+
+
+def headline_evaluation(models_dir: str | Path, files, evaluated: dict, dataset, usage: str) -> dict:
+    """The evaluation a card's headline states: ``evaluated`` if it is of the headline file
+    (:func:`headline_file`), else the headline file's own."""
+    head = headline_file(files, Path(evaluated["model"]).name)
+    return evaluated if head == Path(evaluated["model"]).name else evaluation_record(Path(models_dir) / head,
+                                                                                      dataset, usage)
+
+
+def refresh_card(models_dir: str | Path, name: str, dataset, usage: str = "PublicTest") -> dict:
+    """Rewrite ``name``'s card in ``models_dir`` true to the folder, without retraining: the file list
+    from the files beside it, the headline, front matter and result tables from an evaluation of the
+    headline file (the shipped int8 file) on ``usage``. Only the card is written. Returns the evaluation."""
+    models_dir = Path(models_dir)
+    card, files = models_dir / f"{name}.md", shipped_files(models_dir, name)
+    if not card.is_file() or not files:
+        raise FileNotFoundError(f"{models_dir}: no card and model files of {name!r} to refresh")
+    ev = evaluation_record(models_dir / headline_file(files, next(iter(files))), dataset, usage)
+    card.write_text(with_results(card.read_text(), name, ev, files, dataset.meta.get("format") or "fer2013"))
+    return ev
