@@ -45,3 +45,13 @@ def test_bench_models_takes_a_shipped_float_master(tmp_path, masters, capsys):
     assert rc == 0, capsys.readouterr().err
     rows = json.loads((tmp_path / "results.json").read_text())["models"]
     assert [(Path(r["file"]), r["status"]) for r in rows] == [(masters[0], "ok")]
+
+
+def test_evaluate_takes_the_spellings_bench_takes(tmp_path, capsys):
+    import numpy as np
+    from conftest import face_like, write_fer_csv
+
+    imgs, labels = face_like(np.random.default_rng(0), 14, 7)
+    csv = write_fer_csv(tmp_path / "d.csv", imgs, labels, ["PublicTest"] * 14)
+    assert main(["evaluate", "--model", "fast@int8", "--data", str(csv), "--usage", "PublicTest"]) == 0
+    assert str(MODELS_DIR / "fast.int8.tflite") in capsys.readouterr().out

@@ -10,14 +10,9 @@ from emoedge.cli._common import DETECTOR_NAMES, add_data_args, add_parser, datas
 
 
 def cmd_evaluate(args) -> int:
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.cli._common import model_file
 
-    if args.format == "keras" or str(args.model).endswith("@keras"):
-        from emoedge.train.masters import resolve_keras
-
-        model = resolve_keras(args.model)      # a shipped name: its float master
-    else:
-        model = resolve_model(args.model, args.format)
+    model = model_file(args.model, args.format)      # a shipped name's keras (or NAME@keras): its float master
     if args.detector:
         return _evaluate_photos(model, args)
     from emoedge.evaluate import evaluate_model, write_evaluation
@@ -68,13 +63,13 @@ def cmd_calibrate(args) -> int:
 def cmd_explain(args) -> int:
     import cv2
 
+    from emoedge.cli._common import model_file
     from emoedge.evaluate import attention_maps, explain_grid, grad_cam, overlay
     from emoedge.keras.io import load_keras
-    from emoedge.train.masters import resolve_keras
 
     if not args.image and not args.data:
         raise ValueError("give --image or --data")
-    model = load_keras(resolve_keras(args.model))   # a shipped name: its float master
+    model = load_keras(model_file(args.model, "keras"))   # a shipped name: its float master
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.image:
