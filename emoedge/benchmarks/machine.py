@@ -44,6 +44,14 @@ def git_revision(repo: Path | None = None) -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def dirty_warning(revision: str | None) -> str | None:
+    """The loud line a result written from a working tree with uncommitted changes carries (None if clean)."""
+    if not str(revision or "").endswith("-dirty"):
+        return None
+    return (f"WARNING: written from a working tree with uncommitted changes (git {revision}): these numbers "
+            "belong to no commit. A committed benchmark must name a clean revision: re-run from a clean checkout.")
+
+
 def machine_info() -> dict:
     libs = {}
     for name in LIBS:

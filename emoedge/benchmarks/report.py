@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.benchmarks.machine import machine_info
+from emoedge.benchmarks.machine import dirty_warning, machine_info
 from emoedge.benchmarks.model_bench import ModelResult
 from emoedge.benchmarks.pipeline_bench import PipelineResult
 from emoedge.tables import markdown_table
@@ -25,6 +25,19 @@ def build_results(models: Sequence[ModelResult] = (), pipelines: Sequence[Pipeli
             "machine": machine_info(), "settings": settings or {},
             "models": [m.to_dict(samples=True) for m in models], "pipelines": [p.to_dict() for p in pipelines],
             "targets": list(targets)}
+
+
+def carry_over(rows: Sequence[dict], prev: dict) -> list[dict]:
+    """``prev``'s rows kept in a new results file, each marked as carried over with the run it came from
+    (its time and git revision); a row carried before keeps its own origin."""
+    origin = {"created": prev.get("created"), "git_revision": (prev.get("machine") or {}).get("git_revision")}
+    return [r if r.get("carried_over") else {**r, "carried_over": origin} for r in rows]
+
+
+def _row_name(r: dict) -> str:
+    """A row's name in the report; a carried-over row says from which run."""
+    c = r.get("carried_over")
+    return r["name"] + (f" *(carried over from {c.get('created')}, git {c.get('git_revision')})*" if c else "")
 
 
 def validate(results: dict) -> list[str]:
@@ -184,19 +197,21 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
              f"{m.get('governor') or 'n/a'}; Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()) + f"; emoedge git {m.get('git_revision')}.",
              f"Created {results['created']}.", ""]
+    warning = dirty_warning(m.get("git_revision"))
+    lines += [f"**{warning}**", ""] if warning else []
     if results["models"]:
         rows = []
         fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
         for r in results["models"]:
             if r["status"] != "ok":
-                rows.append([r["name"], r["format"], f"**failed**: {r['reason']}", "", "",
+                rows.append([_row_name(r), r["format"], f"**failed**: {r['reason']}", "", "",
                              f"{r['size_bytes'] / 1024:.0f}"])
                 continue
             lat = "; ".join(f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f} / {x['p99_ms']:.3f} ({x['threads']})"
                             for x in r["latency"])
             thr = ", ".join(f"b{k}: {v:.0f}" if isinstance(v, (int, float)) else f"b{k}: {v}"
                             for k, v in (r.get("batch_throughput_fps") or {}).items())
-            rows.append([r["name"], r["format"], "ok", fmt(r.get("passes_per_face"), "d"),
+            rows.append([_row_name(r), r["format"], "ok", fmt(r.get("passes_per_face"), "d"),
                          fmt(r["macs_per_face"] / 1e6 if r.get("macs_per_face") else None, ".0f"),
                          f"{r['size_bytes'] / 1024:.0f}", fmt(r["load_ms"], ".1f"),
                          fmt(r["first_inference_ms"], ".2f"), lat, thr, fmt(r["peak_rss_mb"], ".0f"),
@@ -226,11 +241,11 @@ def render_markdown(results: dict, plots: dict[str, str]) -> str:
         rows = []
         for p in results["pipelines"]:
             if p["status"] != "ok":
-                rows.append([p["name"], f"**failed**: {p['reason']}"])
+                rows.append([_row_name(p), f"**failed**: {p['reason']}"])
                 continue
             fl = p["latency"]["frame"]
             hr = "" if p["budget_hit_rate"] is None else f"{p['budget_hit_rate']:.1%} of {p['budget_ms']:.0f} ms"
-            rows.append([p["name"], "ok", p["detector"], p["model"], p["frames"], f"{p['fps']:.1f}",
+            rows.append([_row_name(p), "ok", p["detector"], p["model"], p["frames"], f"{p['fps']:.1f}",
                          f"{p['faces_per_frame']:.2f}", hr, f"{fl['p50_ms']:.1f} / {fl['p95_ms']:.1f}",
                          f"{p['cpu_s']:.1f}", f"{p['peak_rss_mb']:.0f}"])
         lines += ["## Pipelines", "",

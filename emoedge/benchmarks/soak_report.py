@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.benchmarks.machine import dirty_warning
 from emoedge.benchmarks.soak import SLOPE_FPS, SLOPE_LIMIT_MB_PER_DAY
 from emoedge.tables import markdown_table
 
@@ -78,6 +79,7 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     out = ["# Soak and fault benchmark", "",
            f"{results['created']}, {m.get('cpu')} ({m.get('cores')} cores), git {m.get('git_revision')}.", "",
+           *([f"**{dirty_warning(m.get('git_revision'))}**", ""] if dirty_warning(m.get("git_revision")) else []),
            f"Command: `{s.get('command', '')}`", "",
            f"Soak: the runtime pipeline on `{s['source']}` looped, model `{s['model']}` (int8), Haar, budget "
            f"{s['budget_ms']:g} ms, JSONL + SQLite sinks (interval {s['interval_s']:g} s), each run in a fresh "

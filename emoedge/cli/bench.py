@@ -34,13 +34,16 @@ def _failures(what: str, rows) -> int:
 def _write(args, models=None, pipelines=None, peer_name: str | None = None) -> list[int]:
     """results.json (parts not run now kept from the one in --out) and the report, written once;
     with ``peer_name`` the targets are evaluated on it. Returns the exit code of each part run."""
-    from emoedge.benchmarks.report import build_results, compare, write_report
+    from emoedge.benchmarks.machine import dirty_warning
+    from emoedge.benchmarks.report import build_results, carry_over, compare, write_report
 
     out = Path(args.out)
     prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     res = build_results(settings={"command": " ".join(sys.argv)})
-    res["models"] = [m.to_dict(samples=True) for m in models] if models is not None else prev.get("models", [])
-    res["pipelines"] = [p.to_dict() for p in pipelines] if pipelines is not None else prev.get("pipelines", [])
+    res["models"] = ([m.to_dict(samples=True) for m in models] if models is not None
+                     else carry_over(prev.get("models", []), prev))      # parts not run now: marked as carried
+    res["pipelines"] = ([p.to_dict() for p in pipelines] if pipelines is not None
+                        else carry_over(prev.get("pipelines", []), prev))
     res["targets"] = prev.get("targets", [])
     if peer_name is not None:
         from emoedge.benchmarks.targets import evaluate_targets
@@ -54,6 +57,8 @@ def _write(args, models=None, pipelines=None, peer_name: str | None = None) -> l
         for r in rows:
             print(f"  {r['kind']:8s} {r['name']}: {r['status']}")
     print(f"wrote {out}/results.json and {md}")
+    if dirty_warning(res["machine"].get("git_revision")):
+        print(dirty_warning(res["machine"]["git_revision"]), file=sys.stderr)
     codes = [_failures("models", models)] if models is not None else []
     return codes + ([_failures("pipeline", pipelines)] if pipelines is not None else [])
 
