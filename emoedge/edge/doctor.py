@@ -185,6 +185,9 @@ def check_profile(profile: str, root: Path, overrides=()) -> tuple[list[Check], 
                      {"images": "a video file of the overlay may be written when asked for",
                       "no-video": "no video file is written (the overlay may be shown)",
                       "no-images": "no face image is stored or shown, whatever the flags"}[r.privacy]))
+    if prof.board.untested:
+        out.append(Check("untested", WARN, f"UNTESTED profile: {prof.board.untested}",
+                         "measure it on the board before relying on it (emoedge bench board --write-profile)"))
     model = board_model(root) or ""
     if prof.board.model_match and not model.startswith(prof.board.model_match):
         out.append(Check("profile board", WARN, f"the profile is for {prof.board.name!r} but this board is "

@@ -60,6 +60,8 @@ class Board:
     # detector_ms it says which model fits the frame budget with max_faces faces in view
     classifier_ms: dict = field(default_factory=dict)
     notes: str = ""
+    # what of this profile has never been run here, and what it needs (``emoedge doctor`` warns with it)
+    untested: str = ""
 
     def __post_init__(self) -> None:
         if self.cores < 1 or self.memory_mb < 1:
