@@ -19,12 +19,17 @@ import threading
 from emoedge.edge.errors import EXIT_SOURCE
 from emoedge.fleet.store import FleetStore
 
+try:    # the project's own error base (exit 2-4 without a traceback), being introduced alongside this
+    from emoedge.edge.errors import EmoedgeError as _OwnError
+except ImportError:   # before it: a RuntimeError carrying exit_code, which cli.main maps the same way
+    _OwnError = RuntimeError
+
 log = logging.getLogger(__name__)
 
 BATCH = 500
 
 
-class BrokerError(RuntimeError):
+class BrokerError(_OwnError):
     """The broker cannot be reached or refused the connection; the message names it."""
     exit_code = EXIT_SOURCE
 
