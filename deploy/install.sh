@@ -147,5 +147,11 @@ else
   run sh -c 'printf "[Journal]\nSystemMaxUse=50M\n" > /etc/systemd/journald.conf.d/emoedge.conf'
 fi
 run systemctl enable "$UNIT"
-run "$PREFIX/venv/bin/emoedge" doctor --profile "$PROFILE" "${SETS[@]}" || true
-echo "done: start it with 'sudo systemctl start $UNIT'; follow it with 'journalctl -u $UNIT -f'"
+if run "$PREFIX/venv/bin/emoedge" doctor --profile "$PROFILE" "${SETS[@]}"; then
+  echo "done: start it with 'sudo systemctl start $UNIT'; follow it with 'journalctl -u $UNIT -f'"
+else
+  code=$?
+  echo "install.sh: 'emoedge doctor' failed (exit $code, its report above): $UNIT is installed and enabled, but" \
+       "fix what it says, run this script again, and only then start it" >&2
+  exit "$code"
+fi

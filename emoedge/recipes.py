@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from emoedge.edge.errors import BadInputError
+
 RECIPES_DIR = Path(__file__).resolve().parent / "edge" / "models"
 RECIPE_SUFFIX = ".recipe.yaml"
 STAMP = ".recipe-step-done"   # in a step's folder: the step finished (its command exited 0)
@@ -34,7 +36,7 @@ _STEP_KEYS = {"name", "command", "minutes", "note"}
 _RESERVED = {"data", "labels", "out", "runs"}
 
 
-class RecipeError(ValueError):
+class RecipeError(BadInputError):
     """A recipe file that cannot be used: the message names the file and the problem."""
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from emoedge.cli import bench, convert, data, ensemble, evaluate, fleet, models, run, train
 from emoedge.cli._common import HelpFormatter
@@ -90,15 +91,19 @@ def _log_to_stderr(verbosity: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Exit codes (``emoedge.edge.errors``): 0 done, 1 unexpected error (traceback), 2 bad input,
     3 source lost, 4 records not written, 130 interrupted."""
-    from emoedge.edge.errors import exit_code_of
+    from emoedge.edge.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EmoedgeError
 
     args = build_parser().parse_args(argv)
     _log_to_stderr(args.verbose - args.quiet)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except EmoedgeError as exc:           # the project's own errors: a message naming what is wrong
         print(f"emoedge: error: {exc}", file=sys.stderr)
-        return exit_code_of(exc)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("emoedge: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001  (anything else is a bug: its traceback, exit 1, systemd restarts)
+        traceback.print_exc()
+        print("emoedge: unexpected error (exit 1; the traceback above)", file=sys.stderr)
+        return EXIT_INTERNAL

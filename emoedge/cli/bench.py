@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from emoedge.cli._common import add_group, add_parser, comma_list
+from emoedge.edge.errors import BadInputError
 
 
 def peer_spec(text: str):
@@ -73,7 +74,7 @@ def _model_rows(args):
     paths = [model_file(m, missing_ok=True) for m in args.model]  # a missing one: a failed row
     specs = [ClassifierSpec(str(p), name=p.name) for p in paths] + list(args.peer)
     if not specs:
-        raise ValueError("give at least one --model or --peer")
+        raise BadInputError("give at least one --model or --peer")
     faces = labels = names = None
     if args.data:
         from emoedge.data.datasets import load_dataset
@@ -147,7 +148,7 @@ def cmd_bench_photos(args) -> int:
     from emoedge.benchmarks.photo_bench import bench_photos, stderr_log, write_photo_bench
 
     if not args.model and not args.peer:
-        raise ValueError("give at least one --model or --peer")
+        raise BadInputError("give at least one --model or --peer")
     res = bench_photos(args.data, args.model, args.peer, args.detector, args.detector_dir, args.pad,
                        args.threads, args.peer_crop, log=stderr_log)
     res["settings"]["command"] = "emoedge " + " ".join(sys.argv[1:])
@@ -223,7 +224,7 @@ def cmd_bench_board(args) -> int:
         for name in args.update_profiles:
             board = next((b for b, prof in bt.BOARD_PROFILES.items() if prof == Path(name).stem), None)
             if board is None:
-                raise ValueError(f"{name}: not a profile of a board with estimates ({', '.join(bt.BOARD_PROFILES)})")
+                raise BadInputError(f"{name}: not a profile of a board with estimates ({', '.join(bt.BOARD_PROFILES)})")
             mine = {x["stage"]: x["ms"] for x in res["rows"] if x["board"] == board}
             bt.write_profile_times(Path(name), {k: v for k, v in mine.items() if k in bt.DETECTOR_STAGES},
                                    bt.estimate_comment(board, res),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoedge.cli._common import LABEL_SETS, add_parser, comma_list
+from emoedge.edge.errors import BadInputError
 
 
 def cmd_convert(args) -> int:
@@ -15,7 +16,7 @@ def cmd_convert(args) -> int:
     from emoedge.evaluate import model_class_names
 
     if args.report and not args.data:
-        raise ValueError("--report needs --data (a labelled dataset) to score the artifacts on")
+        raise BadInputError("--report needs --data (a labelled dataset) to score the artifacts on")
     formats = args.to
     if formats == ["all"]:
         formats = [f for f, v in FORMATS.items() if v.converted and f != "keras"]
@@ -32,7 +33,7 @@ def cmd_convert(args) -> int:
         names = cal.class_names
         print(f"class names: {', '.join(names)} (no manifest beside {args.model}; taken from the calibration data)")
     if not names:
-        raise ValueError(f"{args.model}: no manifest with class names beside it; pass --class-names")
+        raise BadInputError(f"{args.model}: no manifest with class names beside it; pass --class-names")
     out_dir = Path(args.out)
     results = convert_model(args.model, formats, out_dir, names, cal, stem=args.stem)
     for r in results:

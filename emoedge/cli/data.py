@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from emoedge.cli._common import add_data_args, add_group, add_parser, dataset, key_values
+from emoedge.edge.errors import BadInputError
 
 
 def cmd_data_inspect(args) -> int:
@@ -25,7 +26,7 @@ def cmd_data_export(args) -> int:
     try:
         caps = {canonical_split(k): int(v) for k, v in (args.per_class or {}).items()}
     except ValueError:
-        raise SystemExit(f"emoedge data export: --per-class {args.per_class}: "
+        raise BadInputError(f"emoedge data export: --per-class {args.per_class}: "
                          "each value must be a whole number") from None
     written = write_folder(ds, args.out, caps, seed=args.seed)
     for split, counts in written.items():

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from emoedge.cli._common import add_data_args, add_parser, comma_list, dataset
+from emoedge.edge.errors import BadInputError
 
 
 def cmd_ensemble(args) -> int:
@@ -15,10 +16,10 @@ def cmd_ensemble(args) -> int:
         return _device_ensemble(args)
     bad = [m for m in args.models if not str(m).endswith((".keras", ".h5", ".hdf5"))]
     if bad:
-        raise ValueError(f"{bad[0]}: a fused .keras ensemble takes Keras members only; for TFLite/ONNX/HOG+LBP "
+        raise BadInputError(f"{bad[0]}: a fused .keras ensemble takes Keras members only; for TFLite/ONNX/HOG+LBP "
                          f"members give --out a folder (a device ensemble spec per --method)")
     if args.average and not args.data:
-        raise ValueError("--average re-estimates BatchNorm on the members' training faces: give --data")
+        raise BadInputError("--average re-estimates BatchNorm on the members' training faces: give --data")
     from emoedge.train.fusion import fuse_files
 
     ds = dataset(args) if args.data else None
@@ -43,7 +44,7 @@ def _device_ensemble(args) -> int:
 
     methods = args.method or list(METHODS)
     if args.flip or args.zoom:
-        raise ValueError("--flip/--zoom fuse Keras members into one .keras model: give --out NAME.keras")
+        raise BadInputError("--flip/--zoom fuse Keras members into one .keras model: give --out NAME.keras")
     if args.data:
         from emoedge.benchmarks.ensemble_bench import evaluate_ensembles, render_markdown
 
@@ -53,7 +54,7 @@ def _device_ensemble(args) -> int:
         print(f"wrote {args.out}/ensembles.json, ensembles.md and {len(res['specs'])} ensemble spec(s)")
         return 0
     if "stack" in methods:
-        raise ValueError("stacking is fitted on the validation split: give --data (or --method mean,vote)")
+        raise BadInputError("stacking is fitted on the validation split: give --data (or --method mean,vote)")
     from emoedge.evaluate import model_class_names
 
     names = model_class_names(args.models[0])
@@ -62,7 +63,7 @@ def _device_ensemble(args) -> int:
 
         names = getattr(open_model(args.models[0]), "class_names", None)
     if not names:
-        raise ValueError(f"{args.models[0]}: no class names (no manifest beside it)")
+        raise BadInputError(f"{args.models[0]}: no class names (no manifest beside it)")
     for m in methods:
         print("wrote", write_spec(Path(args.out) / f"{args.name}-{m}.ensemble.json", args.models, m, names))
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoedge.cli._common import DETECTOR_NAMES, add_data_args, add_parser, dataset
+from emoedge.edge.errors import BadInputError
 
 
 def cmd_evaluate(args) -> int:
@@ -55,8 +56,8 @@ def cmd_calibrate(args) -> int:
     from emoedge.evaluate import calibrate
 
     r = calibrate(args.model, dataset(args), usage=args.usage, out_dir=args.out, write_to=args.also)
-    print(f"{r['model']}: temperature {r['temperature']:.3f} fitted on {r['split']} (n={r['n']}); "
-          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+    print(f"{r['model']}: temperature {r['temperature']:.3f} on {r['split']} (n={r['n']}); "
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}; {r['note']}")
     return 0
 
 
@@ -68,7 +69,7 @@ def cmd_explain(args) -> int:
     from emoedge.keras.io import load_keras
 
     if not args.image and not args.data:
-        raise ValueError("give --image or --data")
+        raise BadInputError("give --image or --data")
     model = load_keras(model_file(args.model, "keras"))   # a shipped name: its float master
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,7 @@ def cmd_explain(args) -> int:
 
         img = cv2.imread(str(args.image))
         if img is None:
-            raise FileNotFoundError(f"{args.image}: not a readable image")
+            raise BadInputError(f"{args.image}: not a readable image")
         faces = HaarDetector().detect(img)
         if not faces:
             print(f"{args.image}: no face found")

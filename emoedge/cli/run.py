@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from emoedge.cli._common import DETECTOR_NAMES, add_group, add_parser
+from emoedge.edge.errors import BadInputError
 
 
 def runtime_config(args):
@@ -57,7 +58,7 @@ def cmd_export(args) -> int:
     from emoedge.edge.sinks import export_csv
 
     if not Path(args.db).is_file():
-        raise FileNotFoundError(f"{args.db}: summaries database not found")
+        raise BadInputError(f"{args.db}: summaries database not found")
     print(f"wrote {export_csv(args.db, args.csv)} interval(s) to {args.csv}")
     return 0
 
@@ -106,7 +107,7 @@ def cmd_classify(args) -> int:
 
     image = demo_image() if args.image is None else cv2.imread(str(args.image))
     if image is None:
-        raise FileNotFoundError(f"{args.image}: not a readable image")
+        raise BadInputError(f"{args.image}: not a readable image")
     detector = make_detector(args.detector, args.detector_dir, args.threads)
     clf = FaceClassifier.from_spec(args.model, fmt=args.format, num_threads=args.threads, detector=detector,
                                    min_confidence=args.uncertain_below, class_prior=args.class_prior)

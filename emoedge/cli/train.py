@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 from emoedge.cli._common import add_data_args, add_parser, dataset
+from emoedge.edge.errors import BadInputError, as_bad_input
 
 
 def cmd_recipe(args) -> int:
     from emoedge.recipes import load_recipe, run_recipe
 
     if args.set or args.config is not None or args.classes or args.rename or args.labels != "auto" or args.votes:
-        raise SystemExit("emoedge train --recipe: the recipe sets the configs and labels of its steps; "
+        raise BadInputError("emoedge train --recipe: the recipe sets the configs and labels of its steps; "
                          "--config, --set, --labels, --votes, --classes and --rename do not apply "
                          "(copy the recipe file and edit it instead)")
     recipe = load_recipe(args.recipe)
@@ -27,13 +28,14 @@ def cmd_train(args) -> int:
     if args.recipe:
         return cmd_recipe(args)
     if args.until or args.dry_run:
-        raise SystemExit("emoedge train: --until and --dry-run go with --recipe")
+        raise BadInputError("emoedge train: --until and --dry-run go with --recipe")
     args.config = args.config or "default"
 
     sets = list(args.set)
     if any(s.partition("=")[0].strip() == "batch_size" for s in sets):
         sets.append("fit_batch_to_data=false")  # a batch size given on the command line is kept as given
-    config = load_train_config(args.config, sets)  # before TensorFlow: the config may turn on oneDNN
+    with as_bad_input():
+        config = load_train_config(args.config, sets)  # before TensorFlow: the config may turn on oneDNN
     ds = dataset(args)
     if config.arch == "hog_lbp":  # the handcrafted baseline: scikit-learn, same outputs and reports
         from emoedge.train.handcrafted import train_hoglbp

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.edge.errors import BadInputError
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48
 from emoedge.edge.sources import IMAGE_SUFFIXES
 
@@ -47,7 +48,7 @@ def canonical_split(name: str) -> str:
     return SPLIT_ALIASES.get(name.lower(), name)
 
 
-class DatasetError(ValueError):
+class DatasetError(BadInputError):
     """Bad dataset input. The message names the file (and row) and what was expected."""
 
 

@@ -4,15 +4,18 @@ a message that names the file, the key and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from emoedge.edge.errors import BadInputError
 
-class ConfigError(ValueError):
-    pass
+
+class ConfigError(BadInputError):
+    """A configuration value that cannot be used; the message names the file and the key (exit 2)."""
 
 
 DELEGATES = ("cpu", "edgetpu")
@@ -35,9 +38,12 @@ def lower_privacy(a: str, b: str) -> bool:
 
 def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False, hi_open=False,
                  optional=False) -> None:
-    """Raise ConfigError("key 'k': ...") unless ``lo <= value <= hi`` (open ends when asked)."""
+    """Raise ConfigError("key 'k': ...") unless ``lo <= value <= hi`` (open ends when asked) and
+    ``value`` is finite (``inf`` is no number of days or megabytes)."""
     if value is None and optional:
         return
+    if not math.isfinite(value):
+        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
     ok = True
     if lo is not None:
         ok &= value > lo if lo_open else value >= lo
@@ -264,9 +270,11 @@ def _type_ok(value: Any, tp) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (list, tuple):
         return isinstance(value, (list, tuple))
-    if isinstance(tp, type):
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type) and origin is None:
         return isinstance(value, tp)
-    return True
+    raise TypeError(f"a configuration field annotated {tp!r}: the type check does not handle it (a bug)")
 
 
 def build_dataclass(cls, d: dict, where: str):

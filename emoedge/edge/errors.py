@@ -13,6 +13,8 @@ tell them apart. Every message names the file, key, port or device it is about.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
@@ -23,26 +25,49 @@ EXIT_MEANING = {EXIT_OK: "done", EXIT_INTERNAL: "unexpected error", EXIT_BAD_INP
                 EXIT_SOURCE: "source lost", EXIT_WRITE: "records not written", EXIT_INTERRUPTED: "interrupted"}
 
 
-class BadInputError(ValueError):
+class EmoedgeError(Exception):
+    """The base of the project's own errors: each carries its exit code (2-4) and a message naming
+    the file, key, port or device. Any other exception that ends a command is a bug (exit 1)."""
+    exit_code = EXIT_BAD_INPUT
+
+
+class BadInputError(EmoedgeError, ValueError):
     """Input the run cannot use (a file, a value, a database of another schema)."""
     exit_code = EXIT_BAD_INPUT
 
 
-class ModelError(ValueError):
+class ModelError(EmoedgeError, ValueError):
     """A model file that is missing, corrupt or not what it claims to be (bad input)."""
     exit_code = EXIT_BAD_INPUT
 
 
-class WriteError(OSError):
+class WriteError(EmoedgeError, OSError):
     """Records could not be written; the message names the file."""
     exit_code = EXIT_WRITE
 
 
+def is_own_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the project's own errors (exit 2-4, a message without traceback)."""
+    return isinstance(exc, EmoedgeError)
+
+
 def exit_code_of(exc: BaseException) -> int:
-    """The exit code for an error that ends a command."""
-    code = getattr(exc, "exit_code", None)
-    if isinstance(code, int):
-        return code
+    """The exit code for an error that ends a command: an own error's code, 130 for Ctrl-C, else 1
+    (an unexpected error: a bug or a failure of a library, which systemd restarts)."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    return EXIT_BAD_INPUT
+    return exc.exit_code if is_own_error(exc) else EXIT_INTERNAL
+
+
+@contextmanager
+def as_bad_input(*types: type[BaseException]):
+    """``with as_bad_input(): read_the_users_file()``: a ValueError or OSError (or ``types``) of
+    reading the user's input becomes a BadInputError (exit 2). At a command's boundary, around
+    reading input only: around its work it would report a bug as bad input."""
+    catch = types or (ValueError, OSError)
+    try:
+        yield
+    except EmoedgeError:
+        raise
+    except catch as exc:
+        raise BadInputError(str(exc)) from exc

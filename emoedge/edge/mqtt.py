@@ -123,12 +123,16 @@ def interval_payload(s: IntervalSummary, device: str, model: str, room: str | No
             "budget_hit_rate": 1.0 - s.budget_misses / s.frames if s.frames else None}
 
 
+MAX_PROBLEMS = 10     # distinct connection problems kept for the run summary
+
+
 class Outbox:
-    """The store of store-and-forward: one SQLite file, WAL; each thread uses its own connection."""
+    """The store of store-and-forward: one SQLite file, WAL; each thread uses its own connection.
+    One that cannot be opened is refused before the first frame (bad input, exit 2)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        create_sqlite(self.path, OUTBOX_SCHEMA, "the MQTT outbox", WriteError, full_sync=True)
+        create_sqlite(self.path, OUTBOX_SCHEMA, "the MQTT outbox", BadInputError, full_sync=True)
 
     def connect(self) -> sqlite3.Connection:
         return wal_connect(self.path, full_sync=True)
@@ -224,7 +228,8 @@ class MqttSink(Sink):
         self.enqueued = 0
         self.enqueue_ns = 0                        # frame-loop time spent storing intervals in the outbox
         self.publisher_cpu_ns = 0                  # CPU time of the publisher thread (network, JSON, SQLite)
-        self.problems: list[str] = []              # distinct connection problems, in order
+        self.problems: list[str] = []              # distinct connection problems, in order (MAX_PROBLEMS)
+        self.outages = 0                           # connection problems, each outage once
 
     # -- the frame loop's side ----------------------------------------------------------------
     def on_start(self, run: RunInfo) -> None:
@@ -275,14 +280,18 @@ class MqttSink(Sink):
                 "enqueue_ms_per_interval": self.enqueue_ns / 1e6 / max(1, self.enqueued),
                 "publisher_cpu_ms": self.publisher_cpu_ns / 1e6,
                 "publisher_cpu_ms_per_interval": self.publisher_cpu_ns / 1e6 / max(1, self.published),
-                "problems": self.problems}
+                "problems": self.problems, "outages": self.outages}
 
     # -- the publisher thread -----------------------------------------------------------------
     def _problem(self, what: str) -> None:
+        """Log a connection problem once per outage; keep each distinct one once, at most MAX_PROBLEMS
+        (a broker that drops the sensor every minute for a year adds no memory)."""
         if what != self._last_problem:
             log.error("MQTT %s: %s; intervals are kept in %s and sent when the broker accepts", self.target, what,
                       self.path)
-            self.problems.append(what)
+            self.outages += 1
+            if what not in self.problems and len(self.problems) < MAX_PROBLEMS:
+                self.problems.append(what)
         self._last_problem = what
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:

@@ -217,23 +217,25 @@ class Pipeline:
     def _deliver(self, method: str, item) -> bool:
         """Give ``item`` to every sink that takes it. A sink that cannot write (disk full, below the
         free-space floor, I/O error) loses this record, which is counted and said once per outage;
-        the run goes on and the sink is tried again with the next record. Returns whether every
-        sink that takes such records wrote it."""
-        ok = True
+        the run goes on and the sink is tried again with the next record. Returns whether a sink
+        wrote it, so a count of records written is true of the files (no sink takes it: True, the
+        count is of records made)."""
+        written, takers = False, 0
         for s in self.sinks:
             if getattr(type(s), method, None) is getattr(Sink, method):
                 continue  # this sink does not take such records (a database has no events)
+            takers += 1
             try:
                 getattr(s, method)(item)
             except (WriteError, OSError, sqlite3.Error) as exc:
                 self._write_failed(s, exc)
-                ok = False
                 continue
+            written = True
             if id(s) in self._failing:
                 log.warning("%s: writing again (%d record(s) lost in all so far)", getattr(s, "path", s),
                             self.records_lost)
                 del self._failing[id(s)]
-        return ok
+        return written or not takers
 
     def _lost_record(self) -> None:
         self.records_lost += 1
@@ -356,13 +358,11 @@ class Pipeline:
                         if self.monitor is not None:
                             drift = self.monitor.observe(t.label, t.confidence, wall, run.run_id)
                             if drift is not None:
-                                self._deliver("on_event", drift)
-                                events += 1
+                                events += self._deliver("on_event", drift)
                         if t.label != before:
                             ev = FaceEvent(wall, frame.index, t.track_id, t.label, before, round(t.confidence, 4),
                                            t.int_box(), run.run_id)
-                            self._deliver("on_event", ev)
-                            events += 1
+                            events += self._deliver("on_event", ev)
                     classifications += len(chosen)
                 t6 = self.clock()
                 if tracks:

@@ -281,6 +281,8 @@ def render_unit(profile: Profile, template: str, prefix: str = "/opt/emoedge", o
         if key in ("Restart", "WatchdogSec", "User", "WorkingDirectory", "ReadWritePaths", "ExecStart", "Type",
                    "NotifyAccess", "RestartPreventExitStatus"):
             continue
+        if key == "IPAddressAllow" and profile.runtime.mqtt:
+            line = f"{line.rstrip()} {' '.join(broker_addresses(profile.runtime.mqtt))}"
         out.append(line)
         if line.strip() == "[Service]":
             out += [f"Type={'notify' if d.watchdog_s else 'simple'}", f"User={d.user}",
@@ -289,6 +291,27 @@ def render_unit(profile: Profile, template: str, prefix: str = "/opt/emoedge", o
             if d.watchdog_s:
                 out += ["NotifyAccess=main", f"WatchdogSec={d.watchdog_s}"]
     return "\n".join(out) + "\n"
+
+
+def broker_addresses(mqtt: str) -> list[str]:
+    """The IP addresses of the MQTT broker of ``runtime.mqtt``, for a unit's ``IPAddressAllow=``
+    (systemd takes addresses, not names: a name is resolved now, when the unit is rendered)."""
+    import ipaddress
+    import socket
+
+    from emoedge.edge.mqtt import MqttTarget
+
+    host = MqttTarget.parse(mqtt).host
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise ConfigError(f"runtime.mqtt: the broker {host!r} does not resolve ({exc}), so the unit cannot allow "
+                          f"its address (IPAddressAllow): give its IP address in the URL") from None
+    return sorted({info[4][0] for info in infos})
 
 
 def _service_extras(d: Deployment, lines: list[str]) -> list[str]:

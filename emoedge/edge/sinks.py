@@ -238,6 +238,9 @@ def _open_db(path: Path, create: bool) -> sqlite3.Connection:
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.OperationalError as exc:   # a valid file that cannot be opened (a read-only file system)
+        raise BadInputError(f"{path}: cannot open the summaries database ({exc}); a read-only file system or "
+                            f"folder, or no permission? Give a writable --db path") from exc
     except sqlite3.DatabaseError as exc:
         raise BadInputError(f"{path}: not a SQLite database ({exc})") from exc
     if version == SCHEMA_VERSION:

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_SOURCE
+from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_SOURCE, EmoedgeError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".ti
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")
 
 
-class SourceError(RuntimeError):
+class SourceError(EmoedgeError, RuntimeError):
     """A source that cannot be opened or read; the message names it. ``exit_code`` is 3 (the
     source is lost or unavailable) or 2 (a file that is not there or not readable: bad input)."""
 

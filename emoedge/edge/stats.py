@@ -83,8 +83,8 @@ class RunSummary:
     budget_misses: int
     misses_by_stage: dict[str, int]
     latency: dict[str, StageLatency]      # per stage and "frame"
-    events_written: int
-    intervals_written: int                # intervals every interval sink stored (all made, without sinks)
+    events_written: int                   # events a sink wrote (all made, without an events sink)
+    intervals_written: int                # intervals a sink stored (all made, without sinks)
     stopped_by: str                       # end | max_frames | signal | display | source_failed | error
     run_id: str = ""
     started_utc: str = ""

@@ -102,22 +102,34 @@ def plot_reliability(before: Reliability, after: Reliability | None, path, title
     plt.close(fig)
 
 
+def _fit_without_harm(probs: np.ndarray, labels: np.ndarray) -> tuple[float, Reliability, Reliability, str]:
+    """The NLL-fitted T, or 1.0 when that T makes ECE worse (NLL and ECE can disagree), with the
+    reliability before and after it and a note saying which."""
+    t = fit_temperature(probs, labels)
+    before = reliability(probs, labels)
+    after = reliability(apply_temperature(probs, t), labels)
+    if after.ece <= before.ece:
+        return t, before, after, f"T = {t:.3f} fitted by validation NLL"
+    return 1.0, before, before, (f"T kept at 1.0: the NLL-fitted T = {t:.3f} made ECE worse "
+                                 f"({before.ece:.4f} -> {after.ece:.4f})")
+
+
 def calibrate(model_path: str | Path, dataset: FaceDataset, usage: str = "val", out_dir: str | Path | None = None,
               write_to: Sequence[str | Path] = ()) -> dict:
     """Fit T on ``usage`` (default: the validation split carved from training), write
-    ``temperature`` into the manifests of ``model_path`` and every file in ``write_to``."""
+    ``temperature`` into the manifests of ``model_path`` and every file in ``write_to``. A fitted T
+    that makes the calibration error worse is not written: T stays 1.0, and ``note`` says so."""
     run = evaluate_model(model_path, dataset, usage=usage)
-    t = fit_temperature(run.probs, run.labels)
-    before = reliability(run.probs, run.labels)
-    after = reliability(apply_temperature(run.probs, t), run.labels)
+    t, before, after, note = _fit_without_harm(run.probs, run.labels)
     result = {"model": Path(model_path).name, "split": usage, "n": int(len(run.labels)), "temperature": t,
-              "ece_before": before.ece, "ece_after": after.ece}
+              "ece_before": before.ece, "ece_after": after.ece, "note": note}
     for target in [model_path, *write_to]:
         mp = manifest_path(target)
         if mp.is_file():
             m = json.loads(mp.read_text())
             m["temperature"] = t
-            m["calibration_of_probabilities"] = {k: result[k] for k in ("split", "n", "ece_before", "ece_after")}
+            m["calibration_of_probabilities"] = {k: result[k] for k in ("split", "n", "ece_before", "ece_after",
+                                                                        "note")}
             atomic_write_text(mp, json.dumps(m, indent=2) + "\n")
     if out_dir:
         out = Path(out_dir)
