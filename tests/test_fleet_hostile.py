@@ -248,6 +248,13 @@ def _stop(proc: subprocess.Popen) -> tuple[str, str]:
 def test_fleet_serve_lives_through_hostile_messages_with_a_real_broker(tmp_path):
     need_mosquitto()
     broker = Broker(tmp_path / "b").start()
+    try:
+        _hostile_then_restart(broker, tmp_path)
+    finally:
+        broker.stop()
+
+
+def _hostile_then_restart(broker: Broker, tmp_path) -> None:
     db, port = tmp_path / "fleet.sqlite", free_port()
     serve = _serve(broker, db, port)
     try:
@@ -272,5 +279,4 @@ def test_fleet_serve_lives_through_hostile_messages_with_a_real_broker(tmp_path)
         assert _wait_rows(db, 15) == 15
     finally:
         out, err = _stop(serve)
-        broker.stop()
     assert serve.returncode == 0 and "stored 5 interval(s)" in out and "rejected 1," in out, out + err[-2000:]
