@@ -24,11 +24,18 @@ def evil(tmp_path):
     return path, marker
 
 
-def test_loader_refuses_a_lambda_without_running_it(evil):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_loader_refuses_a_lambda_without_running_it(evil, suffix):
+    import keras
+
     from emoedge.keras.io import load_keras
 
     path, marker = evil
-    with pytest.raises(ModelError, match="evil.keras: refused: the model holds Python code"):
+    if suffix == ".h5":                                   # the legacy format goes through the same door
+        keras.models.load_model(path, safe_mode=False).save(path.with_suffix(".h5"))
+        marker.unlink()
+        path = path.with_suffix(".h5")
+    with pytest.raises(ModelError, match=f"evil{suffix}: refused: the model holds Python code"):
         load_keras(path)
     assert not marker.exists()
 
