@@ -231,18 +231,25 @@ INTERVAL_COLUMNS = ("interval_id", "run_id", "start_utc", "end_utc", "start_unix
                     "frames", "faces_seen", "face_observations", "mean_confidence")
 
 
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    if isinstance(exc, sqlite3.OperationalError):   # a valid file that cannot be opened (a read-only file system)
+        return (f"{path}: cannot open the summaries database ({exc}); a read-only file system or folder, or no "
+                f"permission? Give a writable --db path")
+    return f"{path}: not a SQLite database ({exc})"
+
+
 def _open_db(path: Path, create: bool) -> sqlite3.Connection:
     """Open a summaries database and check its schema version (``PRAGMA user_version``)."""
+    db = None
     try:
         db = sqlite3.connect(str(path))
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.OperationalError as exc:   # a valid file that cannot be opened (a read-only file system)
-        raise BadInputError(f"{path}: cannot open the summaries database ({exc}); a read-only file system or "
-                            f"folder, or no permission? Give a writable --db path") from exc
     except sqlite3.DatabaseError as exc:
-        raise BadInputError(f"{path}: not a SQLite database ({exc})") from exc
+        if db is not None:
+            db.close()
+        raise BadInputError(_unusable(path, exc)) from exc
     if version == SCHEMA_VERSION:
         return db
     db.close()
