@@ -217,20 +217,20 @@ class Pipeline:
     def _deliver(self, method: str, item) -> bool:
         """Give ``item`` to every sink that takes it. A sink that cannot write (disk full, below the
         free-space floor, I/O error) loses this record, which is counted and said once per outage;
-        the run goes on and the sink is tried again with the next record. Returns whether a sink
-        wrote it, so a count of records written is true of the files (no sink takes it: True, the
+        the run goes on and the sink is tried again with the next record. Returns whether the record
+        of truth holds it (the summaries database where one takes such records, else any sink that
+        takes them), so a count of records written is true of that file (no sink takes it: True, the
         count is of records made)."""
-        written, takers = False, 0
-        for s in self.sinks:
-            if getattr(type(s), method, None) is getattr(Sink, method):
-                continue  # this sink does not take such records (a database has no events)
-            takers += 1
+        takers = [s for s in self.sinks if getattr(type(s), method, None) is not getattr(Sink, method)]
+        truth = [s for s in takers if s.record_of_truth] or takers
+        written = False
+        for s in takers:
             try:
                 getattr(s, method)(item)
             except (WriteError, OSError, sqlite3.Error) as exc:
                 self._write_failed(s, exc)
                 continue
-            written = True
+            written = written or s in truth
             if id(s) in self._failing:
                 log.warning("%s: writing again (%d record(s) lost in all so far)", getattr(s, "path", s),
                             self.records_lost)

@@ -30,6 +30,7 @@ class Sink:
     gives a record only to sinks that override its method)."""
 
     path: Path | None = None
+    record_of_truth = False   # the summaries database: the run's counts of records written are its
 
     def on_start(self, run: RunInfo) -> None:
         """A run begins."""
@@ -279,6 +280,8 @@ class SqliteSink(Sink):
     The file carries its schema version (``PRAGMA user_version``), checked at start: a file of
     another schema is refused with a clear message before the first frame. Retention: intervals
     that ended more than ``retention_days`` ago are deleted (``prune``)."""
+
+    record_of_truth = True
 
     def __init__(self, path: str | Path, floor: DiskFloor | None = None, retention_days: float | None = None):
         self.path = Path(path)

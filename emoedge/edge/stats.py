@@ -84,7 +84,7 @@ class RunSummary:
     misses_by_stage: dict[str, int]
     latency: dict[str, StageLatency]      # per stage and "frame"
     events_written: int                   # events a sink wrote (all made, without an events sink)
-    intervals_written: int                # intervals a sink stored (all made, without sinks)
+    intervals_written: int                # intervals the summaries database stored (else any sink; no sink: made)
     stopped_by: str                       # end | max_frames | signal | display | source_failed | error
     run_id: str = ""
     started_utc: str = ""
