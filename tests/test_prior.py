@@ -108,3 +108,22 @@ def test_uncertain_threshold_sits_where_the_top_class_becomes_more_often_right()
     assert choice.accuracy_above > 0.6 and choice.accuracy_below < 0.5
     always_right = choose_uncertain_below(probs, probs.argmax(1))
     assert always_right.threshold == 0.0 and always_right.share_uncertain == 0.0
+
+
+def test_one_noisy_band_does_not_move_the_uncertain_threshold():
+    """Isotonic: a dip of a few faces above the crossing pools with its neighbours instead of pushing the
+    threshold over it."""
+    conf = np.concatenate([np.full(100, 0.4), np.full(100, 0.6), np.full(20, 0.7), np.full(200, 0.9)])
+    right = np.concatenate([np.zeros(80, bool), np.ones(20, bool), np.ones(70, bool), np.zeros(30, bool),
+                            np.ones(9, bool), np.zeros(11, bool), np.ones(200, bool)])   # the 0.7 band: 45%
+    probs = np.stack([conf, (1 - conf) / 2, (1 - conf) / 2], axis=1)   # the top class is class 0
+    choice = choose_uncertain_below(probs, np.where(right, 0, 1))
+    assert choice.threshold == 0.6        # not 0.75: the 0.7 band pools with 0.6 and 0.9
+
+
+def test_the_model_prior_is_what_the_manifest_ships_with():
+    m = dict(MANIFEST, class_prior={"prior": "balanced", "strength": 0.5})
+    assert np.allclose(prior_shift("model", m, NAMES), prior_shift("balanced", MANIFEST, NAMES, 0.5))
+    assert prior_shift("model", MANIFEST, NAMES) is None          # a model that ships none: nothing moves
+    with pytest.raises(BadInputError, match="strength"):
+        prior_shift("model", dict(MANIFEST, class_prior={"prior": "balanced", "strength": 3}), NAMES)

@@ -71,3 +71,38 @@ def test_ferplus8_is_the_fer_plus_eight_classes_and_runs_on_the_video(tmp_path):
     s = json.loads(summary.read_text())
     assert s["frames"] == 20 and s["classifications"] >= 1
     assert set(s["labels"]) <= set(FERPLUS_CLASSES) | {"uncertain"}
+
+
+def test_ferplus7_is_what_runs_when_no_model_is_named():
+    """The field-accurate model (issue 27): FER2013's 7 classes by the crowd's votes, one pass per face,
+    with its training class mix and a validation-chosen `uncertain` threshold in every manifest; the bare
+    run, classify and the profiles' base all name it."""
+    import json
+
+    import yaml
+
+    from emoedge.data.datasets import FER2013_CLASSES
+    from emoedge.edge.config import RuntimeConfig
+    from emoedge.edge.shipped import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "ferplus7" == RuntimeConfig().model
+    base = yaml.safe_load((MODELS_DIR.parents[2] / "firmware_configs" / "_base.yaml").read_text())
+    assert base["runtime"]["model"] == DEFAULT_MODEL and "uncertain_below" not in base["runtime"]
+    for path in [MODELS_DIR / f"ferplus7{s}" for s in (".int8.tflite", ".uint8.tflite", ".int8.onnx")]:
+        m = read_manifest(path)
+        assert tuple(m["class_names"]) == FER2013_CLASSES and m["passes_per_face"] == 1
+        mix = m["class_mix"]["trained"]
+        assert set(mix) == set(FER2013_CLASSES) and abs(sum(mix.values()) - 1) < 1e-6
+        assert mix["neutral"] > mix["disgust"] > 0 and 0.2 <= m["uncertain_below"] <= 0.7
+    onepass = read_manifest(MODELS_DIR / "onepass.int8.tflite")
+    assert read_manifest(MODELS_DIR / "ferplus7.int8.tflite")["macs_per_face"] <= 1.3 * onepass["macs_per_face"]
+    ev = json.loads((MODELS_DIR / "ferplus7.eval.json").read_text())
+    assert ev["class_names"] == list(FER2013_CLASSES) and ev["split"] == "PublicTest"
+
+
+def test_bare_classify_uses_the_default_model_and_its_threshold(capsys):
+    from emoedge.cli import main
+
+    assert main(["classify"]) == 0
+    out = capsys.readouterr().out
+    assert "model ferplus7.int8.tflite" in out and "1 face(s)" in out

@@ -54,7 +54,7 @@ def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
     text = card.read_text()
     meta = _front_matter(text)
     assert meta == read_front_matter(text)
-    data_format = "ferplus" if name == "ferplus8" else "fer2013"       # FER+ labels: the 8-class model
+    data_format = {"ferplus8": "ferplus", "ferplus7": "ferplus7"}.get(name, "fer2013")   # FER+ labels
     facts = DATA_FACTS[data_format]
     assert meta["license"] == "mit" and meta["datasets"] == [facts["id"]] and meta["metrics"] == ["accuracy"]
     assert meta["pipeline_tag"] == "image-classification" and meta["library_name"] == "emoedge"

@@ -47,8 +47,8 @@ def _evaluate_photos(model, args) -> int:
 def _prior_note(args) -> str:
     from emoedge.edge.prior import describe
 
-    if args.class_prior == "trained":
-        return ""
+    if args.class_prior in ("model", "trained"):
+        return "" if args.class_prior == "trained" else " [class prior: the model's own]"
     return f" [class prior {describe(args.class_prior, args.class_prior_strength)}]"
 
 
@@ -113,9 +113,9 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--usage", help="split to score: a source split (PublicTest) or train/val/test; default all")
     p.add_argument("--json", help="write the evaluation JSON here (and a confusion-matrix PNG beside it)")
-    p.add_argument("--class-prior", default="trained",
-                   help="score under a deployment class prior as the runtime applies it: trained (default), "
-                        "balanced or a YAML/JSON file of class shares")
+    p.add_argument("--class-prior", default="model",
+                   help="score under a deployment class prior as the runtime applies it: model (default: the "
+                        "setting the model ships with), trained (none), balanced or a YAML/JSON file of class shares")
     p.add_argument("--class-prior-strength", type=float, default=1.0,
                    help="how far to move from the trained mix to --class-prior (0..1, default 1)")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from emoedge.cli._common import DETECTOR_NAMES, add_group, add_parser
 from emoedge.edge.errors import BadInputError
+from emoedge.edge.shipped import DEFAULT_MODEL
 
 
 def runtime_config(args):
@@ -144,7 +145,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--source", help="demo, picamera, a camera index, /dev/videoN, a GStreamer pipeline, a video, "
                    "an image or a folder (default demo)")
     p.add_argument("--model", help="a shipped model name, a .tflite/.onnx file or an .ensemble.json "
-                                   "(default: default)")
+                                   f"(default: {DEFAULT_MODEL})")
     p.add_argument("--model-format", dest="model_format", help="format of a shipped model (default int8)")
     p.add_argument("--delegate", choices=["cpu", "edgetpu"], help="where the classifier runs (default cpu)")
     p.add_argument("--threads", type=int, help="interpreter threads, 1 or more (default: the back-end's)")
@@ -159,8 +160,9 @@ def _add_run_options(p) -> None:
                    help="smoothed confidence below this is labelled 'uncertain' (default: the threshold chosen for "
                         "the model on validation, in its manifest; 0.4 for a model without one)")
     p.add_argument("--class-prior", dest="class_prior",
-                   help="the class mix faces are assumed to come in: trained (default: the model's training mix), "
-                        "balanced, or a YAML/JSON file of class shares (logit adjustment, one add per face)")
+                   help="the class mix faces are assumed to come in: model (default: the setting the model ships "
+                        "with), trained (its training mix), balanced, or a YAML/JSON file of class shares (logit "
+                        "adjustment, one add per face)")
     p.add_argument("--interval-s", dest="interval_s", type=float,
                    help="seconds per interval summary (default 60)")
     p.add_argument("--max-frames", dest="max_frames", type=int, help="stop after this many frames (default: none)")
@@ -206,7 +208,8 @@ def _add_run_options(p) -> None:
 def register(sub) -> None:
     p = add_parser(sub, "classify", "detect and classify the faces of one image (default: a demo photo)")
     p.add_argument("--image", help="an image file; default: the demo photo shipped with matplotlib")
-    p.add_argument("--model", default="default", help="a shipped model name or a .tflite/.onnx file")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a shipped model name or a .tflite/.onnx file (default {DEFAULT_MODEL})")
     p.add_argument("--format", default="int8", help="format of a shipped model")
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     p.add_argument("--detector", default="haar", choices=DETECTOR_NAMES, help="face detector")
@@ -214,9 +217,9 @@ def register(sub) -> None:
     p.add_argument("--uncertain-below", type=float,
                    help="a face whose most likely class is below this probability is 'uncertain' (as in emoedge run; "
                         "default: the threshold chosen for the model on validation, in its manifest)")
-    p.add_argument("--class-prior", default="trained",
-                   help="trained (the model's training mix), balanced (every class alike) or a YAML/JSON file of "
-                        "class shares: moves every face's probabilities to that mix (see README, class prior)")
+    p.add_argument("--class-prior", default="model",
+                   help="model (default: the setting the model ships with), trained (its training mix), balanced "
+                        "(every class alike) or a YAML/JSON file of class shares (see README, class prior)")
     p.add_argument("--out", help="write the image with boxes and labels here")
     p.add_argument("--json", help="write the predictions as JSON here")
     p.set_defaults(func=cmd_classify)
@@ -233,7 +236,7 @@ def register(sub) -> None:
 
     p = add_parser(sub, "doctor", "check this board, camera, Edge TPU, interpreter, model and profile")
     p.add_argument("--profile", help="a profile name or YAML file to check against this board")
-    p.add_argument("--model", help="model to check (default: the profile's, else default)")
+    p.add_argument("--model", help=f"model to check (default: the profile's, else {DEFAULT_MODEL})")
     p.add_argument("--model-format", dest="model_format", help="format of a shipped model (default: the profile's)")
     _add_set(p)
     p.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests: the file-system root to inspect

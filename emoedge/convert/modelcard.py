@@ -45,6 +45,19 @@ DATA_FACTS = {
             "and `disgust` (119 training faces each) are rare; ~1,300 groups of exact duplicate images, some "
             "shared between Training and PublicTest; faces are web images, mostly frontal, skewed toward adults; "
             "no demographic labels exist, so performance across groups is unmeasured.")},
+    "ferplus7": {
+        "id": "ferplus", "name": "FER+ (7 classes)",
+        "problems": (
+            "- The data: FER+ (Barsoum et al. 2016) relabels the FER2013 images by 10 crowd votes each; here on "
+            "FER2013's 7 classes (`--labels ferplus7`): the label is the FERPlus majority (single votes dropped, "
+            "the top emotion kept if it holds more than half of the rest and is not unknown / not a face), faces "
+            "whose majority is contempt are left out, and every face's vote distribution (the training target) "
+            "drops its contempt, unknown and not-a-face votes and is renormalised over the 7 emotions. Faces "
+            "without a majority, with an unknown/not-a-face majority and non-faces are left out of training and "
+            "test. The test split is the majority-labelled part of FER2013 `PublicTest`. Known problems: "
+            "`disgust` (119 training faces) and `fear` (532) are rare; ~1,300 groups of exact duplicate images, "
+            "some shared between Training and PublicTest; faces are web images, mostly frontal, skewed toward "
+            "adults; no demographic labels exist, so performance across groups is unmeasured.")},
 }
 
 

@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.modelcard import headline_evaluation, render_model_card, shipped_files, with_files
 from emoedge.convert.tflite import convert_file
@@ -137,8 +139,9 @@ def _record_decisions(run: dict, dataset: FaceDataset, files: list[Path]) -> str
     validation from the shipped file's calibrated probabilities, in every manifest of the model."""
     from emoedge.data.balance import training_mix
     from emoedge.data.splits import split_seed_of, standard_splits
+    from emoedge.edge.prior import apply_prior, prior_shift
     from emoedge.edge.temperature import apply_temperature
-    from emoedge.evaluate.uncertain import choose_uncertain_below
+    from emoedge.evaluate.uncertain import choose_prior_strength, choose_uncertain_below
 
     cfg = run["config"]
     mix = run["data"].get("class_mix")
@@ -148,21 +151,30 @@ def _record_decisions(run: dict, dataset: FaceDataset, files: list[Path]) -> str
     shipped = next((f for f in files if f.name.endswith(".int8.tflite")), files[-1])
     manifest = json.loads(manifest_path(shipped).read_text())
     val = evaluate_model(shipped, dataset, usage="val")
-    choice = choose_uncertain_below(apply_temperature(val.probs, float(manifest.get("temperature", 1.0))),
-                                    val.labels)
+    calibrated = apply_temperature(val.probs, float(manifest.get("temperature", 1.0)))
+    trained = np.array([mix["trained"][c] for c in val.evaluation.class_names])
+    prior = choose_prior_strength(calibrated, val.labels, trained)
+    shift = prior_shift(prior["prior"], {"class_mix": mix}, val.evaluation.class_names, prior["strength"])
+    choice = choose_uncertain_below(apply_prior(calibrated, shift), val.labels)   # as the runtime sees them
     for f in files:
         mp = manifest_path(f)
         if mp.is_file():
             m = json.loads(mp.read_text())
             m["class_mix"] = mix
+            m["class_prior"] = prior
             m["uncertain_below"] = choice.threshold
             m["uncertain_choice"] = {"file": shipped.name, "split": "val", **choice.to_dict()}
             atomic_write_bytes(mp, (json.dumps(m, indent=2) + "\n").encode())
     shares = ", ".join(f"{c} {v:.1%}" for c, v in mix["trained"].items())
     return (f"Training class mix (what the probabilities assume; `runtime.class_prior: trained`): {shares} "
-            f"({mix['weighting']}). `uncertain` threshold chosen on the validation split from `{shipped.name}`'s "
-            f"calibrated probabilities: {choice.threshold:.2f} ({choice.share_uncertain:.1%} of validation faces "
-            f"below it; accuracy {choice.accuracy_above:.1%} at or above it); {choice.to_dict()['rule']}.")
+            f"({mix['weighting']}). The deployment prior it ships with (`runtime.class_prior: model`, the default): "
+            f"{prior['prior']} at strength {prior['strength']:g}, chosen on the validation split: accuracy "
+            f"{prior['val_accuracy']:.2%} and balanced accuracy {prior['val_balanced_accuracy']:.3f}, against "
+            f"{prior['trained_val_accuracy']:.2%} and {prior['trained_val_balanced_accuracy']:.3f} under the trained "
+            f"mix ({prior['rule']}). `uncertain` threshold chosen on the validation split from `{shipped.name}`'s "
+            f"calibrated probabilities under that prior: {choice.threshold:.2f} ({choice.share_uncertain:.1%} of "
+            f"validation faces below it; accuracy {choice.accuracy_above:.1%} at or above it); "
+            f"{choice.to_dict()['rule']}.")
 
 
 def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset, command: str, usage: str,

@@ -95,7 +95,7 @@ class FaceClassifier:
 
     def __init__(self, model_path: str | Path, class_names=None, detector=None, num_threads: int | None = None,
                  min_confidence: float | None = 0.0, margin: float = 0.0, delegate: str = "cpu",
-                 class_prior: str = "trained", prior_strength: float = 1.0):
+                 class_prior: str = "model", prior_strength: float = 1.0):
         self.model_path = Path(model_path)
         manifest = read_manifest(self.model_path) or {}
         self.model = open_model(self.model_path, delegate, num_threads)

@@ -58,7 +58,8 @@ def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False
 @dataclass(frozen=True)
 class RuntimeConfig:
     source: str = "demo"                  # demo | picamera | camera index | /dev/videoN | GStreamer | file | folder
-    model: str = "default"                # shipped name or a model file (.tflite of any dtype, .onnx)
+    model: str = "ferplus7"               # shipped name or a model file (.tflite of any dtype, .onnx); the
+                                          # default is edge.shipped.DEFAULT_MODEL (a test holds them equal)
     model_format: str = "int8"            # format of a shipped model (see `emoedge models list`)
     delegate: str = "cpu"                 # cpu | edgetpu
     threads: int | None = None            # interpreter threads (None: the back-end's default)
@@ -75,7 +76,8 @@ class RuntimeConfig:
     smoothing_alpha: float = 0.5          # EMA weight of the newest class probabilities
     uncertain_below: float | None = None  # smoothed confidence below this -> "uncertain" (None: the model's
                                           # threshold, chosen on validation and kept in its manifest)
-    class_prior: str = "trained"          # trained | balanced | a YAML/JSON file of class shares (edge.prior)
+    class_prior: str = "model"            # model (its manifest's setting) | trained | balanced | a YAML/JSON file
+                                          # of class shares (emoedge.edge.prior)
     class_prior_strength: float = 1.0     # how far to move from the trained mix to class_prior (0..1)
     interval_s: float = 60.0              # aggregation interval for summaries
     events: str | None = None             # JSON Lines event stream path
@@ -144,10 +146,10 @@ class RuntimeConfig:
         r("smoothing_alpha", 0, 1, lo_open=True)
         r("uncertain_below", 0, 1, hi_open=True, optional=True)
         r("class_prior_strength", 0, 1)
-        if not self.class_prior or (self.class_prior not in ("trained", "balanced")
+        if not self.class_prior or (self.class_prior not in ("model", "trained", "balanced")
                                     and not self.class_prior.endswith((".yaml", ".yml", ".json"))):
-            raise ConfigError(f"key 'class_prior' must be trained, balanced or a .yaml/.json file of class shares, "
-                              f"got {self.class_prior!r}")
+            raise ConfigError(f"key 'class_prior' must be model, trained, balanced or a .yaml/.json file of class "
+                              f"shares, got {self.class_prior!r}")
         r("interval_s", 0, 7 * 86400, lo_open=True)
         r("width", 1, 16384, optional=True)
         r("height", 1, 16384, optional=True)

@@ -12,6 +12,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from emoedge.edge.shipped import DEFAULT_MODEL
+
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Global Unichip (before firmware load), Google (after)
 
@@ -205,7 +207,7 @@ def diagnose(root: str | Path = "/", profile: str | None = None, model: str | No
     if profile:
         pc, prof = check_profile(profile, root, overrides)
         checks += pc
-    m = model or (prof.runtime.model if prof else "default")
+    m = model or (prof.runtime.model if prof else DEFAULT_MODEL)
     f = model_format or (prof.runtime.model_format if prof else "int8")
     d = prof.runtime.delegate if prof else "cpu"
     tpu = next(c for c in checks if c.name == "edge tpu")

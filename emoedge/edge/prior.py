@@ -5,8 +5,10 @@ e.g. FER+ Training: neutral 39%, disgust 0.5%). Where the faces in front of the 
 mix, Bayes' rule moves every face's log-probabilities by ``log(deployed share) - log(trained share)``
 per class and renormalises (Menon et al. 2021, "Long-tail learning via logit adjustment"):
 
-* ``trained`` (the default): nothing moves; the model's own mix, the best accuracy on faces drawn
-  like its training faces (most faces calm or happy);
+* ``model`` (the default): the setting the model ships with (its manifest's ``class_prior``, chosen on
+  validation when it was shipped: e.g. ``balanced`` at strength 0.25); ``trained`` for a model without one;
+* ``trained``: nothing moves; the model's own mix, the best accuracy on faces drawn like its training
+  faces (most faces calm or happy);
 * ``balanced``: every class equally likely; rare classes (disgust, fear) are called more often, calm
   faces less: the best mean recall per class, at a cost in accuracy where calm faces dominate;
 * a file of shares (YAML or JSON: ``{class: share}``, every class of the model, shares > 0; they are
@@ -25,7 +27,7 @@ import numpy as np
 
 from emoedge.edge.errors import BadInputError
 
-PRIOR_NAMES = ("trained", "balanced")
+PRIOR_NAMES = ("model", "trained", "balanced")
 MAX_PRIOR_FILE_BYTES = 64 * 1024   # a file of a few shares; anything larger is not one
 
 
@@ -84,7 +86,15 @@ def prior_shift(spec: str, manifest: Mapping | None, class_names: Sequence[str],
                 model: str = "the model") -> np.ndarray | None:
     """The per-class log shift for the deployment prior ``spec`` (``trained``, ``balanced`` or a file),
     scaled by ``strength``; None when nothing moves. BadInputError when a prior other than ``trained``
-    is asked of a model whose manifest records no training mix."""
+    is asked of a model whose manifest records no training mix. ``model``: the manifest's own setting
+    (its ``class_prior``: prior and strength; ``strength`` is not used), else none."""
+    if spec == "model":
+        own = (manifest or {}).get("class_prior")
+        if not isinstance(own, Mapping) or own.get("prior") not in ("trained", "balanced"):
+            return None
+        spec, strength = str(own["prior"]), float(own.get("strength", 1.0))
+        if not 0 <= strength <= 1:
+            raise BadInputError(f"{model}: its manifest's class_prior strength must be in 0..1, got {strength}")
     if spec == "trained" or strength == 0:
         return None
     mix = trained_mix(manifest, class_names)

@@ -18,7 +18,11 @@ SHIPPED = {"default": ("accuracy first (two VGG-style CNNs, snapshots of one tra
            "onepass": ("one network pass per face at nearly the default's accuracy: the default's first network alone, "
                        "one view (for boards where 8 passes per face do not fit the frame budget)"),
            "ferplus8": ("the FER+ 8 classes with contempt (the Microe paper's set): the default's first network "
-                        "fine-tuned on the crowd's vote distributions, one pass")}
+                        "fine-tuned on the crowd's vote distributions, one pass"),
+           "ferplus7": ("field accuracy first: FER2013's 7 classes labelled by the crowd (FER+ votes), one network "
+                        "pass per face; what the bare `emoedge run`, `emoedge classify` and every profile use")}
+# What runs when no model is named (the bare `emoedge run`, `emoedge classify`, the profiles' base).
+DEFAULT_MODEL = "ferplus7"
 
 
 def shipped_models() -> dict[str, list[str]]:

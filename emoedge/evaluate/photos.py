@@ -266,7 +266,7 @@ def face_classifier_probs(clf: FaceClassifier):
 
 
 def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_dir: str | Path | None = None,
-                    pad: float = 0.0, num_threads: int | None = None, class_prior: str = "trained",
+                    pad: float = 0.0, num_threads: int | None = None, class_prior: str = "model",
                     prior_strength: float = 1.0) -> PhotoEvaluation:
     """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``:
     :func:`detect_photos`, then :func:`classify_photos`; the classifier under the deployment
