@@ -44,14 +44,19 @@ def _front_matter(text: str) -> dict:
     return yaml.safe_load(head)
 
 
+def _shipped_card(name: str) -> str:
+    """The text of a shipped model's card (the test skips a model not shipped)."""
+    card = MODELS_DIR / f"{name}.md"
+    if not card.is_file():
+        pytest.skip(f"{name} is not shipped")
+    return card.read_text()
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_cards_have_front_matter_that_model_hubs_read(name):
     from emoedge.convert.modelcard import DATA_FACTS, front_matter, read_front_matter
 
-    card = MODELS_DIR / f"{name}.md"
-    if not card.is_file():
-        pytest.skip(f"{name} is not shipped")
-    text = card.read_text()
+    text = _shipped_card(name)
     meta = _front_matter(text)
     assert meta == read_front_matter(text)
     data_format = {"ferplus8": "ferplus", "ferplus7": "ferplus7"}.get(name, "fer2013")   # FER+ labels
@@ -85,10 +90,7 @@ def _headline_record(card: str) -> dict:
 def test_shipped_cards_list_the_files_beside_them_and_headline_the_int8_file(name):
     from emoedge.convert.modelcard import read_front_matter, shipped_files
 
-    card = MODELS_DIR / f"{name}.md"
-    if not card.is_file():
-        pytest.skip(f"{name} is not shipped")
-    text = card.read_text()
+    text = _shipped_card(name)
     line = next(ln for ln in text.splitlines() if ln.startswith("- Files: "))
     assert re.findall(r"`([^`]+)` \(\d+ KiB\)", line) == list(shipped_files(MODELS_DIR, name))
     head = _headline_record(text)
