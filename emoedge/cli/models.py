@@ -32,7 +32,8 @@ def cmd_models_list(args) -> int:
     if args.files:
         for name in SHIPPED:
             print(f"{name}: {', '.join(have.get(name, [])) or 'not shipped yet'}")
-    print(f"(in {MODELS_DIR}; ferplus8's accuracy is on FER+ labels)")
+    print(f"(in {MODELS_DIR}; ferplus7's and ferplus8's accuracies are on FER+ labels, the crowd's majority; "
+          "the others' on FER2013's)")
     return 0
 
 
