@@ -200,3 +200,53 @@ def test_calibrate_keeps_1_when_the_fitted_temperature_makes_ece_worse(tmp_path,
     written = json.loads(manifest.read_text())
     assert written["temperature"] == 1.0 and "T = 5.000 made ECE worse" in written["calibration_of_probabilities"][
         "note"]
+
+
+# -- bad input deep in training, evaluation and conversion is exit 2, not a traceback ----------------
+def _bad_training_option():
+    from emoedge.train.config_file import load_train_config
+    load_train_config("default", ["epochs=-1"])
+
+
+def _bad_architecture():
+    from emoedge.train.zoo import build
+    build("no-such-net", 7)
+
+
+def _bad_photo_pad():
+    import numpy as np
+
+    from emoedge.evaluate.photos import pad_image
+    pad_image(np.zeros((8, 8, 3), np.uint8), -0.5)
+
+
+def _bad_calibration_size():
+    import numpy as np
+
+    from emoedge.convert.calibration import from_dataset
+    from emoedge.data.datasets import FaceDataset
+    n = 4
+    ds = FaceDataset(np.zeros((n, 48, 48), np.uint8), np.zeros(n, np.int64), ("a", "b"), np.array(["train"] * n),
+                     np.arange(n).astype(str), "4 blank faces")
+    from_dataset(ds, size=0)
+
+
+def _bad_class_balance():
+    import numpy as np
+
+    from emoedge.data.balance import class_weights
+    class_weights(np.array([0, 1, 1]), 2, "loudest")
+
+
+@pytest.mark.parametrize("bad", [_bad_training_option, _bad_architecture, _bad_photo_pad, _bad_calibration_size,
+                                 _bad_class_balance])
+def test_bad_input_deep_in_train_evaluate_convert_is_exit_2(bad):
+    with pytest.raises(BadInputError) as info:
+        bad()
+    assert exit_code_of(info.value) == 2 and str(info.value)
+
+
+def test_a_bad_training_option_on_the_command_line_exits_2(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "out"), "--set", "epochs=-1"])
+    assert code == 2
+    assert "epochs" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import numpy as np
 
 from emoedge.data.datasets import DatasetError, FaceDataset, load_dataset
 from emoedge.data.splits import SPLIT_SEED, standard_splits
+from emoedge.edge.errors import BadInputError
 from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48, normalize
 from emoedge.edge.sources import IMAGE_SUFFIXES
 
@@ -47,10 +48,10 @@ def _fingerprint(x: np.ndarray) -> str:
 
 def _check(x: np.ndarray, source: str) -> None:
     if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 1):
-        raise ValueError(f"{source}: calibration samples have shape {x.shape[1:]}, expected "
+        raise BadInputError(f"{source}: calibration samples have shape {x.shape[1:]}, expected "
                          f"({INPUT_SIZE}, {INPUT_SIZE}, 1)")
     if len(x) == 0:
-        raise ValueError(f"{source}: the calibration set is empty")
+        raise BadInputError(f"{source}: the calibration set is empty")
     if len(x) < MIN_RECOMMENDED:
         warnings.warn(f"{source}: only {len(x)} calibration samples (at least {MIN_RECOMMENDED} recommended); "
                       f"activation ranges may be poorly estimated", stacklevel=3)
@@ -78,7 +79,7 @@ def stratified_sample(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
 def from_dataset(ds: FaceDataset, size: int = 300, seed: int = 0, val_fraction: float = 0.1) -> CalibrationSet:
     """A stratified sample of the training split (the same train/val split the trainer uses)."""
     if size <= 0:
-        raise ValueError(f"calibration size must be positive, got {size}")
+        raise BadInputError(f"calibration size must be positive, got {size}")
     train = standard_splits(ds, val_fraction=val_fraction, seed=SPLIT_SEED)["train"]
     if len(train) == 0:
         raise DatasetError(f"{ds.source}: no training split to calibrate from")

@@ -16,6 +16,7 @@ from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.modelcard import headline_evaluation, render_model_card, shipped_files, with_files
 from emoedge.convert.tflite import convert_file
 from emoedge.data.datasets import FaceDataset
+from emoedge.edge.errors import BadInputError
 from emoedge.edge.fileio import atomic_write_bytes
 from emoedge.edge.shipped import SHIPPED, manifest_path
 from emoedge.evaluate import evaluate_model
@@ -34,7 +35,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
 
     run_dir, models_dir, report_dir = Path(run_dir), Path(out_dir), Path(report_dir)
     if name not in SHIPPED:
-        raise ValueError(f"{name!r} is not a shipped model name ({sorted(SHIPPED)})")
+        raise BadInputError(f"{name!r} is not a shipped model name ({sorted(SHIPPED)})")
     if not (run_dir / "run.json").is_file():
         raise FileNotFoundError(f"{run_dir / 'run.json'}: not a training run (no run.json)")
     run = json.loads((run_dir / "run.json").read_text())

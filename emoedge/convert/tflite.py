@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
+from emoedge.edge.errors import BadInputError, ModelError
 from emoedge.edge.fileio import atomic_write_bytes, sha256_file
 from emoedge.edge.interpreter import TFLiteClassifier
 from emoedge.edge.preprocess import PREPROCESSING
@@ -28,7 +28,7 @@ def convert_keras(model, mode: str = "float32", calibration: np.ndarray | None =
     from emoedge.keras.io import as_float32
 
     if mode not in MODES:
-        raise ValueError(f"unknown conversion mode {mode!r}; choose one of {MODES}")
+        raise BadInputError(f"unknown conversion mode {mode!r}; choose one of {MODES}")
     f32 = as_float32(model)
     if f32 is not model:
         warnings.warn(f"{model.name}: has layers computing in a mixed (bfloat16/float16) policy; converted as float32 "
@@ -41,7 +41,7 @@ def convert_keras(model, mode: str = "float32", calibration: np.ndarray | None =
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode in ("int8", "uint8"):
         if calibration is None or len(calibration) == 0:
-            raise ValueError(f"{mode} conversion needs a representative calibration set")
+            raise BadInputError(f"{mode} conversion needs a representative calibration set")
         cal = np.asarray(calibration, dtype=np.float32)
 
         def representative():

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from emoedge.edge.errors import BadInputError
+
 BALANCE_MODES = ("none", "weights", "sqrt-weights", "oversample")
 
 
@@ -20,7 +22,7 @@ def class_weights(labels: np.ndarray, k: int, mode: str) -> dict[int, float] | N
     if mode == "sqrt-weights":
         w = np.sqrt(w)
     elif mode != "weights":
-        raise ValueError(f"class_balance must be none, weights, sqrt-weights or oversample, got {mode!r}")
+        raise BadInputError(f"class_balance must be none, weights, sqrt-weights or oversample, got {mode!r}")
     w = w / (w * counts).sum() * counts.sum()  # keep the mean loss scale
     return {i: float(v) for i, v in enumerate(w)}
 

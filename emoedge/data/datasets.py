@@ -295,7 +295,7 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int =
     """Deterministic stratified split of indices by label into parts of the given fractions."""
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.min() < 0 or abs(fr.sum() - 1) > 1e-6:
-        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+        raise BadInputError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in fr]
     for lab in np.unique(labels):
@@ -433,7 +433,7 @@ def load_folder(root: str | os.PathLike, classes: Sequence[str] | None = None,
             try:
                 img = _read_image(p)
                 if not resize and img.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
-                    raise ValueError(f"size {img.shape[1]}x{img.shape[0]}, expected 48x48")
+                    raise BadInputError(f"size {img.shape[1]}x{img.shape[0]}, expected 48x48")
                 gray = face_to_gray48(img)
             except (ValueError, OSError) as exc:
                 skipped.append(Skipped(str(p), str(exc)))

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emoedge.edge.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401
 
 
@@ -23,7 +24,7 @@ def last_conv_layer(model):
                 layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.Activation,
                         keras.layers.BatchNormalization, keras.layers.Add, keras.layers.Multiply)):
             return layer
-    raise ValueError(f"{model.name}: no convolutional feature map to explain")
+    raise BadInputError(f"{model.name}: no convolutional feature map to explain")
 
 
 def _has_feature_map(model) -> bool:

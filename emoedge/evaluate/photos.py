@@ -22,6 +22,7 @@ import numpy as np
 
 from emoedge.edge.classify import FaceClassifier
 from emoedge.edge.detect import Face, make_detector
+from emoedge.edge.errors import BadInputError
 from emoedge.edge.preprocess import IDENTITY, CropGeometry
 from emoedge.edge.shipped import resolve_model
 from emoedge.metrics import Evaluation, evaluate_predictions
@@ -32,7 +33,7 @@ NO_FACE = "no face"
 def pad_image(image: np.ndarray, pad: float) -> np.ndarray:
     """``pad`` x the longer side added on every side, edge pixels replicated (0: the image itself)."""
     if pad < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
+        raise BadInputError(f"pad must be >= 0, got {pad}")
     p = int(round(pad * max(image.shape[:2])))
     if p == 0:
         return image
@@ -185,7 +186,7 @@ def detect_photos(root: str | Path, class_names, detector: str = "haar", detecto
         det = make_detector(detector, detector_dir, num_threads)
     items, skipped = photo_tree(root, class_names)
     if not items:
-        raise ValueError(f"{root}: no photos in a folder named after a class of the model ({list(class_names)})")
+        raise BadInputError(f"{root}: no photos in a folder named after a class of the model ({list(class_names)})")
     t0 = time.perf_counter()
     found, unreadable = [], []
     for path, label in items:
@@ -200,7 +201,7 @@ def detect_photos(root: str | Path, class_names, detector: str = "haar", detecto
         largest = max(faces, key=lambda f: f.w * f.h).box if faces else None
         found.append(PhotoDetection(str(path), label, largest, len(faces)))
     if not found:
-        raise ValueError(f"{root}: none of the {len(items)} files is a readable image")
+        raise BadInputError(f"{root}: none of the {len(items)} files is a readable image")
     crop = IDENTITY if whole else getattr(det, "crop", IDENTITY)
     return PhotoDetections(str(root), detector, float(pad), tuple(found), tuple(skipped), tuple(unreadable),
                            time.perf_counter() - t0, crop)
@@ -241,7 +242,7 @@ def classify_photos(detections: PhotoDetections, classifiers: dict) -> dict[str,
 def _score(model: str, detections: PhotoDetections, names: tuple[str, ...], results: list[PhotoResult],
            skipped: tuple[str, ...], seconds: float) -> PhotoEvaluation:
     if not results:
-        raise ValueError(f"{detections.data}: no photo of a class of {model} ({list(names)})")
+        raise BadInputError(f"{detections.data}: no photo of a class of {model} ({list(names)})")
     cols = (*names, NO_FACE)
     y_true = np.array([names.index(r.label) for r in results])
     y_pred = np.array([cols.index(r.predicted) for r in results])

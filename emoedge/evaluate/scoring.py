@@ -12,7 +12,7 @@ import numpy as np
 from emoedge.data.datasets import FaceDataset, canonical_split
 from emoedge.data.splits import SPLIT_SEED, standard_splits
 from emoedge.edge.classify import open_model
-from emoedge.edge.errors import ModelError
+from emoedge.edge.errors import BadInputError, ModelError
 from emoedge.edge.interpreter import check_classes
 from emoedge.edge.preprocess import normalize
 from emoedge.edge.prior import apply_prior, prior_shift
@@ -75,7 +75,7 @@ def select_split(ds: FaceDataset, usage: str | None, seed: int = SPLIT_SEED, val
         return standard_splits(ds, val_fraction=val_fraction, seed=seed)["val"]
     sub = ds.split(usage)
     if len(sub) == 0:
-        raise ValueError(f"{ds.source}: no labelled items in split {usage!r}; splits are {sorted(set(ds.splits))}")
+        raise BadInputError(f"{ds.source}: no labelled items in split {usage!r}; splits are {sorted(set(ds.splits))}")
     return sub
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoedge.edge.config import parse_override
+from emoedge.edge.errors import BadInputError
 from emoedge.train.trainer import TrainConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -40,14 +41,14 @@ def config_dict(spec: str | Path | None = "default", overrides: Sequence[str] = 
         path = config_path(spec)
         d = yaml.safe_load(path.read_text()) or {}
         if not isinstance(d, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping")
+            raise BadInputError(f"{path}: a training config must be a YAML mapping")
     for ov in overrides:
         keys, value = parse_override(ov)
         target = d
         for part in keys[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
-                raise ValueError(f"override {ov!r}: {part!r} is not a mapping")
+                raise BadInputError(f"override {ov!r}: {part!r} is not a mapping")
         target[keys[-1]] = value
     return d
 
@@ -59,4 +60,4 @@ def load_train_config(spec: str | Path | None = "default", overrides: Sequence[s
     try:
         return TrainConfig.from_dict(d)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{spec or 'training config'}: {exc}") from exc
+        raise BadInputError(f"{spec or 'training config'}: {exc}") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from emoedge.edge.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401
 from emoedge.keras.layers import HorizontalFlip, MeanOverViews, StackViews
 
@@ -35,18 +36,18 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
     weights then appear once in a converted TFLite graph (one call per view let the int8 converter
     store a copy per view)."""
     if not members:
-        raise ValueError("an ensemble needs at least one member")
+        raise BadInputError("an ensemble needs at least one member")
     if mean not in ("probs", "logits"):
-        raise ValueError(f"mean must be 'probs' or 'logits', got {mean!r}")
+        raise BadInputError(f"mean must be 'probs' or 'logits', got {mean!r}")
     if weights is not None:
         weights = [float(w) for w in weights]
         if len(weights) != len(members) or min(weights) <= 0:
-            raise ValueError(f"weights {weights}: need one positive weight per member ({len(members)})")
+            raise BadInputError(f"weights {weights}: need one positive weight per member ({len(members)})")
     shape = members[0].input_shape[1:]
     k = members[0].output_shape[-1]
     for m in members[1:]:
         if m.input_shape[1:] != shape or m.output_shape[-1] != k:
-            raise ValueError(f"members disagree: {m.name} takes {m.input_shape[1:]} -> {m.output_shape[-1]}, "
+            raise BadInputError(f"members disagree: {m.name} takes {m.input_shape[1:]} -> {m.output_shape[-1]}, "
                              f"{members[0].name} takes {shape} -> {k}")
     inp = keras.Input(shape, name="face")
     views = [inp]
@@ -55,7 +56,7 @@ def fuse(members: Sequence[keras.Model], flip: bool = False, name: str = "ensemb
     if zoom_px:
         h, w = int(shape[0]), int(shape[1])
         if not 0 < 2 * zoom_px < min(h, w):
-            raise ValueError(f"zoom_px={zoom_px} leaves nothing of a {h}x{w} face")
+            raise BadInputError(f"zoom_px={zoom_px} leaves nothing of a {h}x{w} face")
         crop = layers.Cropping2D(zoom_px, name="zoom_crop")
         resize = layers.Resizing(h, w, interpolation="bilinear", name="zoom_resize")
         views += [resize(crop(v)) for v in views]
@@ -98,7 +99,7 @@ def logits_of(model: keras.Model) -> keras.Model:
     elif isinstance(last, layers.Activation) and getattr(act, "__name__", "") == "softmax":
         out = last.input
     else:
-        raise ValueError(f"{model.name}: its last layer {last.name} ({type(last).__name__}) is not a softmax, "
+        raise BadInputError(f"{model.name}: its last layer {last.name} ({type(last).__name__}) is not a softmax, "
                          f"so it has no logits to average; use mean='probs'")
     return keras.Model(model.input, out, name=model.name)
 
@@ -114,13 +115,13 @@ def average_weights(members: Sequence[keras.Model], bn_images=None, batch_size: 
     import numpy as np
 
     if not members:
-        raise ValueError("weight averaging needs at least one member")
+        raise BadInputError("weight averaging needs at least one member")
     ref = [(w.path, tuple(w.shape)) for w in members[0].weights]
     for m in members[1:]:
         got = [(w.path, tuple(w.shape)) for w in m.weights]
         if [s for _, s in got] != [s for _, s in ref]:
             diff = next((a, b) for a, b in zip(ref + [None] * len(got), got + [None] * len(ref)) if a != b)
-            raise ValueError(f"members differ in architecture, cannot average weights: {members[0].name} has "
+            raise BadInputError(f"members differ in architecture, cannot average weights: {members[0].name} has "
                              f"{diff[0]}, {m.name} has {diff[1]}")
     avg = keras.models.clone_model(members[0])
     avg.set_weights([np.mean(np.stack(ws), axis=0).astype(ws[0].dtype)
@@ -189,18 +190,18 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     bn_note = ""
     if average:
         if dataset is None:
-            raise ValueError("weight averaging needs the training data (--data) to re-estimate BatchNorm")
+            raise BadInputError("weight averaging needs the training data (--data) to re-estimate BatchNorm")
         if weights is not None:
-            raise ValueError("--weights weigh the members' outputs; with --average there is one network")
+            raise BadInputError("--weights weigh the members' outputs; with --average there is one network")
         rj = Path(paths[0]).parent / "run.json"
         if not rj.is_file():
-            raise ValueError(f"{rj}: missing; weight averaging takes the training split from the first member's "
+            raise BadInputError(f"{rj}: missing; weight averaging takes the training split from the first member's "
                              f"run record")
         import json
 
         classes = json.loads(rj.read_text()).get("class_names")
         if classes and list(classes) != list(dataset.class_names):
-            raise ValueError(f"{dataset.source}: classes {list(dataset.class_names)} differ from the members' "
+            raise BadInputError(f"{dataset.source}: classes {list(dataset.class_names)} differ from the members' "
                              f"{classes}")
         x = training_images_of(rj, dataset)
         members = [average_weights(members, x)]
@@ -250,7 +251,7 @@ def fused_run_record(paths: Sequence[str | Path], flip: bool, params: int, zoom_
     names = {tuple(r["class_names"]) for r in runs}
     fps = {r["data"]["fingerprint_sha256"] for r in runs}
     if len(names) != 1 or len(fps) != 1:
-        raise ValueError("members were trained on different data or classes; their fusion has no single record")
+        raise BadInputError("members were trained on different data or classes; their fusion has no single record")
     rec = dict(runs[-1])
     rec["params"] = params
     # every run that went into the members, once: the members and the runs they were continued from

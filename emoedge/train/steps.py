@@ -20,7 +20,7 @@ import numpy as np
 from emoedge.data.balance import class_weights, oversample, training_mix
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
-from emoedge.edge.errors import ModelError
+from emoedge.edge.errors import BadInputError, ModelError
 from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import Evaluation, evaluate_predictions
 from emoedge.train.trainer import (
@@ -99,7 +99,7 @@ def data_splits(config: TrainConfig, dataset: FaceDataset, splits: dict[str, Fac
         splits = standard_splits(dataset, val_fraction=config.val_fraction, seed=split_seed_of(asdict(config)))
     train_ds, val_ds, test_ds = splits["train"], splits["val"], splits.get("test")
     if len(train_ds) == 0 or len(val_ds) == 0:
-        raise ValueError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
+        raise BadInputError(f"{dataset.source}: empty train ({len(train_ds)}) or validation ({len(val_ds)}) split")
     if config.max_train_items and len(train_ds) > config.max_train_items:
         frac = config.max_train_items / len(train_ds)
         keep, _ = stratified_split(train_ds.labels, [frac, 1 - frac], config.seed)
@@ -117,10 +117,10 @@ def targets(config: TrainConfig, data: Splits) -> np.ndarray:
     target = np.eye(k, dtype=np.float32)[data.y_train]
     if config.vote_weight:
         if not 0.0 <= config.vote_weight <= 1.0:
-            raise ValueError(f"vote_weight must be in [0, 1], got {config.vote_weight}")
+            raise BadInputError(f"vote_weight must be in [0, 1], got {config.vote_weight}")
         votes = data.train.soft_labels
         if votes is None:
-            raise ValueError(f"vote_weight={config.vote_weight}: {data.train.source} has no vote "
+            raise BadInputError(f"vote_weight={config.vote_weight}: {data.train.source} has no vote "
                              f"distributions (FER+ has them: --labels ferplus); set vote_weight=0")
         votes = np.asarray(votes, dtype=np.float32)
         empty = votes.sum(axis=1) <= 0
@@ -261,7 +261,7 @@ def build_model(config: TrainConfig, num_classes: int, class_names=None) -> tupl
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if config.onednn and _has_1x1_stride2_conv(model):
-        raise ValueError(f"{config.arch}: has 1x1 stride-2 convolutions, whose oneDNN backward pass corrupts "
+        raise BadInputError(f"{config.arch}: has 1x1 stride-2 convolutions, whose oneDNN backward pass corrupts "
                          f"the heap on this CPU; train it without --onednn")
     return model, rebuilt
 
@@ -367,7 +367,7 @@ def compile_model(config: TrainConfig, model: Any, steps_per_epoch: int) -> None
     elif config.schedule in ("plateau", "constant"):
         lr = config.learning_rate
     else:
-        raise ValueError(f"schedule must be cosine, plateau or constant, got {config.schedule!r}")
+        raise BadInputError(f"schedule must be cosine, plateau or constant, got {config.schedule!r}")
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])

@@ -13,6 +13,7 @@ import numpy as np
 
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import SPLIT_SEED
+from emoedge.edge.errors import BadInputError
 from emoedge.edge.temperature import apply_temperature
 from emoedge.keras import tf_env
 from emoedge.metrics import Evaluation
@@ -69,9 +70,9 @@ class TrainConfig:
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
+            raise BadInputError(f"epochs must be a whole number >= 0, got {self.epochs!r}")
         if self.epochs == 0 and not self.init_from:
-            raise ValueError("epochs: 0 keeps the model init_from names as it is; without init_from there is "
+            raise BadInputError("epochs: 0 keeps the model init_from names as it is; without init_from there is "
                              "nothing to keep (give epochs >= 1, or init_from)")
 
     @classmethod
@@ -79,13 +80,13 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; allowed: {sorted(names)}")
+            raise BadInputError(f"unknown training option(s) {unknown}; allowed: {sorted(names)}")
         d = dict(d)
         if isinstance(d.get("augment"), dict):
             anames = {f.name for f in fields(Augment)}
             bad = sorted(set(d["augment"]) - anames)
             if bad:
-                raise ValueError(f"unknown augment option(s) {bad}; allowed: {sorted(anames)}")
+                raise BadInputError(f"unknown augment option(s) {bad}; allowed: {sorted(anames)}")
             d["augment"] = Augment(**d["augment"])
         return cls(**d)
 
@@ -200,7 +201,7 @@ def replace_head(model, num_classes: int, keep: list[int | None] | None = None):
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Class probabilities at a higher temperature: softmax(log(p) / T)."""
     if temperature <= 0:
-        raise ValueError(f"soft_temperature must be > 0, got {temperature}")
+        raise BadInputError(f"soft_temperature must be > 0, got {temperature}")
     return np.asarray(apply_temperature(probs.astype(np.float64), temperature, eps=1e-12), dtype=np.float32)
 
 
@@ -226,12 +227,12 @@ def teacher_targets(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarra
     from emoedge.keras.io import load_keras
 
     if not 0.0 <= config.soft_weight <= 1.0:
-        raise ValueError(f"soft_weight must be in [0, 1], got {config.soft_weight}")
+        raise BadInputError(f"soft_weight must be in [0, 1], got {config.soft_weight}")
     from emoedge.train.masters import resolve_keras
 
     teacher = load_keras(resolve_keras(config.soft_targets_from))   # a file, or a shipped name: its float master
     if teacher.output_shape[-1] != k:
-        raise ValueError(f"{config.soft_targets_from}: the teacher has {teacher.output_shape[-1]} classes, "
+        raise BadInputError(f"{config.soft_targets_from}: the teacher has {teacher.output_shape[-1]} classes, "
                          f"the data {k}")
     p = (predict_probs(teacher, x_train) + predict_probs(teacher, x_train[:, :, ::-1])) / 2.0
     print(f"soft targets from {config.soft_targets_from}: the teacher agrees with "

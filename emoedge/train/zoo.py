@@ -17,6 +17,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
+from emoedge.edge.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TF loads)
 from emoedge.keras.layers import ChannelPool
 
@@ -138,7 +139,7 @@ def build(arch: str, num_classes: int, input_size: int = 48, **kwargs) -> keras.
     try:
         builder = ZOO[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ZOO)}") from None
+        raise BadInputError(f"unknown architecture {arch!r}; choose one of {sorted(ZOO)}") from None
     if num_classes < 2:
-        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        raise BadInputError(f"a classifier needs at least 2 classes, got {num_classes}")
     return builder(num_classes, input_size, **kwargs)
