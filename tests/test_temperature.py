@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -30,3 +33,13 @@ def test_identity_and_reliability_bins():
     assert apply_temperature(p, 1.0) is p
     r = reliability(p, np.array([0, 0]), n_bins=10)
     assert sum(r.counts) == 2 and r.ece == pytest.approx((abs(0.7 - 1) + abs(0.8 - 0)) / 2)
+
+
+def test_no_shipped_manifest_applies_a_temperature_that_worsens_calibration():
+    from emoedge.edge.shipped import MODELS_DIR
+
+    for mp in sorted(Path(MODELS_DIR).glob("*.json")):
+        m = json.loads(mp.read_text())
+        cal = m.get("calibration_of_probabilities") if isinstance(m, dict) else None
+        if cal:
+            assert cal["ece_after"] <= cal["ece_before"] + 1e-12, f"{mp.name}: T={m['temperature']} worsens ECE"

@@ -128,9 +128,14 @@ def _write_reference(models_dir: Path, name: str, ev, source_name: str, dataset:
 def _calibration_section(model_path: Path, dataset: FaceDataset, rdir: Path, others) -> str:
     from emoedge.evaluate import calibrate
 
-    cal = calibrate(model_path, dataset, usage="val", out_dir=rdir, write_to=others)
-    return (f"Temperature scaling fitted on the validation split (n={cal['n']}): T = "
-            f"{cal['temperature']:.3f}; expected calibration error {cal['ece_before']:.4f} before, "
+    return calibration_sentence(calibrate(model_path, dataset, usage="val", out_dir=rdir, write_to=others))
+
+
+def calibration_sentence(cal: dict) -> str:
+    """The card's line on temperature scaling, from :func:`emoedge.evaluate.calibrate`'s result."""
+    kept = f" ({cal['note']})" if cal.get("note", "").startswith("T kept") else ""
+    return (f"Temperature scaling fitted on the validation split (n={cal['n']}) of `{cal['model']}`: T = "
+            f"{cal['temperature']:.3f}{kept}; expected calibration error {cal['ece_before']:.4f} before, "
             f"{cal['ece_after']:.4f} after. The runtime applies T before smoothing and before the "
             f"`uncertain` threshold. Reliability diagram: `reliability.png` in the report folder.")
 
