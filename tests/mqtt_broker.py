@@ -37,7 +37,7 @@ class Broker:
     """``mosquitto -c`` on 127.0.0.1:port; ``users``: {name: password} turns anonymous access off."""
 
     def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 tls: bool = False):
+                 tls: bool = False, max_queued: int | None = 100_000):
         self.exe = need_mosquitto()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -46,7 +46,9 @@ class Broker:
         # persistence: a subscriber's session (clean_session false) and its queued QoS 1 messages survive a
         # broker restart, as a fleet store's do in production; saved every second and at shutdown
         conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.folder}/",
-                "autosave_interval 1", f"log_dest file {self.folder / 'broker.log'}", "max_queued_messages 100000"]
+                "autosave_interval 1", f"log_dest file {self.folder / 'broker.log'}"]
+        if max_queued is not None:           # None: Mosquitto's own default (1,000 per client)
+            conf.append(f"max_queued_messages {max_queued}")
         self.ca_file: Path | None = None
         if tls:                              # a self-signed certificate for 127.0.0.1, made here with openssl
             key, cert = self.folder / "key.pem", self.folder / "cert.pem"
