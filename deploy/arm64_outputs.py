@@ -105,9 +105,9 @@ def raw_outputs(inputs: Path, models: list[str]) -> dict:
     import cv2
     import numpy as np
 
-    from emoedge.edge.classify import FaceClassifier
-    from emoedge.edge.preprocess import preprocess_face
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.core.preprocess import preprocess_face
+    from emoedge.core.shipped import resolve_model
+    from emoedge.edge.inference.classify import FaceClassifier
 
     crops = []
     for photo in sorted(p for p in inputs.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
@@ -116,7 +116,7 @@ def raw_outputs(inputs: Path, models: list[str]) -> dict:
         s = min(h, w)
         crops.append(gray[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
     batch = np.stack([preprocess_face(c) for c in crops])
-    from emoedge.edge.preprocess import quantize
+    from emoedge.core.preprocess import quantize
 
     out = {}
     for model in models:

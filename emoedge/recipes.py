@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 RECIPES_DIR = Path(__file__).resolve().parent / "edge" / "models"
 RECIPE_SUFFIX = ".recipe.yaml"

@@ -117,7 +117,7 @@ def test_each_model_family_is_compared_with_its_own_float_model(tiny_tflite, tmp
     import shutil
 
     from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.train import zoo
 
     rng = np.random.default_rng(1)

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from emoedge.benchmarks import board_timings as bt
-from emoedge.edge.macs import op_macs, tflite_macs
-from emoedge.edge.profiles import PROFILES_DIR, load_profile
+from emoedge.core.macs import op_macs, tflite_macs
+from emoedge.edge.deployment.profiles import PROFILES_DIR, load_profile
 
 
 def test_op_macs_by_hand():
@@ -93,8 +93,8 @@ def test_bench_board_measures_this_machine_into_a_csv_and_a_profile(tmp_path, ca
 
 
 def test_shipped_models_passes_and_macs_per_face():
-    from emoedge.edge.macs import passes_per_face
-    from emoedge.edge.shipped import read_manifest, resolve_model
+    from emoedge.core.macs import passes_per_face
+    from emoedge.core.shipped import read_manifest, resolve_model
 
     d, f, p8 = (resolve_model(n) for n in ("default", "fast", "ferplus8"))
     assert passes_per_face(d) == 8 and passes_per_face(f) == 1 and passes_per_face(p8) == 1

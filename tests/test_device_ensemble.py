@@ -1,4 +1,4 @@
-"""Device ensembles (edge/ensemble.py): mean, vote and stacking over members of any format, the spec
+"""Device ensembles (edge/inference/ensemble.py): mean, vote and stacking over members of any format, the spec
 file, the runtime's factory, and the comparison against members (emoedge/benchmarks/ensemble_bench.py)."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from emoedge.edge.ensemble import EnsembleClassifier, combine, combine_mean, combine_vote, write_spec
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
+from emoedge.edge.inference.ensemble import EnsembleClassifier, combine, combine_mean, combine_vote, write_spec
 
 
 def _p(rows):
@@ -57,8 +57,8 @@ def hog_members(tmp_path_factory):
 
 
 def test_spec_runs_through_the_runtime_factory(hog_members, tmp_path):
-    from emoedge.edge.classify import FaceClassifier
-    from emoedge.edge.handcrafted import HogLbpClassifier
+    from emoedge.edge.engines.handcrafted import HogLbpClassifier
+    from emoedge.edge.inference.classify import FaceClassifier
 
     ds, paths, imgs = hog_members
     spec = write_spec(paths[0].parent / "e-mean.ensemble.json", paths, "mean", ds.class_names)

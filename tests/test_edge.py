@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from conftest import MEDIA, need_shared
 
-from emoedge.edge.classify import FaceClassifier, demo_image
-from emoedge.edge.detect import HaarDetector
-from emoedge.edge.errors import ModelError
-from emoedge.edge.interpreter import TFLiteClassifier, make_interpreter
+from emoedge.core.errors import ModelError
+from emoedge.edge.engines.interpreter import TFLiteClassifier, make_interpreter
+from emoedge.edge.faces.detect import HaarDetector
+from emoedge.edge.inference.classify import FaceClassifier, demo_image
 
 
 def test_device_side_never_imports_tensorflow():
-    code = ("import sys, emoedge.edge.classify, emoedge.edge.interpreter, emoedge.edge.detect, "
-            "emoedge.edge.shipped, emoedge.edge.preprocess, emoedge.data.datasets, emoedge.metrics; "
+    code = ("import sys, emoedge.edge.inference.classify, emoedge.edge.engines.interpreter, emoedge.edge.faces.detect, "
+            "emoedge.core.shipped, emoedge.core.preprocess, emoedge.data.datasets, emoedge.metrics; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -115,7 +115,7 @@ def test_cross_dataset_check_with_a_class_mapping(tmp_path, fer2013, tiny_tflite
 def test_atomic_write_keeps_nothing_on_failure_and_hashes(tmp_path):
     import hashlib
 
-    from emoedge.edge.fileio import atomic_write_bytes, atomic_write_text, atomic_writer, sha256_file
+    from emoedge.core.fileio import atomic_write_bytes, atomic_write_text, atomic_writer, sha256_file
 
     target = tmp_path / "sub" / "a.bin"
     atomic_write_bytes(target, b"one")
@@ -129,9 +129,9 @@ def test_atomic_write_keeps_nothing_on_failure_and_hashes(tmp_path):
 
 
 def test_one_detector_registry():
-    from emoedge.edge import fetch
-    from emoedge.edge.config import ConfigError, RuntimeConfig
-    from emoedge.edge.detect import DETECTORS, HaarDetector, make_detector
+    from emoedge.edge.faces import fetch
+    from emoedge.edge.faces.detect import DETECTORS, HaarDetector, make_detector
+    from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
 
     assert list(DETECTORS) == ["haar", "blazeface", "blazeface-full", "ssd"]
     assert isinstance(make_detector("haar"), HaarDetector)

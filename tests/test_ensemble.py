@@ -6,7 +6,7 @@ pytestmark = pytest.mark.slow
 
 def test_fused_model_is_the_mean_of_members_and_survives_save_load_and_int8(tmp_path):
     from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
     from emoedge.train import zoo
     from emoedge.train.fusion import fuse, fuse_files
@@ -36,7 +36,7 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
     import cv2
 
     from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
     from emoedge.train import zoo
     from emoedge.train.fusion import fuse_files
@@ -83,7 +83,7 @@ def test_fused_run_record_sums_the_members_and_the_card_names_them(tmp_path):
     import json
 
     from emoedge.convert.modelcard import render_model_card
-    from emoedge.edge.preprocess import PREPROCESSING
+    from emoedge.core.preprocess import PREPROCESSING
     from emoedge.train.fusion import fused_run_record
 
     pc = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 5}
@@ -261,7 +261,7 @@ def test_fused_views_store_each_weight_once_in_int8(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.train import zoo
     from emoedge.train.fusion import fuse
 

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 from conftest import FakeClock
 
-from emoedge.edge.config import RuntimeConfig
-from emoedge.edge.detect import Face, HaarDetector, _to_faces
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.records import FaceEvent
-from emoedge.edge.sinks import Sink
-from emoedge.edge.sources import Frame, FrameSource
-from emoedge.edge.tracking import IoUTracker, visible_fraction
+from emoedge.edge.faces.detect import Face, HaarDetector, _to_faces
+from emoedge.edge.faces.tracking import IoUTracker, visible_fraction
+from emoedge.edge.outputs.records import FaceEvent
+from emoedge.edge.outputs.sinks import Sink
+from emoedge.edge.runtime.config import RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.runtime.sources import Frame, FrameSource
 
 W, H = 640, 360                      # the frame of the issue (Picamera2 lores size)
 MIN_VISIBLE = 0.5                    # IoUTracker's default min_visible
@@ -398,7 +398,7 @@ def test_a_face_that_leaves_and_comes_back_gets_a_new_track():
 # -- real detectors on the synthetic clips -----------------------------------------------------
 
 def _need_detector_files(name: str) -> str:
-    from emoedge.edge.fetch import detector_files
+    from emoedge.edge.faces.fetch import detector_files
 
     missing = [f.name for f in detector_files()[name] if not (DETECTOR_DIR / f.name).is_file()]
     if missing:

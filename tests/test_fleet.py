@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mqtt_broker import Broker, free_port, need_mosquitto
 
-from emoedge.edge.mqtt import MqttSink, MqttTarget, interval_payload
-from emoedge.edge.records import IntervalSummary, RunInfo
+from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, interval_payload
+from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 from emoedge.fleet import FleetStore, FleetWeb, js_divergence, render_page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

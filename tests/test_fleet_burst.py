@@ -13,7 +13,7 @@ import time
 from mqtt_broker import Broker, need_mosquitto
 from test_fleet import summary
 
-from emoedge.edge.mqtt import MqttTarget, interval_payload
+from emoedge.edge.outputs.mqtt import MqttTarget, interval_payload
 from emoedge.fleet import FleetStore, FleetSubscriber
 
 DEVICES, PER_DEVICE = 5, 1000          # 5,000 QoS 1 intervals at once

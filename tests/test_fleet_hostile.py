@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from mqtt_broker import Broker, free_port, need_mosquitto
 from test_fleet import summary
 
-from emoedge.edge.mqtt import MqttSink, MqttTarget, interval_payload
-from emoedge.edge.records import RunInfo
+from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, interval_payload
+from emoedge.edge.outputs.records import RunInfo
 from emoedge.fleet import FleetStore, render_page
 from emoedge.fleet.web import summary_json
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emoedge.edge.handcrafted import HogLbpClassifier, features, lbp_codes, lbp_histograms
+from emoedge.edge.engines.handcrafted import HogLbpClassifier, features, lbp_codes, lbp_histograms
 
 
 def test_lbp_codes_by_hand():
@@ -17,7 +17,7 @@ def test_features_shape_and_bad_file(tmp_path):
     assert f.shape == (3, 1844) and f.dtype == np.float32
     bad = tmp_path / "x.hoglbp.npz"
     bad.write_bytes(b"nope")
-    from emoedge.edge.errors import ModelError
+    from emoedge.core.errors import ModelError
 
     with pytest.raises(ModelError, match="not a HOG\\+LBP model file"):
         HogLbpClassifier(bad)
@@ -44,7 +44,7 @@ def test_ship_the_handcrafted_baseline_runs_without_an_interpreter(tmp_path, rng
 
     from emoedge.convert.ship import ship
     from emoedge.data.datasets import load_fer2013_csv
-    from emoedge.edge.classify import FaceClassifier
+    from emoedge.edge.inference.classify import FaceClassifier
     from emoedge.train.handcrafted import train_hoglbp
 
     imgs, labels = face_like(rng, 280, 7)

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.hardware
 
 @pytest.mark.skipif(importlib.util.find_spec("picamera2") is None, reason="no Picamera2 (not a Raspberry Pi)")
 def test_pi_camera_delivers_frames_with_a_y_plane():
-    from emoedge.edge.sources import open_source
+    from emoedge.edge.runtime.sources import open_source
 
     src = open_source("picamera", lores=(320, 240))
     try:
@@ -27,7 +27,7 @@ def _edgetpu_present() -> bool:
 
 @pytest.mark.skipif(not _edgetpu_present(), reason="no libedgetpu (no Edge TPU runtime on this machine)")
 def test_edgetpu_delegate_loads(tiny_tflite):
-    from emoedge.edge.interpreter import make_interpreter
+    from emoedge.edge.engines.interpreter import make_interpreter
 
     _, choice = make_interpreter(tiny_tflite, delegate="edgetpu")
     assert choice.delegate == "edgetpu"

@@ -14,13 +14,13 @@ from test_longrun import FakeClassifier, _tmpfs
 from test_runtime import FakeClock, FakeDetector, SyntheticSource
 
 from emoedge.cli import main
+from emoedge.core.errors import BadInputError, ModelError, WriteError, exit_code_of
 from emoedge.data.datasets import DatasetError
-from emoedge.edge.config import ConfigError, Deployment, RuntimeConfig, _type_ok
-from emoedge.edge.detect import Face
-from emoedge.edge.errors import BadInputError, ModelError, WriteError, exit_code_of
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.sinks import Sink, SqliteSink, read_intervals
-from emoedge.edge.sources import SourceError
+from emoedge.edge.faces.detect import Face
+from emoedge.edge.outputs.sinks import Sink, SqliteSink, read_intervals
+from emoedge.edge.runtime.config import ConfigError, Deployment, RuntimeConfig, _type_ok
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.runtime.sources import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +123,7 @@ def test_the_summary_counts_records_written_not_records_made(tmp_path):
 
 def test_broker_drops_add_no_unbounded_problem_list(tmp_path):
     pytest.importorskip("paho.mqtt")
-    from emoedge.edge.mqtt import MAX_PROBLEMS, MqttSink, MqttTarget
+    from emoedge.edge.outputs.mqtt import MAX_PROBLEMS, MqttSink, MqttTarget
 
     sink = MqttSink(MqttTarget.parse("mqtt://127.0.0.1:1/x"), tmp_path / "o.sqlite", device="d1")
     try:

@@ -12,8 +12,8 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry
 
-from emoedge.edge.httpguard import host_allowed, is_loopback
-from emoedge.edge.monitor import MetricsServer
+from emoedge.core.httpguard import host_allowed, is_loopback
+from emoedge.edge.runtime.monitor import MetricsServer
 from emoedge.fleet import FleetStore, FleetWeb
 
 

@@ -17,15 +17,21 @@ PKG_DIR = Path(__file__).resolve().parents[1] / "emoedge"
 # the pair is in SEPARATE) and any lower layer; never a higher one. The package root
 # (emoedge/__init__.py) is below everything and imports nothing of emoedge.
 LAYERS: list[tuple[str, ...]] = [
-    ("edge",),               # 1 the device side: numpy, OpenCV, LiteRT, yaml, stdlib (EDGE_LIBRARIES)
-    ("data", "metrics", "tables", "recipes", "fleet"),  # 2 datasets and splits; scores; Markdown tables;
+    ("core",),               # 1 the shared base: errors, file I/O, formats, shipped models, preprocessing,
+                             #   temperature, MACs, CSV cells, the HTTP Host guard (device libraries only)
+    ("edge",),               # 2 the device side: numpy, OpenCV, LiteRT, yaml, stdlib (EDGE_LIBRARIES)
+    ("data", "metrics", "tables", "recipes", "fleet"),  # 3 datasets and splits; scores; Markdown tables;
                                                         # recipes; the fleet store and page (paho-mqtt)
-    ("keras",),              # 3 what every Keras user needs: tf_env, custom layers, loading .keras files
-    ("evaluate",),           # 4 scoring on a split, temperature scaling, Grad-CAM
-    ("train", "convert"),    # 5 siblings: training / conversion, model cards, shipping
-    ("benchmarks",),         # 6 timing and comparing models, ensembles against members, soak runs
-    ("cli", "__main__"),     # 7 the command (and `python -m emoedge`): imports anything; nothing imports it
+    ("keras",),              # 4 what every Keras user needs: tf_env, custom layers, loading .keras files
+    ("evaluate",),           # 5 scoring on a split, temperature scaling, Grad-CAM
+    ("train", "convert"),    # 6 siblings: training / conversion, model cards, shipping
+    ("benchmarks",),         # 7 timing and comparing models, ensembles against members, soak runs
+    ("cli", "__main__"),     # 8 the command (and `python -m emoedge`): imports anything; nothing imports it
 ]
+# The device side's own layers, bottom to top: a module of emoedge.edge.X may import emoedge.edge.Y
+# only when Y is X or below it.
+EDGE_LAYERS: list[str] = ["engines", "faces", "inference", "outputs", "runtime", "deployment"]
+DEVICE_SIDE = {"core", "edge"}   # never TensorFlow: only themselves and EDGE_LIBRARIES
 SEPARATE = {frozenset({"train", "convert"})}  # same layer, yet neither may import the other
 TOP = {"cli", "__main__"}  # nothing outside these imports them
 
@@ -160,16 +166,83 @@ def edge_violations(imports: list[Import]) -> list[str]:
     std = set(sys.stdlib_module_names) | {"__future__"}
     bad = []
     for i in imports:
-        if part_of(i.module) != "edge":
+        if part_of(i.module) not in DEVICE_SIDE:
             continue
         top = i.target.split(".")[0]
         if top == "emoedge":
-            if part_of(i.target) != "edge":
-                bad.append(f"{i.where()}: the device side (emoedge.edge) imports {i.target}: it imports only itself")
+            if part_of(i.target) not in DEVICE_SIDE or layer_of(part_of(i.target)) > layer_of(part_of(i.module)):
+                bad.append(f"{i.where()}: the device side (emoedge.{part_of(i.module)}) imports {i.target}: it imports "
+                           f"only itself and what is below it")
         elif top not in std and top not in EDGE_LIBRARIES:
-            bad.append(f"{i.where()}: the device side (emoedge.edge) imports {top}, not a device library "
-                       f"({', '.join(sorted(EDGE_LIBRARIES))})")
+            bad.append(f"{i.where()}: the device side (emoedge.{part_of(i.module)}) imports {top}, not a device "
+                       f"library ({', '.join(sorted(EDGE_LIBRARIES))})")
     return bad
+
+
+def edge_part(name: str) -> str | None:
+    """The device-side subpackage (engines, faces, ...) of an emoedge.edge module, else None."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "edge" and parts[2] in EDGE_LAYERS else None
+
+
+def edge_layer_violations(imports: list[Import]) -> list[str]:
+    bad = []
+    for i in _internal(imports):
+        src, dst = edge_part(i.module), edge_part(i.target)
+        if src and dst and EDGE_LAYERS.index(dst) > EDGE_LAYERS.index(src):
+            bad.append(f"{i.where()}: edge.{src} must not import edge.{dst} (higher on the device side: "
+                       f"{' < '.join(EDGE_LAYERS)})")
+    return bad
+
+
+def _module_of(i: Import) -> str | None:
+    """The module file an internal import loads: ``from package import name`` loads package.name when
+    that is a module, else the package."""
+    if i.maybe_name and _exists(i.target):
+        return i.target
+    if i.maybe_name:
+        return i.target.rsplit(".", 1)[0] if _exists(i.target.rsplit(".", 1)[0]) else None
+    return i.target if _exists(i.target) else None
+
+
+def module_cycles(imports: list[Import]) -> list[str]:
+    """Every import cycle between two or more modules (imports inside functions count: a cycle hidden in
+    a function is still a cycle), as the strongly connected components of the module graph."""
+    graph: dict[str, dict[str, Import]] = {}
+    for i in _internal(imports):
+        dst = _module_of(i)
+        if dst and dst != i.module and not i.in_script:
+            graph.setdefault(i.module, {}).setdefault(dst, i)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[str] = []
+
+    def strong(v: str) -> None:           # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                members = set(comp)
+                why = [graph[a][b].where() for a in sorted(members) for b in sorted(graph.get(a, {})) if b in members]
+                found.append(" <-> ".join(sorted(members)) + ": " + "; ".join(why))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return found
 
 
 def cycles(imports: list[Import]) -> list[str]:
@@ -221,6 +294,14 @@ def test_no_cycle_between_subpackages():
     _fail(cycles(all_imports()), "import cycle(s) between subpackages")
 
 
+def test_no_cycle_between_modules():
+    _fail(module_cycles(all_imports()), "import cycle(s) between modules")
+
+
+def test_the_device_sides_subpackages_import_only_their_own_layer_or_below():
+    _fail(edge_layer_violations(all_imports()), "import(s) against the device side's layers")
+
+
 def test_the_device_side_imports_only_itself_and_device_libraries():
     _fail(edge_violations(all_imports()), "import(s) the device side may not make")
 
@@ -251,14 +332,22 @@ from emoedge.convert.ship import ship
     up = upward_violations(found)
     assert len(up) == 3 and all("emoedge/train/fake.py:" in u for u in up)
     assert "train must not import its sibling convert" in up[0]
-    assert "layer 6, higher" in up[1]
+    assert "layer 7, higher" in up[1]
     assert len(cli_violations(found)) == 1
     edge_src = "import tensorflow\nfrom emoedge.data import datasets\nimport cv2, os\n"
     assert len(edge_violations(imports_in(edge_src, "emoedge.edge.x", "emoedge/edge/x.py", False))) == 2
     cyc = cycles([Import("emoedge.data.a", "a", 1, "emoedge.metrics", "x"),
                   Import("emoedge.metrics", "b", 2, "emoedge.data.datasets", "y")])
     assert len(cyc) == 1 and cyc[0].startswith("data -> metrics -> data")
+    two = [Import("emoedge.edge.faces.detect", "d", 1, "emoedge.edge.faces.fetch", "x"),
+           Import("emoedge.edge.faces.fetch", "f", 9, "emoedge.edge.faces.detect", "y")]
+    assert [c.split(":")[0] for c in module_cycles(two)] == ["emoedge.edge.faces.detect <-> emoedge.edge.faces.fetch"]
+    assert module_cycles(two[:1]) == []
+    assert len(edge_layer_violations([Import("emoedge.edge.faces.detect", "d", 1, "emoedge.edge.runtime.config",
+                                             "z")])) == 1
+    assert len(edge_violations(imports_in("from emoedge.edge.runtime import config\n", "emoedge.core.x",
+                                          "emoedge/core/x.py", False))) == 1
     assert missing_modules([Import("emoedge.convert.ship", "s", 1, "emoedge.calibrate", "t"),
-                            Import("emoedge.convert.ship", "s", 2, "emoedge.edge.fetch", "t", False, True),
+                            Import("emoedge.convert.ship", "s", 2, "emoedge.edge.faces.fetch", "t", False, True),
                             Import("emoedge.convert.ship", "s", 3, "emoedge.edge.no_such_name", "t", False, True)]
                            ) == ["s:1: `t`: there is no module emoedge.calibrate"]

@@ -16,15 +16,15 @@ import pytest
 from test_runtime import FakeClock, FakeDetector, SyntheticSource, _DyingCamera
 
 from emoedge.cli import main
-from emoedge.edge.config import ConfigError, RuntimeConfig
-from emoedge.edge.detect import Face
-from emoedge.edge.errors import WriteError
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.profiles import load_profile
-from emoedge.edge.sinks import JsonlSink, Sink, SqliteSink, export_csv, read_intervals
-from emoedge.edge.sources import SourceError, open_source
-from emoedge.edge.stats import LatencyStats
-from emoedge.edge.tracking import IoUTracker
+from emoedge.core.errors import WriteError
+from emoedge.edge.deployment.profiles import load_profile
+from emoedge.edge.faces.detect import Face
+from emoedge.edge.faces.tracking import IoUTracker
+from emoedge.edge.outputs.sinks import JsonlSink, Sink, SqliteSink, export_csv, read_intervals
+from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.runtime.sources import SourceError, open_source
+from emoedge.edge.runtime.stats import LatencyStats
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 PURPOSE = ["--set", "deployment.purpose=safety study under ethics approval", "--set", "deployment.jurisdiction=UK"]

@@ -9,11 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_longrun import FakeClassifier
 from test_runtime import FakeClock, FakeDetector, SyntheticSource
 
-from emoedge.edge.config import RuntimeConfig
-from emoedge.edge.detect import Face
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.sinks import Sink
-from emoedge.edge.sources import open_source
+from emoedge.edge.faces.detect import Face
+from emoedge.edge.outputs.sinks import Sink
+from emoedge.edge.runtime.config import RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.runtime.sources import open_source
 
 
 class Scraper(Sink):
@@ -97,7 +97,8 @@ def test_two_pipelines_in_one_process_do_not_collide():
 
 
 def test_without_the_endpoint_prometheus_client_is_not_loaded():
-    code = ("import sys; from emoedge.edge.config import RuntimeConfig; from emoedge.edge.pipeline import Pipeline; "
+    code = ("import sys; from emoedge.edge.runtime.config import RuntimeConfig; "
+            "from emoedge.edge.runtime.pipeline import Pipeline; "
             "s = Pipeline(RuntimeConfig(model='fast', status_every_s=0)).run(max_frames=2); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'http', 'ssl')]; "
             "print(s.frames, bad); sys.exit(1 if bad or s.frames != 2 else 0)")

@@ -8,8 +8,8 @@ import pytest
 
 from emoedge.cli import main
 from emoedge.cli._common import model_file
-from emoedge.edge.errors import ModelError
-from emoedge.edge.shipped import MODELS_DIR
+from emoedge.core.errors import ModelError
+from emoedge.core.shipped import MODELS_DIR
 
 
 @pytest.fixture

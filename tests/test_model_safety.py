@@ -5,7 +5,7 @@ import pytest
 from conftest import face_like, write_fer_csv
 
 from emoedge.cli import main
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 
 
 @pytest.fixture

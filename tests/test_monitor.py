@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics, js_divergence
+from emoedge.edge.runtime.monitor import DriftMonitor, MetricsServer, RuntimeMetrics, js_divergence
 
 NAMES = ("happy", "neutral", "sad")
 REF = {"happy": 0.3, "neutral": 0.5, "sad": 0.2}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mqtt_broker import Broker, Subscriber, need_mosquitto
 
-from emoedge.edge.mqtt import MqttSink, MqttTarget, Outbox, interval_payload
-from emoedge.edge.records import IntervalSummary, RunInfo
+from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, Outbox, interval_payload
+from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 
 SHARED = Path(os.environ.get("EMOEDGE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIP = SHARED / "media" / "short_hamilton_clip.mp4"
@@ -54,7 +54,7 @@ def test_target_parsing_and_payload():
 
 
 def test_config_rejects_a_bad_mqtt_url_naming_the_key():
-    from emoedge.edge.config import ConfigError, RuntimeConfig
+    from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
 
     with pytest.raises(ConfigError, match="key 'mqtt'"):
         RuntimeConfig(mqtt="tcp://x")
@@ -160,7 +160,7 @@ def test_wrong_password_is_a_clear_error_and_intervals_stay_local(tmp_path, capl
     broker = Broker(tmp_path / "b", users={"box": "right"}).start()
     try:
         url = broker.url.replace("mqtt://", "mqtt://box:Zq8pW2xx@")
-        with caplog.at_level(logging.ERROR, logger="emoedge.edge.mqtt"):
+        with caplog.at_level(logging.ERROR, logger="emoedge.edge.outputs.mqtt"):
             sink = sink_for(url, tmp_path, flush_timeout_s=0.5)
             sink.on_start(RunInfo.new(model="fast"))
             for k in range(4):

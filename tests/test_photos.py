@@ -10,7 +10,7 @@ import pytest
 from conftest import SHARED, need_shared
 
 from emoedge.cli import main
-from emoedge.edge.detect import DETECTORS
+from emoedge.edge.faces.detect import DETECTORS
 from emoedge.evaluate.photos import NO_FACE, evaluate_photos, pad_image, read_photo
 
 PHOTOS = SHARED / "data" / "facial_expressions"

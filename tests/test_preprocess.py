@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emoedge.edge.preprocess import (
+from emoedge.core.preprocess import (
     IDENTITY,
     PREPROCESSING,
     CropGeometry,

@@ -1,4 +1,4 @@
-"""emoedge.edge.prior: the deployment class prior (logit adjustment on the device) and the class mix a
+"""emoedge.edge.inference.prior: the deployment class prior (logit adjustment on the device) and the class mix a
 training run records for it (emoedge.data.balance); the `uncertain` threshold chosen on validation."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from emoedge.core.errors import BadInputError
 from emoedge.data.balance import class_weights, training_mix
-from emoedge.edge.config import ConfigError, RuntimeConfig
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.prior import apply_prior, prior_shift, read_prior_file, trained_mix
+from emoedge.edge.inference.prior import apply_prior, prior_shift, read_prior_file, trained_mix
+from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
 from emoedge.evaluate.uncertain import choose_uncertain_below
 from emoedge.metrics import evaluate_predictions
 

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from emoedge.cli import main
-from emoedge.edge.config import ConfigError, RuntimeConfig
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.profiles import PROFILES_DIR, load_profile
+from emoedge.edge.deployment.profiles import PROFILES_DIR, load_profile
+from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
 
 CLASSROOM = "classroom-sensor-rpi4"
 PURPOSE = ["--set", "deployment.purpose=safety study under ethics approval", "--set", "deployment.jurisdiction=UK"]

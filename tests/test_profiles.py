@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from emoedge.edge.config import ConfigError
-from emoedge.edge.doctor import FAIL, OK, WARN, diagnose
-from emoedge.edge.profiles import PROFILES_DIR, list_profiles, load_profile
+from emoedge.edge.deployment.doctor import FAIL, OK, WARN, diagnose
+from emoedge.edge.deployment.profiles import PROFILES_DIR, list_profiles, load_profile
+from emoedge.edge.runtime.config import ConfigError
 
 
 def test_every_shipped_profile_loads_and_validates():
@@ -267,8 +267,8 @@ def test_each_cpu_profile_runs_the_most_accurate_model_that_fits_its_budget():
     beside the detector's time per frame (``detector_ms`` / ``detect_every``)."""
     import json
 
+    from emoedge.core.shipped import MODELS_DIR
     from emoedge.data.datasets import FER2013_CLASSES
-    from emoedge.edge.shipped import MODELS_DIR
 
     photos = json.loads((MODELS_DIR.parents[2] / "docs" / "benchmarks" / "x86-dev" / "photos.json").read_text())
     seven = {n for n in ("default", "onepass", "fast", "ferplus7", "ferplus8", "hoglbp")

@@ -20,7 +20,7 @@ from emoedge.recipes import (
 
 
 def test_every_shipped_model_has_a_recipe_that_expands():
-    from emoedge.edge.shipped import SHIPPED
+    from emoedge.core.shipped import SHIPPED
 
     assert set(available_recipes()) == set(SHIPPED)
     for name in SHIPPED:
@@ -113,7 +113,7 @@ def test_cli_dry_run_lists_the_commands(capsys):
 
 
 def test_each_shipped_card_lists_its_recipes_commands():
-    from emoedge.edge.shipped import MODELS_DIR, shipped_models
+    from emoedge.core.shipped import MODELS_DIR, shipped_models
 
     for name in shipped_models():
         card = (MODELS_DIR / f"{name}.md").read_text()

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from conftest import MEDIA, SHARED, FakeClock, need_shared
 
-from emoedge.edge import fetch
-from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.config import ConfigError, RuntimeConfig
-from emoedge.edge.detect import BlazeFaceDetector, Face, HaarDetector, OpenCVSSDDetector
-from emoedge.edge.errors import ModelError
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.sinks import read_intervals
-from emoedge.edge.sources import Frame, FrameSource, SourceError, open_source
-from emoedge.edge.tracking import visible_fraction
+from emoedge.core.errors import ModelError
+from emoedge.edge.faces import fetch
+from emoedge.edge.faces.detect import BlazeFaceDetector, Face, HaarDetector, OpenCVSSDDetector
+from emoedge.edge.faces.tracking import visible_fraction
+from emoedge.edge.inference.classify import FaceClassifier
+from emoedge.edge.outputs.sinks import read_intervals
+from emoedge.edge.runtime.config import ConfigError, RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.runtime.sources import Frame, FrameSource, SourceError, open_source
 
 DETECTORS = SHARED / "detectors"
 VIDEO = MEDIA / "short_hamilton_clip.mp4"
@@ -169,9 +169,9 @@ def test_stop_flushes_every_sink(clf, tmp_path):
 def test_sigterm_stops_a_running_pipeline(tmp_path, tiny_tflite):
     code = f"""
 import os, signal, threading, json
-from emoedge.edge.config import RuntimeConfig
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.classify import FaceClassifier
+from emoedge.edge.runtime.config import RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.inference.classify import FaceClassifier
 p = Pipeline(RuntimeConfig(source="demo", db={str(tmp_path / 'x.db')!r}, budget_ms=1000),
              classifier=FaceClassifier({str(tiny_tflite)!r}))
 p.source.repeat = 10**9
@@ -189,9 +189,9 @@ print(json.dumps({{"stopped_by": s.stopped_by, "frames": s.frames}}))
 def test_pipeline_never_imports_tensorflow(tiny_tflite):
     code = f"""
 import sys
-from emoedge.edge.config import RuntimeConfig
-from emoedge.edge.pipeline import Pipeline
-from emoedge.edge.classify import FaceClassifier
+from emoedge.edge.runtime.config import RuntimeConfig
+from emoedge.edge.runtime.pipeline import Pipeline
+from emoedge.edge.inference.classify import FaceClassifier
 s = Pipeline(RuntimeConfig(source="demo", budget_ms=1000), classifier=FaceClassifier({str(tiny_tflite)!r})).run(5)
 assert s.frames == 5 and s.faces_seen == 1, s
 bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]
@@ -224,7 +224,7 @@ def test_bad_sources_and_models(tmp_path, clf):
 
 
 def test_blazeface_and_ssd_files_are_missing_with_a_hint(tmp_path):
-    from emoedge.edge.detect import make_detector
+    from emoedge.edge.faces.detect import make_detector
 
     with pytest.raises(ModelError, match="emoedge models fetch blazeface"):
         make_detector("blazeface", tmp_path)
@@ -253,7 +253,7 @@ def test_fetch_from_a_local_server_verifies_sha256(local_server, tmp_path, monke
     assert BlazeFaceDetector(got[0]).detect(cv2.imread(str(MEDIA / "obama.jpg")))
     # a file whose checksum differs is refused and not kept
     bad = fetch.RemoteFile("face_detection_short_range.tflite", "x", "0" * 64)
-    from emoedge.edge.detect import DETECTORS
+    from emoedge.edge.faces.detect import DETECTORS
 
     monkeypatch.setitem(DETECTORS, "blazeface", dataclasses.replace(DETECTORS["blazeface"], files=(bad,)))
     dest = tmp_path / "other"
@@ -354,7 +354,7 @@ def test_a_camera_that_dies_mid_run_stops_cleanly_and_keeps_the_record(clf, tmp_
 
 
 def test_live_source_read_waits_through_reconnects_and_can_be_interrupted():
-    from emoedge.edge.sources import OpenCVCameraSource
+    from emoedge.edge.runtime.sources import OpenCVCameraSource
 
     class Stub(OpenCVCameraSource):
         def _open(self):
@@ -392,7 +392,7 @@ def test_fetch_from_a_wheel_on_the_package_index(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_pip)
     good = fetch.RemoteFile("face.tflite", "pypi:pkg==1.0", hashlib.sha256(payload).hexdigest(), member=member)
-    from emoedge.edge.detect import DETECTORS
+    from emoedge.edge.faces.detect import DETECTORS
 
     monkeypatch.setitem(DETECTORS, "blazeface-full", dataclasses.replace(DETECTORS["blazeface-full"], files=(good,)))
     (path,) = fetch.fetch("blazeface-full", tmp_path)
@@ -412,7 +412,7 @@ def test_fetch_from_a_wheel_on_the_package_index(tmp_path, monkeypatch):
 
 def test_pipeline_crops_faces_with_its_detectors_geometry(clf, tmp_path):
     """The runtime cuts the face the way the detector's CropGeometry says (the one preprocessing)."""
-    from emoedge.edge.preprocess import IDENTITY, CropGeometry
+    from emoedge.core.preprocess import IDENTITY, CropGeometry
 
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[80:160, 120:200] = 255                       # the "face": a white 80x80 square

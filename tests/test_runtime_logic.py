@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from emoedge.edge.detect import Face, iou, nms
-from emoedge.edge.records import Aggregator, FaceEvent
-from emoedge.edge.scheduler import BudgetScheduler
-from emoedge.edge.sinks import JsonlSink, SqliteSink, read_intervals
-from emoedge.edge.sources import SourceError, _LatestGrabber
-from emoedge.edge.tracking import UNCERTAIN, EmaSmoother, IoUTracker, Track
+from emoedge.edge.faces.detect import Face, iou, nms
+from emoedge.edge.faces.tracking import UNCERTAIN, EmaSmoother, IoUTracker, Track
+from emoedge.edge.outputs.records import Aggregator, FaceEvent
+from emoedge.edge.outputs.sinks import JsonlSink, SqliteSink, read_intervals
+from emoedge.edge.runtime.scheduler import BudgetScheduler
+from emoedge.edge.runtime.sources import SourceError, _LatestGrabber
 
 
 def test_iou_and_nms():
@@ -231,8 +231,8 @@ def test_sinks_write_readable_records(tmp_path):
 
 CRASHER = r"""
 import sys, os
-from emoedge.edge.records import IntervalSummary
-from emoedge.edge.sinks import SqliteSink
+from emoedge.edge.outputs.records import IntervalSummary
+from emoedge.edge.outputs.sinks import SqliteSink
 db = SqliteSink(sys.argv[1])
 for i in range(3):
     db.on_interval(IntervalSummary(f"r-{i}", "r", i * 10**9, (i + 1) * 10**9, 1.0, 10, 2, 20, {"happy": 1.0}, 0.9))
@@ -265,7 +265,7 @@ def test_bad_database_path_is_a_clear_error(tmp_path):
 def test_systemd_notifier_sends_ready_and_watchdog(tmp_path):
     import socket
 
-    from emoedge.edge.sdnotify import Notifier
+    from emoedge.edge.runtime.sdnotify import Notifier
 
     path = str(tmp_path / "notify.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -283,7 +283,7 @@ def test_export_summaries_as_csv(tmp_path):
     import csv
 
     from emoedge.cli import main
-    from emoedge.edge.records import IntervalSummary
+    from emoedge.edge.outputs.records import IntervalSummary
 
     db = SqliteSink(tmp_path / "s.sqlite")
     db.on_interval(IntervalSummary("r-1", "r", 1_700_000_000 * 10**9, 1_700_000_010 * 10**9, 10.0, 5, 2, 8,
@@ -300,7 +300,7 @@ def test_export_summaries_as_csv(tmp_path):
 def test_display_on_headless_opencv_is_a_clear_error():
     import cv2
 
-    from emoedge.edge.overlay import DisplaySink
+    from emoedge.edge.outputs.overlay import DisplaySink
 
     try:
         sink = DisplaySink()

@@ -3,8 +3,8 @@
 
 import pytest
 
-from emoedge.edge.formats import format_of
-from emoedge.edge.shipped import MODELS_DIR, SHIPPED, manifest_path, read_manifest
+from emoedge.core.formats import format_of
+from emoedge.core.shipped import MODELS_DIR, SHIPPED, manifest_path, read_manifest
 
 ARTIFACTS = sorted(p for p in MODELS_DIR.glob("*")
                    if p.is_file() and p.suffix in (".tflite", ".onnx", ".keras", ".npz"))
@@ -17,7 +17,7 @@ def test_something_is_shipped():
 
 @pytest.mark.parametrize("path", ARTIFACTS, ids=lambda p: p.name)
 def test_manifest_matches_the_file(path):
-    from emoedge.edge.fileio import sha256_file
+    from emoedge.core.fileio import sha256_file
 
     m = read_manifest(path)
     assert m is not None, f"{manifest_path(path)} is missing"
@@ -32,7 +32,7 @@ def test_manifest_matches_the_file(path):
 
 @pytest.mark.parametrize("path", [p for p in ARTIFACTS if p.suffix in (".tflite", ".npz")], ids=lambda p: p.name)
 def test_tflite_tensors_match_the_manifest_and_run(path):
-    from emoedge.edge.classify import FaceClassifier, demo_image
+    from emoedge.edge.inference.classify import FaceClassifier, demo_image
 
     clf = FaceClassifier(path)                      # refuses a manifest that does not match the tensors
     preds = clf.classify_image(demo_image())
@@ -81,9 +81,9 @@ def test_ferplus7_is_what_runs_when_no_model_is_named():
 
     import yaml
 
+    from emoedge.core.shipped import DEFAULT_MODEL
     from emoedge.data.datasets import FER2013_CLASSES
-    from emoedge.edge.config import RuntimeConfig
-    from emoedge.edge.shipped import DEFAULT_MODEL
+    from emoedge.edge.runtime.config import RuntimeConfig
 
     assert DEFAULT_MODEL == "ferplus7" == RuntimeConfig().model
     base = yaml.safe_load((MODELS_DIR.parents[2] / "firmware_configs" / "_base.yaml").read_text())

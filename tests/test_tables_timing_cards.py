@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from emoedge.benchmarks.timing import percentiles, summary, time_call, time_calls
-from emoedge.edge.shipped import MODELS_DIR, SHIPPED
+from emoedge.core.shipped import MODELS_DIR, SHIPPED
 from emoedge.tables import markdown_table
 
 

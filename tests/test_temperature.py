@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emoedge.edge.temperature import apply_temperature
+from emoedge.core.temperature import apply_temperature
 from emoedge.evaluate.temperature import fit_temperature, nll, reliability
 
 
@@ -36,7 +36,7 @@ def test_identity_and_reliability_bins():
 
 
 def test_no_shipped_manifest_applies_a_temperature_that_worsens_calibration():
-    from emoedge.edge.shipped import MODELS_DIR
+    from emoedge.core.shipped import MODELS_DIR
 
     for mp in sorted(Path(MODELS_DIR).glob("*.json")):
         m = json.loads(mp.read_text())

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import face_like, write_fer_csv
 
+from emoedge.core.errors import ModelError
 from emoedge.data.datasets import FER2013_CLASSES, load_fer2013_csv, select_classes
-from emoedge.edge.errors import ModelError
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_fine_tuned_in_mixed_precision_saves_float32_and_converts_to_int8(traine
     """A new head added under the bfloat16 policy used to stay bfloat16, and int8 conversion failed
     ('tf.MatMul' op is neither a custom op nor a flex op)."""
     from emoedge.convert.tflite import convert_file
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
     from emoedge.train.trainer import TrainConfig, train
 
@@ -207,7 +207,7 @@ def test_zoo_builds_every_architecture_for_any_class_count():
 
 def test_ship_writes_model_files_manifests_and_a_generated_card(trained, real_subset, tmp_path):
     from emoedge.convert.ship import ship
-    from emoedge.edge.classify import FaceClassifier
+    from emoedge.edge.inference.classify import FaceClassifier
 
     ds = load_fer2013_csv(real_subset)
     out = ship(trained.out_dir, "fast", ds, command="emoedge train ...", out_dir=tmp_path,
@@ -376,11 +376,11 @@ def test_split_seed_keeps_the_validation_split_of_another_seed(trained, real_sub
 @pytest.mark.parametrize("name", ["fast", "onepass", "default"])
 def test_float_master_rebuilt_from_the_int8_file_agrees_with_it(name):
     """The float master by name: the shipped int8 file's weights in the recorded architecture."""
-    from emoedge.edge.classify import demo_image
-    from emoedge.edge.detect import HaarDetector
-    from emoedge.edge.interpreter import TFLiteClassifier
-    from emoedge.edge.preprocess import preprocess_faces
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.core.preprocess import preprocess_faces
+    from emoedge.core.shipped import resolve_model
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
+    from emoedge.edge.faces.detect import HaarDetector
+    from emoedge.edge.inference.classify import demo_image
     from emoedge.train.masters import rebuild_master, weights_sha256
 
     img = demo_image()

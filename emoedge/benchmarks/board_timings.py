@@ -178,7 +178,7 @@ def cnn_reference_model(cache: Path) -> Path:
 
 def tflite_ms(model: Path, threads: int, runs: int = 30) -> float:
     """Median time of one invocation of a TFLite model on zeros (LiteRT, XNNPACK)."""
-    from emoedge.edge.interpreter import make_interpreter
+    from emoedge.edge.engines.interpreter import make_interpreter
 
     interp, _ = make_interpreter(model, "cpu", threads)
     d = interp.get_input_details()[0]
@@ -201,7 +201,7 @@ def _frames(source: str | None, n: int) -> list[np.ndarray]:
                 frames.append(cv2.resize(f, FRAME_SIZE, interpolation=cv2.INTER_AREA))
         cap.release()
     if not frames:
-        from emoedge.edge.classify import demo_image
+        from emoedge.edge.inference.classify import demo_image
 
         img = demo_image()
         frames = [cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), FRAME_SIZE)]
@@ -214,9 +214,9 @@ def stage_times_here(threads: int, source: str | None, detector_dir: str | None,
     shipped classifier per face. Returns (ms per stage, reason per stage that could not run)."""
     import cv2
 
-    from emoedge.edge.classify import FaceClassifier
-    from emoedge.edge.detect import make_detector
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.core.shipped import resolve_model
+    from emoedge.edge.faces.detect import make_detector
+    from emoedge.edge.inference.classify import FaceClassifier
 
     cv2.setNumThreads(threads)
     frames = _frames(source, 8)
@@ -268,7 +268,7 @@ def estimate(shared: Path | None, source: str | None, detector_dir: str | None, 
                                   f"{rel[stage]:.4f} x the {kind} workload here (1 thread, median of {len(rounds)} "
                                   f"rounds) x its Pi 4 time {pi4[kind].ms} ms x {ratio:.3f} ({how})"
                                   + (f" x {scale:.3f} ({w}x{h} frames)" if scale != 1.0 else "")))
-    from emoedge.edge.macs import tflite_macs
+    from emoedge.core.macs import tflite_macs
 
     macs = {}
     for name, path in _stage_files(detector_dir).items():
@@ -283,8 +283,8 @@ def estimate(shared: Path | None, source: str | None, detector_dir: str | None, 
 
 def _stage_files(detector_dir: str | None) -> dict[str, Path]:
     """The TFLite file of each stage that has one (for its MAC count)."""
-    from emoedge.edge import fetch
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.core.shipped import resolve_model
+    from emoedge.edge.faces import fetch
 
     files = {}
     for name in ("blazeface", "blazeface-full"):

@@ -60,7 +60,7 @@ class ClassifierSpec:
             g = np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_LINEAR) for im in g]) if len(g) else \
                 np.zeros((0, s, s), np.uint8)
         if self.input_size == 48 and self.normalization == "unit":
-            from emoedge.edge.preprocess import normalize
+            from emoedge.core.preprocess import normalize
 
             return normalize(g)  # the one contract, bit for bit
         return NORMALIZATIONS[self.normalization](g.astype(np.float32))[..., None]
@@ -86,7 +86,7 @@ def open_runner(spec: ClassifierSpec, num_threads: int | None = None):
     path = Path(spec.path)
     if path.suffix.lower() in (".keras", ".h5", ".hdf5"):
         return _KerasRunner(path)
-    from emoedge.edge.classify import open_model
+    from emoedge.edge.inference.classify import open_model
 
     return open_model(path, "cpu", num_threads)
 

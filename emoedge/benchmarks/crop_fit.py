@@ -15,7 +15,7 @@ measures it, from data:
    detector -> crop -> classifier with the identity geometry, the fitted geometry and the one each
    detector ships with, beside the model's accuracy on the original crops (the ceiling).
 
-The fitted numbers are copied into the detector classes (``crop`` in :mod:`emoedge.edge.detect`);
+The fitted numbers are copied into the detector classes (``crop`` in :mod:`emoedge.edge.faces.detect`);
 this benchmark is the recipe that reproduces them.
 """
 
@@ -31,12 +31,12 @@ import cv2
 import numpy as np
 
 from emoedge.benchmarks.machine import machine_info
+from emoedge.core.preprocess import IDENTITY, CropGeometry, normalize, preprocess_faces
+from emoedge.core.shipped import resolve_model
 from emoedge.data.datasets import FaceDataset, load_dataset
 from emoedge.data.splits import SPLIT_SEED, split_seed_of, standard_splits
-from emoedge.edge.classify import open_model
-from emoedge.edge.detect import make_detector
-from emoedge.edge.preprocess import IDENTITY, CropGeometry, normalize, preprocess_faces
-from emoedge.edge.shipped import resolve_model
+from emoedge.edge.faces.detect import make_detector
+from emoedge.edge.inference.classify import open_model
 from emoedge.tables import markdown_table
 
 SIZES_PX = (96, 200)      # the face's side in the frame: uniform in this range
@@ -189,10 +189,10 @@ def bench_crops(data: str, detectors: Sequence[str], detector_dir: str | None = 
 def haar_variants(data: str, model: str = "default", n_val: int = 1500, seed: int = 0, log=print) -> dict:
     """End-to-end validation accuracy of the Haar choices (cascade ``default`` or ``alt2``, with or
     without the tilted pass) on the model's own validation faces, each with its box as it is and two
-    enlargements: the evidence for :class:`emoedge.edge.detect.HaarDetector`'s settings."""
+    enlargements: the evidence for :class:`emoedge.edge.faces.detect.HaarDetector`'s settings."""
     import cv2
 
-    from emoedge.edge.detect import HaarDetector
+    from emoedge.edge.faces.detect import HaarDetector
 
     model_path = resolve_model(model)
     val = model_validation_split(load_dataset(data), model_path)[0]["val"]
@@ -236,7 +236,7 @@ with {res['context']:g} face side of replicated border on each side, off centre 
 The geometry maps a detector's box to the crop the classifier was trained on: crop = scale x box size, centred
 shift x box size from the box's centre (y down). Validation accuracy counts a missed face as wrong; the model on the
 original 48x48 crops scores {res['val_accuracy_original_crops']:.1%} on the same faces (the ceiling).
-"shipped" is the geometry in `emoedge/edge/detect.py`.
+"shipped" is the geometry in `emoedge/edge/faces/detect.py`.
 
 {table}
 """

@@ -1,7 +1,7 @@
 """Ensembles evaluated against their members: mean, vote and stacking over models of any format
 (Keras, TFLite, ONNX, HOG+LBP), on the same split, with each one's latency per face beside its
 accuracy. Stacking is fitted on the validation split carved from training (never the test split).
-Writes a device ensemble spec per method (``edge/ensemble.py`` runs it) and a report.
+Writes a device ensemble spec per method (``edge/inference/ensemble.py`` runs it) and a report.
 
 :func:`compare_members` does the same for a Keras fusion (``emoedge.train.fusion``): each member's
 and the fused model's accuracy and float TFLite latency."""
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.benchmarks.timing import percentiles, time_calls
+from emoedge.core.preprocess import normalize
 from emoedge.data.datasets import FaceDataset
-from emoedge.edge.ensemble import METHODS, combine, write_spec
-from emoedge.edge.preprocess import normalize
+from emoedge.edge.inference.ensemble import METHODS, combine, write_spec
 from emoedge.evaluate import evaluate_model, load_classifier, model_class_names, select_split
 from emoedge.metrics import evaluate_predictions
 from emoedge.tables import markdown_table
@@ -137,7 +137,7 @@ def compare_members(member_paths: Sequence[str | Path], fused_path: str | Path, 
     import tempfile
 
     from emoedge.convert.tflite import convert_keras
-    from emoedge.edge.interpreter import TFLiteClassifier
+    from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.keras.io import load_keras
 
     rows = []

@@ -83,7 +83,7 @@ def _seq(interval_id: str) -> int:
 def _labels_of_model(model: str) -> int | None:
     """Labels per interval share (the model's classes + 'uncertain'), from its manifest."""
     try:
-        from emoedge.edge.shipped import read_manifest, resolve_model
+        from emoedge.core.shipped import read_manifest, resolve_model
 
         names = (read_manifest(resolve_model(model)) or {}).get("class_names")
         return len(names) + 1 if names else None
@@ -176,7 +176,7 @@ def _verdict(res: dict, checks: dict[str, bool]) -> None:
 # -- disk full (tmpfs) and the floor -------------------------------------------------------------------
 LEDGER_RUN = r"""
 import json, sys
-from emoedge.edge import sinks as S
+from emoedge.edge.outputs import sinks as S
 ledger = open(sys.argv[1], "a", buffering=1)
 def wrap(cls, name):
     orig = getattr(cls, name)

@@ -52,7 +52,7 @@ class ModelResult:
     engine: str = ""                             # interpreter, delegate, threads of the first thread count
     interleaved: LatencyStats | None = None      # timed round-robin with every other model (fair under load)
     passes_per_face: int | None = None           # network passes per face (views x members)
-    macs_per_face: int | None = None             # multiply-accumulates per face (TFLite graphs: emoedge.edge.macs)
+    macs_per_face: int | None = None             # multiply-accumulates per face (TFLite graphs: emoedge.core.macs)
 
     def to_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -65,7 +65,7 @@ class ModelResult:
 
 
 def _stem(spec: ClassifierSpec) -> str:
-    from emoedge.edge.formats import stem_of
+    from emoedge.core.formats import stem_of
 
     try:
         return stem_of(spec.path)
@@ -74,7 +74,7 @@ def _stem(spec: ClassifierSpec) -> str:
 
 
 def _format_name(path: str) -> str:
-    from emoedge.edge.formats import format_of
+    from emoedge.core.formats import format_of
 
     try:
         return format_of(path).name
@@ -109,13 +109,13 @@ def peak_rss_mb(spec: ClassifierSpec, runs: int = 100, timeout_s: float = 300) -
 def _passes_and_macs(path: Path) -> tuple[int | None, int | None]:
     """From the model's manifest when it records them, else counted on a TFLite graph; (None, None)
     for a format that cannot be counted here (ONNX or Keras without a manifest, the Edge TPU's)."""
-    from emoedge.edge.shipped import read_manifest
+    from emoedge.core.shipped import read_manifest
 
     m = read_manifest(path) or {}
     if "passes_per_face" in m:
         return m["passes_per_face"], m.get("macs_per_face")
     if path.suffix == ".tflite" and "edgetpu" not in path.name:
-        from emoedge.edge.macs import passes_per_face, tflite_macs
+        from emoedge.core.macs import passes_per_face, tflite_macs
 
         return passes_per_face(path), tflite_macs(path)
     return None, None

@@ -28,10 +28,10 @@ import numpy as np
 
 from emoedge.benchmarks.classifiers import NORMALIZATIONS, ClassifierSpec, class_names_of, describe_engine, open_runner
 from emoedge.benchmarks.machine import machine_info
-from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.detect import make_detector
-from emoedge.edge.preprocess import IDENTITY, CropGeometry, face_to_gray48, to_gray
-from emoedge.edge.shipped import resolve_model
+from emoedge.core.preprocess import IDENTITY, CropGeometry, face_to_gray48, to_gray
+from emoedge.core.shipped import resolve_model
+from emoedge.edge.faces.detect import make_detector
+from emoedge.edge.inference.classify import FaceClassifier
 from emoedge.evaluate.photos import WHOLE_PHOTO, PhotoEvaluation, classify_photos, detect_photos, face_classifier_probs
 from emoedge.tables import markdown_table
 

@@ -39,8 +39,8 @@ def _child(kind: str, args: dict) -> dict:
     """Run in a child process: the runtime pipeline or the naive baseline; print JSON."""
     t0 = time.perf_counter()
     if kind == "runtime":
-        from emoedge.edge.config import RuntimeConfig
-        from emoedge.edge.pipeline import Pipeline
+        from emoedge.edge.runtime.config import RuntimeConfig
+        from emoedge.edge.runtime.pipeline import Pipeline
 
         cfg = RuntimeConfig(source=args["source"], model=args["model"], model_format=args["format"],
                             detector=args["detector"], detector_dir=args.get("detector_dir"),
@@ -68,8 +68,8 @@ def _naive(args: dict) -> dict:
     import cv2
 
     from emoedge.benchmarks.timing import summary, time_call
-    from emoedge.edge.preprocess import preprocess_face
-    from emoedge.edge.sources import open_source
+    from emoedge.core.preprocess import preprocess_face
+    from emoedge.edge.runtime.sources import open_source
     from emoedge.keras.io import load_keras
 
     model = load_keras(args["keras_model"])

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.sinks import Sink
+from emoedge.edge.outputs.sinks import Sink
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = Path("media") / "short_hamilton_clip.mp4"
@@ -163,9 +163,9 @@ class SoakRun:
 
 def _soak_child(args: dict) -> dict:
     """In a fresh process: the pipeline for ``max_frames`` looped frames with real sinks + the sampler."""
-    from emoedge.edge.config import RuntimeConfig
-    from emoedge.edge.pipeline import Pipeline
-    from emoedge.edge.sinks import DiskFloor, JsonlSink, SqliteSink
+    from emoedge.edge.outputs.sinks import DiskFloor, JsonlSink, SqliteSink
+    from emoedge.edge.runtime.config import RuntimeConfig
+    from emoedge.edge.runtime.pipeline import Pipeline
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="emoedge-soak-") as tmp:

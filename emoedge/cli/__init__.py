@@ -8,14 +8,14 @@ Python API; one module per command group:
     emoedge convert --model M ...      emoedge.cli.convert  -> emoedge.convert.artifacts.convert_model
     emoedge ensemble A B --out ...     emoedge.cli.ensemble -> emoedge.train.fusion.fuse_files,
                                                                emoedge.benchmarks.ensemble_bench.evaluate_ensembles
-    emoedge models list|ship|fetch     emoedge.cli.models   -> emoedge.edge.shipped.shipped_models,
-                                                               emoedge.convert.ship.ship, emoedge.edge.fetch.fetch
+    emoedge models list|ship|fetch     emoedge.cli.models   -> emoedge.core.shipped.shipped_models,
+                                                               emoedge.convert.ship.ship, emoedge.edge.faces.fetch.fetch
     emoedge run|export|doctor|profile|classify
-                                       emoedge.cli.run      -> emoedge.edge.pipeline.Pipeline(config).run(), ...
+                                       emoedge.cli.run      -> emoedge.edge.runtime.pipeline.Pipeline(config).run(), ...
     emoedge bench models|pipeline|soak|all
                                        emoedge.cli.bench    -> emoedge.benchmarks.*
 
-Logging is set up once here (``-v``/``-q``); exit codes come from :mod:`emoedge.edge.errors`.
+Logging is set up once here (``-v``/``-q``); exit codes come from :mod:`emoedge.core.errors`.
 TensorFlow is imported only by the subcommands that need it (train, convert, Keras models).
 """
 
@@ -89,9 +89,9 @@ def _log_to_stderr(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes (``emoedge.edge.errors``): 0 done, 1 unexpected error (traceback), 2 bad input,
+    """Exit codes (``emoedge.core.errors``): 0 done, 1 unexpected error (traceback), 2 bad input,
     3 source lost, 4 records not written, 130 interrupted."""
-    from emoedge.edge.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EmoedgeError
+    from emoedge.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EmoedgeError
 
     args = build_parser().parse_args(argv)
     _log_to_stderr(args.verbose - args.quiet)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-# the names of emoedge.edge.detect.DETECTORS, spelled here so that --help needs no OpenCV import
+# the names of emoedge.edge.faces.detect.DETECTORS, spelled here so that --help needs no OpenCV import
 # (tests/test_photos.py keeps them equal)
 DETECTOR_NAMES = ("haar", "blazeface", "blazeface-full", "ssd")
 
@@ -64,9 +64,9 @@ def model_file(spec, fmt: str = "int8", missing_ok: bool = False):
     ``missing_ok`` gives the path it would have (a benchmark records a failed row for it)."""
     from pathlib import Path
 
-    from emoedge.edge.errors import ModelError
-    from emoedge.edge.formats import get_format
-    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, resolve_model
+    from emoedge.core.errors import ModelError
+    from emoedge.core.formats import get_format
+    from emoedge.core.shipped import MODELS_DIR, SHIPPED, resolve_model
 
     s = str(spec)
     name, at, named_fmt = s.partition("@")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from emoedge.cli._common import add_group, add_parser, comma_list
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 def peer_spec(text: str):

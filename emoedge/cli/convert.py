@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoedge.cli._common import LABEL_SETS, add_parser, comma_list
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 def cmd_convert(args) -> int:
     from emoedge.convert.artifacts import convert_model, write_summary
     from emoedge.convert.calibration import load_calibration
-    from emoedge.edge.formats import FORMATS
+    from emoedge.core.formats import FORMATS
     from emoedge.evaluate import model_class_names
 
     if args.report and not args.data:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from emoedge.cli._common import add_data_args, add_group, add_parser, dataset, key_values
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 def cmd_data_inspect(args) -> int:

@@ -1,6 +1,6 @@
 """``emoedge ensemble``: ``--out NAME.keras`` -> :func:`emoedge.train.fusion.fuse_files`;
 ``--out DIR`` -> :func:`emoedge.benchmarks.ensemble_bench.evaluate_ensembles` (with ``--data``) or
-:func:`emoedge.edge.ensemble.write_spec`."""
+:func:`emoedge.edge.inference.ensemble.write_spec`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from emoedge.cli._common import add_data_args, add_parser, comma_list, dataset
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 def cmd_ensemble(args) -> int:
@@ -40,7 +40,7 @@ def cmd_ensemble(args) -> int:
 
 def _device_ensemble(args) -> int:
     """Members of any format -> NAME-METHOD.ensemble.json specs (+ a report against the members with --data)."""
-    from emoedge.edge.ensemble import METHODS, write_spec
+    from emoedge.edge.inference.ensemble import METHODS, write_spec
 
     methods = args.method or list(METHODS)
     if args.flip or args.zoom:
@@ -59,7 +59,7 @@ def _device_ensemble(args) -> int:
 
     names = model_class_names(args.models[0])
     if not names and not str(args.models[0]).endswith(".keras"):
-        from emoedge.edge.classify import open_model
+        from emoedge.edge.inference.classify import open_model
 
         names = getattr(open_model(args.models[0]), "class_names", None)
     if not names:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoedge.cli._common import DETECTOR_NAMES, add_data_args, add_parser, dataset
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 def cmd_evaluate(args) -> int:
@@ -45,7 +45,7 @@ def _evaluate_photos(model, args) -> int:
 
 
 def _prior_note(args) -> str:
-    from emoedge.edge.prior import describe
+    from emoedge.edge.inference.prior import describe
 
     if args.class_prior in ("model", "trained"):
         return "" if args.class_prior == "trained" else " [class prior: the model's own]"
@@ -74,8 +74,8 @@ def cmd_explain(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.image:
-        from emoedge.edge.detect import HaarDetector
-        from emoedge.edge.preprocess import preprocess_faces
+        from emoedge.core.preprocess import preprocess_faces
+        from emoedge.edge.faces.detect import HaarDetector
 
         img = cv2.imread(str(args.image))
         if img is None:

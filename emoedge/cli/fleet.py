@@ -15,7 +15,7 @@ log = logging.getLogger("emoedge.fleet")
 
 def cmd_fleet_serve(args) -> int:
     """Subscribe and store until interrupted (SIGINT/SIGTERM), serving the page meanwhile."""
-    from emoedge.edge.mqtt import MqttTarget, with_credentials
+    from emoedge.edge.outputs.mqtt import MqttTarget, with_credentials
     from emoedge.fleet import FleetStore, FleetSubscriber, FleetWeb
 
     target = with_credentials(MqttTarget.parse(args.mqtt), args.username, args.password_file)

@@ -1,5 +1,6 @@
-"""``emoedge models list|ship|card|fetch`` -> :func:`emoedge.edge.shipped.shipped_models`,
-:func:`emoedge.convert.ship.ship`, :func:`emoedge.convert.modelcard.refresh_card`, :func:`emoedge.edge.fetch.fetch`."""
+"""``emoedge models list|ship|card|fetch`` -> :func:`emoedge.core.shipped.shipped_models`,
+:func:`emoedge.convert.ship.ship`, :func:`emoedge.convert.modelcard.refresh_card`,
+:func:`emoedge.edge.faces.fetch.fetch`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from emoedge.cli._common import LABEL_SETS, add_data_args, add_group, add_parser
 def cmd_models_list(args) -> int:
     """The shipped models: classes, network passes and MACs per face (from the manifests), the int8
     file's size, test accuracy (the card's headline: the int8 file's), what each is for, and its files."""
-    from emoedge.edge.shipped import MODELS_DIR, SHIPPED, read_manifest, shipped_models
+    from emoedge.core.shipped import MODELS_DIR, SHIPPED, read_manifest, shipped_models
     from emoedge.tables import markdown_table
 
     have = shipped_models()
@@ -87,7 +88,7 @@ def cmd_models_card(args) -> int:
 
 
 def cmd_models_fetch(args) -> int:
-    from emoedge.edge import fetch
+    from emoedge.edge.faces import fetch
 
     names = sorted(fetch.detector_files()) if args.name == "all" else [args.name]
     for name in names:
@@ -97,7 +98,7 @@ def cmd_models_fetch(args) -> int:
 
 
 def register(sub) -> None:
-    from emoedge.edge.shipped import MODELS_DIR, SHIPPED
+    from emoedge.core.shipped import MODELS_DIR, SHIPPED
 
     models = add_group(sub, "models", "shipped models: list, ship a training run, fetch detector files",
                        dest="models_command")
@@ -135,7 +136,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_models_card)
 
     p = add_parser(models, "fetch", "download detector files (sha256 pinned)")
-    p.add_argument("name", help="a detector that needs files (see emoedge.edge.detect.DETECTORS), or all")
+    p.add_argument("name", help="a detector that needs files (see emoedge.edge.faces.detect.DETECTORS), or all")
     p.add_argument("--dest", help="folder (default: $EMOEDGE_MODELS or ~/.cache/emoedge/models)")
     p.add_argument("--base-url", help="fetch from this mirror instead of the official location")
     p.set_defaults(func=cmd_models_fetch)

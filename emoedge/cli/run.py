@@ -1,7 +1,8 @@
-"""The device commands: ``run`` -> :class:`emoedge.edge.pipeline.Pipeline` ``(config).run()``,
-``export`` -> :func:`emoedge.edge.sinks.export_csv`, ``doctor`` -> :func:`emoedge.edge.doctor.diagnose`,
-``profile`` -> :func:`emoedge.edge.profiles.load_profile` / ``render_unit``, ``classify`` ->
-:class:`emoedge.edge.classify.FaceClassifier`."""
+"""The device commands: ``run`` -> :class:`emoedge.edge.runtime.pipeline.Pipeline` ``(config).run()``,
+``export`` -> :func:`emoedge.edge.outputs.sinks.export_csv`,
+``doctor`` -> :func:`emoedge.edge.deployment.doctor.diagnose`,
+``profile`` -> :func:`emoedge.edge.deployment.profiles.load_profile` / ``render_unit``, ``classify`` ->
+:class:`emoedge.edge.inference.classify.FaceClassifier`."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import sys
 from pathlib import Path
 
 from emoedge.cli._common import DETECTOR_NAMES, add_group, add_parser
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.shipped import DEFAULT_MODEL
+from emoedge.core.errors import BadInputError
+from emoedge.core.shipped import DEFAULT_MODEL
 
 
 def runtime_config(args):
     """(RuntimeConfig, Deployment | None) from the command line: see
-    :func:`emoedge.edge.profiles.resolve_run_config`."""
+    :func:`emoedge.edge.deployment.profiles.resolve_run_config`."""
     import dataclasses
 
-    from emoedge.edge.config import RuntimeConfig
-    from emoedge.edge.profiles import resolve_run_config
+    from emoedge.edge.deployment.profiles import resolve_run_config
+    from emoedge.edge.runtime.config import RuntimeConfig
 
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RuntimeConfig)
              if getattr(args, f.name, None) is not None}
@@ -29,7 +30,7 @@ def runtime_config(args):
 
 
 def cmd_run(args) -> int:
-    from emoedge.edge.pipeline import Pipeline
+    from emoedge.edge.runtime.pipeline import Pipeline
 
     config, deployment = runtime_config(args)
     print(f"emoedge run: source {config.source}, model {config.model} ({config.model_format}), detector "
@@ -49,14 +50,14 @@ def cmd_run(args) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     if summary.exit_code:
-        from emoedge.edge.errors import EXIT_MEANING
+        from emoedge.core.errors import EXIT_MEANING
 
         print(f"emoedge run: exit {summary.exit_code} ({EXIT_MEANING.get(summary.exit_code, '?')})", file=sys.stderr)
     return summary.exit_code
 
 
 def cmd_export(args) -> int:
-    from emoedge.edge.sinks import export_csv
+    from emoedge.edge.outputs.sinks import export_csv
 
     if not Path(args.db).is_file():
         raise BadInputError(f"{args.db}: summaries database not found")
@@ -65,7 +66,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from emoedge.edge.doctor import FAIL, diagnose
+    from emoedge.edge.deployment.doctor import FAIL, diagnose
 
     checks = diagnose(args.root, profile=args.profile, model=args.model, model_format=args.model_format,
                       overrides=args.set)
@@ -77,7 +78,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from emoedge.edge.profiles import list_profiles, load_profile
+    from emoedge.edge.deployment.profiles import list_profiles, load_profile
 
     if args.profile_command == "list":
         for name in list_profiles():
@@ -87,7 +88,7 @@ def cmd_profile(args) -> int:
         return 0
     prof = load_profile(args.profile, overrides=args.set)
     if args.profile_command == "unit":
-        from emoedge.edge.profiles import render_unit
+        from emoedge.edge.deployment.profiles import render_unit
 
         print(render_unit(prof, Path(args.template).read_text(), args.prefix, args.set), end="")
     elif args.profile_command == "check":
@@ -102,9 +103,9 @@ def cmd_profile(args) -> int:
 def cmd_classify(args) -> int:
     import cv2
 
-    from emoedge.edge.classify import FaceClassifier, demo_image
-    from emoedge.edge.detect import make_detector
-    from emoedge.edge.tracking import UNCERTAIN
+    from emoedge.edge.faces.detect import make_detector
+    from emoedge.edge.faces.tracking import UNCERTAIN
+    from emoedge.edge.inference.classify import FaceClassifier, demo_image
 
     image = demo_image() if args.image is None else cv2.imread(str(args.image))
     if image is None:
@@ -140,7 +141,7 @@ def _add_set(p, what: str = "override a profile value (repeatable), e.g. runtime
 def _add_run_options(p) -> None:
     """One option per RuntimeConfig key it sets (the dest is the key); an unset one (None) keeps the
     profile's or config file's value, so its default is named in the help, not set here."""
-    p.add_argument("--config", help="a runtime YAML (keys of emoedge.edge.config.RuntimeConfig)")
+    p.add_argument("--config", help="a runtime YAML (keys of emoedge.edge.runtime.config.RuntimeConfig)")
     p.add_argument("--profile", help="a device profile name or YAML file (firmware_configs/)")
     p.add_argument("--source", help="demo, picamera, a camera index, /dev/videoN, a GStreamer pipeline, a video, "
                    "an image or a folder (default demo)")

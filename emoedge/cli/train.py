@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from emoedge.cli._common import add_data_args, add_parser, dataset
-from emoedge.edge.errors import BadInputError, as_bad_input
+from emoedge.core.errors import BadInputError, as_bad_input
 
 
 def cmd_recipe(args) -> int:

@@ -1,4 +1,4 @@
-"""Convert one Keras model to several formats of the table in ``emoedge.edge.formats``.
+"""Convert one Keras model to several formats of the table in ``emoedge.core.formats``.
 
 Every artifact gets a manifest beside it. A format that cannot be made is reported with its
 reason (``failed`` or ``skipped``) and leaves no file behind; the others go on.
@@ -18,11 +18,11 @@ import numpy as np
 
 from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.tflite import build_manifest, convert_keras, write_manifest
-from emoedge.edge.errors import ModelError
-from emoedge.edge.fileio import atomic_write_bytes, sha256_file
-from emoedge.edge.formats import FORMATS, artifact_path, get_format
-from emoedge.edge.preprocess import PREPROCESSING
-from emoedge.edge.shipped import manifest_path
+from emoedge.core.errors import ModelError
+from emoedge.core.fileio import atomic_write_bytes, sha256_file
+from emoedge.core.formats import FORMATS, artifact_path, get_format
+from emoedge.core.preprocess import PREPROCESSING
+from emoedge.core.shipped import manifest_path
 from emoedge.keras.io import load_keras
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.core.errors import BadInputError
+from emoedge.core.preprocess import INPUT_SIZE, face_to_gray48, normalize
 from emoedge.data.datasets import DatasetError, FaceDataset, load_dataset
 from emoedge.data.splits import SPLIT_SEED, standard_splits
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48, normalize
-from emoedge.edge.sources import IMAGE_SUFFIXES
+from emoedge.edge.runtime.sources import IMAGE_SUFFIXES
 
 MIN_RECOMMENDED = 100
 
@@ -39,7 +39,7 @@ class CalibrationSet:
 
     def describe(self) -> dict:
         return {"source": self.source, "size": len(self), "fingerprint_sha256": self.fingerprint,
-                "per_class": self.counts(), "preprocessing": "emoedge.edge.preprocess (gray48-unit)"}
+                "per_class": self.counts(), "preprocessing": "emoedge.core.preprocess (gray48-unit)"}
 
 
 def _fingerprint(x: np.ndarray) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emoedge.edge.shipped import SHIPPED
+from emoedge.core.shipped import SHIPPED
 from emoedge.recipes import Recipe, card_commands
 from emoedge.tables import markdown_table
 
@@ -240,7 +240,7 @@ def _recipe_commands(recipe: Recipe) -> list[str]:
 def _model_ref(spec: str) -> str:
     """A model a training config names, for a card: a shipped name as such (its float master), a file as
     its folder and name (the run it came from)."""
-    from emoedge.edge.shipped import SHIPPED
+    from emoedge.core.shipped import SHIPPED
 
     if spec in SHIPPED:
         return f"the shipped `{spec}` (its float master)"

@@ -2,7 +2,7 @@
 QDQ int8 quantization from the same calibration set as the TFLite int8 model.
 
 Like the TFLite manifest, every ONNX file records its class names and the preprocessing contract
-(:data:`emoedge.edge.preprocess.PREPROCESSING`), here inside the model: ``metadata_props``
+(:data:`emoedge.core.preprocess.PREPROCESSING`), here inside the model: ``metadata_props``
 ``class_names`` and ``preprocessing``, each a JSON string (read back with onnxruntime's
 ``InferenceSession(path).get_modelmeta().custom_metadata_map``). The int8 model keeps its float
 model's."""
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.fileio import atomic_write_bytes
-from emoedge.edge.preprocess import PREPROCESSING
+from emoedge.core.fileio import atomic_write_bytes
+from emoedge.core.preprocess import PREPROCESSING
 
 
 def _require(module: str):

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.convert.calibration import CalibrationSet
+from emoedge.core.formats import format_of
 from emoedge.data.datasets import FaceDataset
-from emoedge.edge.formats import format_of
 from emoedge.evaluate import evaluate_model
 from emoedge.metrics import Evaluation, evaluate_predictions
 from emoedge.tables import markdown_table
@@ -146,7 +146,7 @@ def quantization_report(float_model: str | Path, artifacts: Sequence[str | Path]
     if layers and calibration is not None:
         model = load_keras(float_model)
         rng = np.random.default_rng(0)
-        from emoedge.edge.preprocess import normalize
+        from emoedge.core.preprocess import normalize
 
         sub = dataset.split(usage)
         debug = normalize(sub.images[rng.choice(len(sub), min(debug_size, len(sub)), replace=False)])
@@ -157,8 +157,8 @@ def quantization_report(float_model: str | Path, artifacts: Sequence[str | Path]
         if selective and flagged:
             path = out / (Path(float_model).name.split(".")[0] + ".selective.tflite")
             path.write_bytes(selective_model(bundle, flagged))
-            from emoedge.edge.interpreter import TFLiteClassifier
-            from emoedge.edge.preprocess import normalize as _n
+            from emoedge.core.preprocess import normalize as _n
+            from emoedge.edge.engines.interpreter import TFLiteClassifier
 
             probs = TFLiteClassifier(path).predict(_n(sub.images))
             s = score(path, probs, ref_run.probs, labels, names, ref_run.evaluation)

@@ -15,10 +15,10 @@ import numpy as np
 from emoedge.convert.calibration import CalibrationSet
 from emoedge.convert.modelcard import headline_evaluation, render_model_card, shipped_files, with_files
 from emoedge.convert.tflite import convert_file
+from emoedge.core.errors import BadInputError
+from emoedge.core.fileio import atomic_write_bytes
+from emoedge.core.shipped import SHIPPED, manifest_path
 from emoedge.data.datasets import FaceDataset
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.fileio import atomic_write_bytes
-from emoedge.edge.shipped import SHIPPED, manifest_path
 from emoedge.evaluate import evaluate_model
 from emoedge.tables import markdown_table
 
@@ -30,7 +30,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     run record, card); ``formats`` (e.g. int8, uint8, onnx, onnx-int8) are converted beside it from
     ``calibration``. The quantization report, conversion summary and calibration (reliability
     diagram) go to ``report_dir``. Both are required: nothing is written into the package unless
-    ``out_dir`` is its models folder (``emoedge.edge.shipped.MODELS_DIR``)."""
+    ``out_dir`` is its models folder (``emoedge.core.shipped.MODELS_DIR``)."""
     from emoedge.keras.io import load_keras
 
     run_dir, models_dir, report_dir = Path(run_dir), Path(out_dir), Path(report_dir)
@@ -143,10 +143,10 @@ def calibration_sentence(cal: dict) -> str:
 def _record_decisions(run: dict, dataset: FaceDataset, files: list[Path]) -> str:
     """The training class mix (for ``runtime.class_prior``) and the ``uncertain`` threshold chosen on
     validation from the shipped file's calibrated probabilities, in every manifest of the model."""
+    from emoedge.core.temperature import apply_temperature
     from emoedge.data.balance import training_mix
     from emoedge.data.splits import split_seed_of, standard_splits
-    from emoedge.edge.prior import apply_prior, prior_shift
-    from emoedge.edge.temperature import apply_temperature
+    from emoedge.edge.inference.prior import apply_prior, prior_shift
     from emoedge.evaluate.uncertain import choose_prior_strength, choose_uncertain_below
 
     cfg = run["config"]
@@ -186,12 +186,12 @@ def _record_decisions(run: dict, dataset: FaceDataset, files: list[Path]) -> str
 def _ship_handcrafted(run_dir: Path, name: str, run: dict, dataset: FaceDataset, command: str, usage: str,
                       models_dir: Path, report_dir: Path) -> dict[str, Path]:
     """Ship a HOG+LBP run: the .hoglbp.npz (numpy only on the device), manifest, evaluation, calibration, card."""
-    from emoedge.edge.preprocess import PREPROCESSING
+    from emoedge.core.preprocess import PREPROCESSING
 
     src = run_dir / "model.hoglbp.npz"
     dst = models_dir / f"{name}.hoglbp.npz"
     atomic_write_bytes(dst, src.read_bytes())
-    from emoedge.edge.fileio import sha256_file
+    from emoedge.core.fileio import sha256_file
 
     manifest = {"format": "hoglbp", "mode": "hoglbp", "file": dst.name, "sha256": sha256_file(dst),
                 "size_bytes": dst.stat().st_size, "class_names": run["class_names"],
@@ -217,7 +217,7 @@ def move_float_masters(models_dir: str | Path, name: str, dest: str | Path) -> l
     """Move a shipped model's float masters (``.keras``, float ``.tflite``, float ``.onnx`` and their
     manifests) out of the package to ``dest``: the device needs only the quantized files, and
     multi-megabyte float copies do not belong in the repository. Returns the moved files."""
-    from emoedge.edge.formats import get_format
+    from emoedge.core.formats import get_format
 
     models_dir, dest = Path(models_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import BadInputError, ModelError
-from emoedge.edge.fileio import atomic_write_bytes, sha256_file
-from emoedge.edge.interpreter import TFLiteClassifier
-from emoedge.edge.preprocess import PREPROCESSING
-from emoedge.edge.shipped import manifest_path
+from emoedge.core.errors import BadInputError, ModelError
+from emoedge.core.fileio import atomic_write_bytes, sha256_file
+from emoedge.core.preprocess import PREPROCESSING
+from emoedge.core.shipped import manifest_path
+from emoedge.edge.engines.interpreter import TFLiteClassifier
 from emoedge.keras import tf_env  # noqa: F401
 
 MODES = ("float32", "float16", "dynamic", "int8", "uint8")
@@ -60,7 +60,7 @@ def build_manifest(tflite_path: Path, mode: str, class_names: Sequence[str], sou
                    calibration_fingerprint: str | None = None, extra: dict | None = None) -> dict:
     import tensorflow as tf
 
-    from emoedge.edge.macs import passes_per_face, tflite_macs
+    from emoedge.core.macs import passes_per_face, tflite_macs
 
     clf = TFLiteClassifier(tflite_path)
     tin, tout = clf.input, clf.output
@@ -77,7 +77,7 @@ def build_manifest(tflite_path: Path, mode: str, class_names: Sequence[str], sou
         "source_model": None if source_path is None else {"file": Path(source_path).name,
                                                           "sha256": sha256_file(source_path)},
         "calibration_fingerprint": calibration_fingerprint,
-        # network passes per face (views x members) and multiply-accumulates per face (emoedge.edge.macs)
+        # network passes per face (views x members) and multiply-accumulates per face (emoedge.core.macs)
         "passes_per_face": passes_per_face(tflite_path), "macs_per_face": tflite_macs(tflite_path),
         "versions": {"tensorflow": tf.__version__, "python": platform.python_version(), "numpy": np.__version__},
         **(extra or {}),

@@ -1,5 +1,5 @@
 """Class balance in training: per-class loss weights, oversampling, and the class mix a model learns
-from them (recorded in its manifest for the runtime's class prior, :mod:`emoedge.edge.prior`)."""
+from them (recorded in its manifest for the runtime's class prior, :mod:`emoedge.edge.inference.prior`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 BALANCE_MODES = ("none", "weights", "sqrt-weights", "oversample")
 
@@ -44,7 +44,7 @@ def oversample(labels: np.ndarray, seed: int) -> np.ndarray:
 def training_mix(labels: np.ndarray, class_names: Sequence[str], mode: str, seed: int = 0) -> dict:
     """What a model trained on ``labels`` with ``class_balance: mode`` learns as its class mix: the
     training counts (after oversampling), the per-class loss weights, and their normalised product."""
-    from emoedge.edge.prior import mix_record
+    from emoedge.edge.inference.prior import mix_record
 
     k = len(class_names)
     drawn = labels[oversample(labels, seed)] if mode == "oversample" else labels

@@ -2,7 +2,7 @@
 
 Everything here needs numpy and OpenCV only (no TensorFlow), so evaluation of a TFLite model
 can run on a device. Images are kept as uint8 48x48 grayscale; the preprocessing contract in
-``emoedge.edge.preprocess`` turns them into model input.
+``emoedge.core.preprocess`` turns them into model input.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.preprocess import INPUT_SIZE, face_to_gray48
-from emoedge.edge.sources import IMAGE_SUFFIXES
+from emoedge.core.errors import BadInputError
+from emoedge.core.preprocess import INPUT_SIZE, face_to_gray48
+from emoedge.edge.runtime.sources import IMAGE_SUFFIXES
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # Column order of the FER+ votes file (fer2013new.csv), after "Usage" and "Image name".

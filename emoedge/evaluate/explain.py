@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401
 
 
@@ -106,7 +106,7 @@ def explain_grid(model, images48: np.ndarray, labels: np.ndarray, class_names: S
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from emoedge.edge.preprocess import normalize
+    from emoedge.core.preprocess import normalize
 
     x = normalize(images48)
     probs = np.asarray(model.predict(x, verbose=0))

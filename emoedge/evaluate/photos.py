@@ -1,7 +1,7 @@
 """End-to-end evaluation on labelled photos, through the runtime's own code path.
 
 A folder tree ``root/<class>/*`` of photos is run through the same objects the runtime uses: the
-detector of :func:`emoedge.edge.detect.make_detector` and :class:`emoedge.edge.classify.FaceClassifier`
+detector of :func:`emoedge.edge.faces.detect.make_detector` and :class:`emoedge.edge.inference.classify.FaceClassifier`
 (``classify_faces``, hence ``preprocess_faces``). The largest face found in a photo is classified.
 
 A photo where no face is found counts as wrong: its prediction is an extra ``no face`` column of
@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.detect import Face, make_detector
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.preprocess import IDENTITY, CropGeometry
-from emoedge.edge.shipped import resolve_model
+from emoedge.core.errors import BadInputError
+from emoedge.core.preprocess import IDENTITY, CropGeometry
+from emoedge.core.shipped import resolve_model
+from emoedge.edge.faces.detect import Face, make_detector
+from emoedge.edge.inference.classify import FaceClassifier
 from emoedge.metrics import Evaluation, evaluate_predictions
 
 NO_FACE = "no face"
@@ -271,7 +271,7 @@ def evaluate_photos(model, root: str | Path, detector: str = "haar", detector_di
                     prior_strength: float = 1.0) -> PhotoEvaluation:
     """Score ``model`` (a model file or a shipped name) end to end on the photos of ``root/<class>/*``:
     :func:`detect_photos`, then :func:`classify_photos`; the classifier under the deployment
-    ``class_prior`` (:mod:`emoedge.edge.prior`), as the runtime would run it."""
+    ``class_prior`` (:mod:`emoedge.edge.inference.prior`), as the runtime would run it."""
     model_path = resolve_model(model)
     det = make_detector(detector, detector_dir, num_threads)
     clf = FaceClassifier(model_path, detector=det, num_threads=num_threads, class_prior=class_prior,

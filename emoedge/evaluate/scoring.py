@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.core.errors import BadInputError, ModelError
+from emoedge.core.preprocess import normalize
+from emoedge.core.shipped import read_manifest
+from emoedge.core.temperature import apply_temperature
 from emoedge.data.datasets import FaceDataset, canonical_split
 from emoedge.data.splits import SPLIT_SEED, standard_splits
-from emoedge.edge.classify import open_model
-from emoedge.edge.errors import BadInputError, ModelError
-from emoedge.edge.interpreter import check_classes
-from emoedge.edge.preprocess import normalize
-from emoedge.edge.prior import apply_prior, prior_shift
-from emoedge.edge.shipped import read_manifest
-from emoedge.edge.temperature import apply_temperature
+from emoedge.edge.engines.interpreter import check_classes
+from emoedge.edge.inference.classify import open_model
+from emoedge.edge.inference.prior import apply_prior, prior_shift
 from emoedge.metrics import Evaluation, evaluate_predictions
 
 
@@ -97,7 +97,7 @@ def evaluate_model(model_path: str | Path, dataset: FaceDataset, usage: str | No
     The model's classes come from ``class_names``, else its manifest, else the dataset. The
     model must output as many classes as there are names, and the dataset's classes must be
     among them. A ``class_prior`` other than ``trained`` scores the probabilities as the runtime
-    computes them under it: the manifest's temperature, then the prior's shift (:mod:`emoedge.edge.prior`).
+    computes them under it: the manifest's temperature, then the prior's shift (:mod:`emoedge.edge.inference.prior`).
     """
     clf = load_classifier(model_path, num_threads=num_threads)
     names = tuple(class_names or model_class_names(model_path) or getattr(clf, "class_names", None)

@@ -3,7 +3,7 @@ report expected calibration error before and after with a reliability diagram.
 
 Temperature scaling (Guo et al., 2017): the T minimizing validation NLL (:func:`fit_temperature`),
 expected calibration error and reliability diagrams (:func:`reliability`, :func:`plot_reliability`).
-Applying T is the device's job: :func:`emoedge.edge.temperature.apply_temperature`."""
+Applying T is the device's job: :func:`emoedge.core.temperature.apply_temperature`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.core.fileio import atomic_write_text
+from emoedge.core.shipped import manifest_path
+from emoedge.core.temperature import EPS, apply_temperature
 from emoedge.data.datasets import FaceDataset
-from emoedge.edge.fileio import atomic_write_text
-from emoedge.edge.shipped import manifest_path
-from emoedge.edge.temperature import EPS, apply_temperature
 from emoedge.evaluate.scoring import evaluate_model
 
 

@@ -1,5 +1,5 @@
 """What the fleet store accepts from the broker: one interval as the devices publish it
-(:func:`emoedge.edge.mqtt.interval_payload`), checked field by field before anything is written.
+(:func:`emoedge.edge.outputs.mqtt.interval_payload`), checked field by field before anything is written.
 
 Anything else (not JSON, not an object, NaN or Infinity, a time that is not an integer, shares
 that are not label -> number, text that is not UTF-8, a device that is not the topic's, a payload

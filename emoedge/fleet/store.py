@@ -19,9 +19,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from emoedge.edge.csvcells import safe_row
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.fileio import create_sqlite, wal_connect
+from emoedge.core.csvcells import safe_row
+from emoedge.core.errors import BadInputError
+from emoedge.core.fileio import create_sqlite, wal_connect
 from emoedge.fleet.payload import MAX_NAME_CHARS, PayloadError, interval_fields, parse_interval
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,11 @@ import queue
 import sqlite3
 import threading
 
-from emoedge.edge.errors import EXIT_SOURCE
+from emoedge.core.errors import EXIT_SOURCE
 from emoedge.fleet.store import FleetStore
 
 try:    # the project's own error base (exit 2-4 without a traceback), being introduced alongside this
-    from emoedge.edge.errors import EmoedgeError as _OwnError
+    from emoedge.core.errors import EmoedgeError as _OwnError
 except ImportError:   # before it: a RuntimeError carrying exit_code, which cli.main maps the same way
     _OwnError = RuntimeError
 
@@ -46,7 +46,7 @@ class FleetSubscriber:
     """Subscribes and stores what arrives; runs in its own threads (``start``) until ``stop``."""
 
     def __init__(self, target, store: FleetStore, client_id: str = "emoedge-fleet", ca_file: str | None = None):
-        from emoedge.edge.mqtt import _paho
+        from emoedge.edge.outputs.mqtt import _paho
 
         mqtt = _paho()
         self.target, self.store = target, store

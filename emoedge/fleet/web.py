@@ -1,6 +1,6 @@
 """The fleet page, ``/intervals.csv`` and ``/summary.json`` over HTTP (127.0.0.1 by default; any other
 address is warned about, and a request whose ``Host`` names another site is refused with 421:
-:mod:`emoedge.edge.httpguard`)."""
+:mod:`emoedge.core.httpguard`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.httpguard import allowed_names, refuse_foreign_host, warn_if_exposed
+from emoedge.core.errors import BadInputError
+from emoedge.core.httpguard import allowed_names, refuse_foreign_host, warn_if_exposed
 from emoedge.fleet.page import render_page
 from emoedge.fleet.store import FleetStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 from emoedge.keras import layers as _custom_layers
 from emoedge.keras import tf_env  # noqa: F401
 

@@ -1,6 +1,6 @@
 """Training configurations from YAML: a shipped one (``emoedge/train/configs/NAME.yaml``) or a file,
 with ``--set key=value`` overrides in the same grammar as device profiles
-(:func:`emoedge.edge.config.parse_override`: dotted keys nest, values are YAML).
+(:func:`emoedge.edge.runtime.config.parse_override`: dotted keys nest, values are YAML).
 
 TensorFlow is not imported here: a config is read (and ``onednn`` known) before it loads."""
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from emoedge.edge.config import parse_override
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
+from emoedge.edge.runtime.config import parse_override
 from emoedge.train.trainer import TrainConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401
 from emoedge.keras.layers import HorizontalFlip, MeanOverViews, StackViews
 
@@ -174,7 +174,7 @@ def splits_of(run_json: str | Path, dataset) -> dict:
 
 def training_images_of(run_json: str | Path, dataset):
     """The training faces (normalized) of the run recorded in ``run_json``."""
-    from emoedge.edge.preprocess import normalize
+    from emoedge.core.preprocess import normalize
 
     return normalize(splits_of(run_json, dataset)["train"].images)
 
@@ -215,7 +215,7 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     if record is not None and bn_note:
         record["fusion"] = record["fusion"].replace(": ", bn_note + ": ", 1)
     if record is not None and dataset is not None:  # the fusion's own scores, not its last member's
-        from emoedge.edge.preprocess import normalize
+        from emoedge.core.preprocess import normalize
         from emoedge.metrics import evaluate_predictions
         from emoedge.train.trainer import predict_probs
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.core.preprocess import PREPROCESSING, normalize
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import SPLIT_SEED, standard_splits, stratified_split
-from emoedge.edge.handcrafted import HogLbpClassifier, features
-from emoedge.edge.preprocess import PREPROCESSING, normalize
+from emoedge.edge.engines.handcrafted import HogLbpClassifier, features
 from emoedge.metrics import evaluate_predictions
 
 

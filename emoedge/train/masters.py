@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
-from emoedge.edge.shipped import MODELS_DIR, SHIPPED
+from emoedge.core.errors import ModelError
+from emoedge.core.shipped import MODELS_DIR, SHIPPED
 
 # how the default's two members were fused (its card, step 6: emoedge ensemble A B --weights 1,0.5
 # --mean logits --flip --zoom 2); the member with weight 1 is the first
@@ -186,10 +186,10 @@ def master_path(name: str, cache: str | Path | None = None) -> Path:
     """The float master of a shipped model as a ``.keras`` file (rebuilt once into the cache,
     ``$EMOEDGE_MODELS/masters`` or ``~/.cache/emoedge/models/masters``, and again whenever the int8
     file changes), with a manifest beside it: class names, the int8 file's sha256, the weights' sha256."""
-    from emoedge.edge.fetch import cache_dir
-    from emoedge.edge.fileio import sha256_file
-    from emoedge.edge.preprocess import PREPROCESSING
-    from emoedge.edge.shipped import manifest_path
+    from emoedge.core.fileio import sha256_file
+    from emoedge.core.preprocess import PREPROCESSING
+    from emoedge.core.shipped import manifest_path
+    from emoedge.edge.faces.fetch import cache_dir
 
     folder = Path(cache) if cache else cache_dir() / "masters"
     out = folder / f"{name}.keras"

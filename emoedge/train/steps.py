@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emoedge.core.errors import BadInputError, ModelError
+from emoedge.core.preprocess import PREPROCESSING, normalize
 from emoedge.data.balance import class_weights, oversample, training_mix
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import split_seed_of, standard_splits, stratified_split
-from emoedge.edge.errors import BadInputError, ModelError
-from emoedge.edge.preprocess import PREPROCESSING, normalize
 from emoedge.metrics import Evaluation, evaluate_predictions
 from emoedge.train.trainer import (
     TrainResult,
@@ -136,7 +136,7 @@ def targets(config: TrainConfig, data: Splits) -> np.ndarray:
 
 def _source_class_names(init_from: str) -> tuple[str, ...] | None:
     """The classes of the model ``init_from`` names: a shipped model's, or the run.json beside a file."""
-    from emoedge.edge.shipped import MODELS_DIR, SHIPPED
+    from emoedge.core.shipped import MODELS_DIR, SHIPPED
 
     record = MODELS_DIR / f"{init_from}.run.json" if init_from in SHIPPED else Path(init_from).parent / "run.json"
     if not record.is_file():
@@ -179,7 +179,7 @@ def _start_from(config: TrainConfig, k: int, class_names=None) -> tuple[Any, boo
     """The model ``config.init_from`` starts, and whether it is the zoo's ``config.arch``: with the
     same classes, ``config.arch`` rebuilt under the current precision policy with the saved weights
     (all of them, or the layers matching by name and shape); else the saved model (new head if needed)."""
-    from emoedge.edge.shipped import SHIPPED
+    from emoedge.core.shipped import SHIPPED
     from emoedge.keras.io import load_keras
     from emoedge.train import zoo
     from emoedge.train.masters import FUSIONS, master_member

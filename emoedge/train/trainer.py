@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.core.errors import BadInputError
+from emoedge.core.temperature import apply_temperature
 from emoedge.data.datasets import FaceDataset
 from emoedge.data.splits import SPLIT_SEED
-from emoedge.edge.errors import BadInputError
-from emoedge.edge.temperature import apply_temperature
 from emoedge.keras import tf_env
 from emoedge.metrics import Evaluation
 

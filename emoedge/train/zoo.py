@@ -17,7 +17,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 from emoedge.keras import tf_env  # noqa: F401  (sets TF_ENABLE_ONEDNN_OPTS before TF loads)
 from emoedge.keras.layers import ChannelPool
 

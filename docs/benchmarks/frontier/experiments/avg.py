@@ -8,7 +8,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS","0")
 import numpy as np
 from emoedge.data.datasets import load_fer2013_csv
 from emoedge.data.splits import standard_splits
-from emoedge.edge.preprocess import normalize
+from emoedge.core.preprocess import normalize
 from emoedge.train.masters import member_weights, load_into, MODELS_DIR
 from emoedge.train import zoo
 run = json.loads((MODELS_DIR/"default.run.json").read_text())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emoedge.edge.errors import ModelError
-from emoedge.edge.formats import get_format
+from emoedge.core.errors import ModelError
+from emoedge.core.formats import get_format
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "edge" / "models"   # the files stay where they shipped
 # What each shipped name is for.
 SHIPPED = {"default": ("accuracy first (two VGG-style CNNs, snapshots of one training run, one of them a weight "
                        "average of two; weighted 1:0.5, each averaged over 4 views of the face)"),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 PRIOR_NAMES = ("model", "trained", "balanced")
 MAX_PRIOR_FILE_BYTES = 64 * 1024   # a file of a few shares; anything larger is not one

@@ -1,7 +1,7 @@
 """Temperature scaling on the device: ``p_T = softmax(log p / T)`` on class probabilities
 (models here output softmax probabilities, so scaling works on their logarithms); T > 1 softens
 an over-confident model, T < 1 sharpens it. numpy only. The one softmax-with-temperature of the
-package: the classifier applies a fitted T (emoedge.edge.classify), training softens a teacher's
+package: the classifier applies a fitted T (emoedge.edge.inference.classify), training softens a teacher's
 probabilities with it (emoedge.train.trainer.soften). Fitting T, reliability diagrams and
 calibration error live in the evaluation layer (emoedge.evaluate.temperature).
 """

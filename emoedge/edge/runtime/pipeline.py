@@ -20,23 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.classify import FaceClassifier
-from emoedge.edge.config import Deployment, RuntimeConfig
-from emoedge.edge.detect import make_detector
-from emoedge.edge.errors import BadInputError, WriteError
-from emoedge.edge.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
-from emoedge.edge.overlay import DisplaySink, VideoSink
-from emoedge.edge.preprocess import IDENTITY, preprocess_faces, to_gray
-from emoedge.edge.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
-from emoedge.edge.scheduler import STAGES, BudgetScheduler
-from emoedge.edge.sdnotify import Notifier
-from emoedge.edge.shipped import read_manifest, resolve_model
-from emoedge.edge.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
-from emoedge.edge.sources import FrameSource, SourceError, open_source
-from emoedge.edge.stats import LatencyStats, RunSummary
-from emoedge.edge.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN, EmaSmoother, IoUTracker
+from emoedge.core.errors import BadInputError, WriteError
+from emoedge.core.preprocess import IDENTITY, preprocess_faces, to_gray
+from emoedge.core.shipped import read_manifest, resolve_model
+from emoedge.edge.faces.detect import make_detector
+from emoedge.edge.faces.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN, EmaSmoother, IoUTracker
+from emoedge.edge.inference.classify import FaceClassifier
+from emoedge.edge.outputs.overlay import DisplaySink, VideoSink
+from emoedge.edge.outputs.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
+from emoedge.edge.outputs.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
+from emoedge.edge.runtime.config import Deployment, RuntimeConfig
+from emoedge.edge.runtime.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
+from emoedge.edge.runtime.scheduler import STAGES, BudgetScheduler
+from emoedge.edge.runtime.sdnotify import Notifier
+from emoedge.edge.runtime.sources import FrameSource, SourceError, open_source
+from emoedge.edge.runtime.stats import LatencyStats, RunSummary
 
-log = logging.getLogger("emoedge.edge.pipeline")
+log = logging.getLogger("emoedge.edge.runtime.pipeline")
 
 LAWFUL_USE = ("the EU AI Act (Regulation (EU) 2024/1689, Article 5(1)(f)) prohibits emotion recognition in "
               "workplaces and education institutions since 2 February 2025, except for medical or safety reasons; "
@@ -125,8 +125,8 @@ class Pipeline:
 
     # -- set-up helpers -----------------------------------------------------------------------
     def _make_mqtt_sink(self):
-        """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.mqtt)."""
-        from emoedge.edge.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
+        """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.outputs.mqtt)."""
+        from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
 
         c = self.config
         target = with_credentials(MqttTarget.parse(c.mqtt), c.mqtt_username, c.mqtt_password_file)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
-from emoedge.edge.preprocess import dequantize, quantize
+from emoedge.core.errors import ModelError
+from emoedge.core.preprocess import dequantize, quantize
 
 log = logging.getLogger(__name__)
 

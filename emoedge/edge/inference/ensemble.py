@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 
 METHODS = ("mean", "vote", "stack")
 
@@ -84,7 +84,7 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
 
     base = path.parent.resolve()
     rel = [os.path.relpath(Path(m).resolve(), base) for m in members]
-    from emoedge.edge.fileio import sha256_file
+    from emoedge.core.fileio import sha256_file
 
     spec = {"method": method, "members": rel, "class_names": list(class_names),
             "member_sha256": [sha256_file(Path(m)) for m in members]}
@@ -100,7 +100,7 @@ class EnsembleClassifier:
     """Opens every member once; ``predict`` runs each on the faces and combines their probabilities."""
 
     def __init__(self, path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
-        from emoedge.edge.classify import open_model
+        from emoedge.edge.inference.classify import open_model
 
         self.path = Path(path)
         try:
@@ -146,7 +146,7 @@ class EnsembleClassifier:
         self.input_size = 48
 
     def _check_pin(self, member: Path, want: str) -> None:
-        from emoedge.edge.fileio import sha256_file
+        from emoedge.core.fileio import sha256_file
 
         got = sha256_file(member)
         if got == want:

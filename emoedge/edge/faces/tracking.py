@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emoedge.edge.detect import Face, iou
+from emoedge.edge.faces.detect import Face, iou
 
 UNCERTAIN = "uncertain"
 DEFAULT_UNCERTAIN_BELOW = 0.4   # the threshold of a model whose manifest records none (chosen by hand)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_WRITE
+from emoedge.core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_WRITE
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from emoedge.edge.errors import BadInputError
+from emoedge.core.errors import BadInputError
 
 
 class ConfigError(BadInputError):
@@ -77,7 +77,7 @@ class RuntimeConfig:
     uncertain_below: float | None = None  # smoothed confidence below this -> "uncertain" (None: the model's
                                           # threshold, chosen on validation and kept in its manifest)
     class_prior: str = "model"            # model (its manifest's setting) | trained | balanced | a YAML/JSON file
-                                          # of class shares (emoedge.edge.prior)
+                                          # of class shares (emoedge.edge.inference.prior)
     class_prior_strength: float = 1.0     # how far to move from the trained mix to class_prior (0..1)
     interval_s: float = 60.0              # aggregation interval for summaries
     events: str | None = None             # JSON Lines event stream path
@@ -107,7 +107,7 @@ class RuntimeConfig:
     min_free_mb: float = 50.0             # stop writing records (and say so) below this much free disk space
     retention_days: float | None = None   # delete stored summaries older than this (None: keep all)
     stale_after_s: float = 10.0           # /health reports unhealthy when no frame came for this long
-    # interval summaries to an MQTT broker, store-and-forward (emoedge.edge.mqtt; the [fleet] extra)
+    # interval summaries to an MQTT broker, store-and-forward (emoedge.edge.outputs.mqtt; the [fleet] extra)
     mqtt: str | None = None               # mqtt://host:port/prefix (mqtts:// for TLS); None: off
     mqtt_device: str | None = None        # the device id in topics (default: the host name)
     mqtt_room: str | None = None          # a room or place name carried in every interval (fleet page groups)
@@ -126,7 +126,7 @@ class RuntimeConfig:
         r = lambda key, *a, **k: _check_range("runtime", key, getattr(self, key), *a, **k)  # noqa: E731
         if self.delegate not in DELEGATES:
             raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
-        from emoedge.edge.detect import DETECTORS  # here: it imports OpenCV, which loading a config needs not
+        from emoedge.edge.faces.detect import DETECTORS  # here: it imports OpenCV, which loading a config needs not
 
         if self.detector not in DETECTORS:
             raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
@@ -168,7 +168,7 @@ class RuntimeConfig:
         r("stale_after_s", 0, lo_open=True)
         r("mqtt_flush_s", 0, 3600)
         if self.mqtt is not None:
-            from emoedge.edge.mqtt import MqttTarget, device_name  # here: loading a config imports no MQTT code
+            from emoedge.edge.outputs.mqtt import MqttTarget, device_name  # here: loading a config imports no MQTT code
 
             try:
                 MqttTarget.parse(self.mqtt)

@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoedge.edge.shipped import DEFAULT_MODEL
+from emoedge.core.shipped import DEFAULT_MODEL
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 CORAL_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}  # Global Unichip (before firmware load), Google (after)
@@ -150,9 +150,9 @@ def check_interpreters() -> list[Check]:
 
 
 def check_model(model: str, fmt: str, delegate: str = "cpu") -> Check:
-    from emoedge.edge.classify import FaceClassifier
-    from emoedge.edge.errors import ModelError
-    from emoedge.edge.shipped import resolve_model
+    from emoedge.core.errors import ModelError
+    from emoedge.core.shipped import resolve_model
+    from emoedge.edge.inference.classify import FaceClassifier
 
     try:
         path = resolve_model(model, fmt)
@@ -165,8 +165,8 @@ def check_model(model: str, fmt: str, delegate: str = "cpu") -> Check:
 
 
 def check_profile(profile: str, root: Path, overrides=()) -> tuple[list[Check], object]:
-    from emoedge.edge.config import ConfigError
-    from emoedge.edge.profiles import load_profile
+    from emoedge.edge.deployment.profiles import load_profile
+    from emoedge.edge.runtime.config import ConfigError
 
     try:
         prof = load_profile(profile, overrides=overrides)

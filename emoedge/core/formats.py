@@ -33,7 +33,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("hoglbp", ".hoglbp.npz", "numpy", False, "HOG+LBP features and a linear classifier (numpy only)",
            converted=False),
     Format("ensemble", ".ensemble.json", "ensemble", False,
-           "several models of these formats combined by mean, vote or stacking (edge/ensemble.py)", converted=False),
+           "several models of these formats combined by mean, vote or stacking (edge/inference/ensemble.py)",
+           converted=False),
 )}
 
 

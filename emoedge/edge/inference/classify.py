@@ -8,14 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.detect import Face, HaarDetector
-from emoedge.edge.errors import ModelError
-from emoedge.edge.interpreter import TFLiteClassifier, check_classes
-from emoedge.edge.preprocess import IDENTITY, CropGeometry, preprocess_faces
-from emoedge.edge.prior import apply_prior, prior_shift
-from emoedge.edge.shipped import read_manifest, resolve_model
-from emoedge.edge.temperature import apply_temperature
-from emoedge.edge.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN
+from emoedge.core.errors import ModelError
+from emoedge.core.preprocess import IDENTITY, CropGeometry, preprocess_faces
+from emoedge.core.shipped import read_manifest, resolve_model
+from emoedge.core.temperature import apply_temperature
+from emoedge.edge.engines.interpreter import TFLiteClassifier, check_classes
+from emoedge.edge.faces.detect import Face, HaarDetector
+from emoedge.edge.faces.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN
+from emoedge.edge.inference.prior import apply_prior, prior_shift
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def demo_image() -> np.ndarray:
 
 def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
     """A TFLite (any dtype, CPU or Edge TPU) or ONNX classifier for the device."""
-    from emoedge.edge.formats import format_of
+    from emoedge.core.formats import format_of
 
     path = Path(model_path)
     try:
@@ -55,17 +55,17 @@ def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int |
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     if engine == "onnxruntime":
-        from emoedge.edge.onnx_classifier import ONNXClassifier
+        from emoedge.edge.engines.onnx_classifier import ONNXClassifier
 
         return ONNXClassifier(path, num_threads)
     if engine in ("litert", "edgetpu"):
         return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
     if engine == "ensemble":
-        from emoedge.edge.ensemble import EnsembleClassifier
+        from emoedge.edge.inference.ensemble import EnsembleClassifier
 
         return EnsembleClassifier(path, delegate, num_threads)
     if engine == "numpy":
-        from emoedge.edge.handcrafted import HogLbpClassifier
+        from emoedge.edge.engines.handcrafted import HogLbpClassifier
 
         return HogLbpClassifier(path)
     raise ModelError(f"{path}: {engine} models are not run on the device; convert it to TFLite or ONNX")
@@ -109,7 +109,7 @@ class FaceClassifier:
         self.margin = margin
         # temperature scaling fitted on validation data (emoedge calibrate); 1.0 = none
         self.temperature = float(manifest.get("temperature", 1.0))
-        # the deployment class prior (emoedge.edge.prior): a log shift per class, None for the trained mix
+        # the deployment class prior (emoedge.edge.inference.prior): a log shift per class, None for the trained mix
         self.class_prior = class_prior
         self.prior_shift = prior_shift(class_prior, manifest, self.class_names, prior_strength, str(self.model_path))
         # the `uncertain` threshold chosen on validation for this model (its manifest), else the old fixed one
@@ -159,6 +159,6 @@ class FaceClassifier:
     @staticmethod
     def draw(image: np.ndarray, preds: list[FacePrediction]) -> np.ndarray:
         """Boxes, labels and confidence on a copy of ``image`` (the runtime's overlay drawing)."""
-        from emoedge.edge.overlay import draw_boxes
+        from emoedge.edge.outputs.overlay import draw_boxes
 
         return draw_boxes(image, [(p.face.box, p.label, f"{p.label} {p.confidence:.0%}") for p in preds])

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.errors import WriteError
-from emoedge.edge.sinks import Sink
-from emoedge.edge.tracking import UNCERTAIN, Track
+from emoedge.core.errors import WriteError
+from emoedge.edge.faces.tracking import UNCERTAIN, Track
+from emoedge.edge.outputs.sinks import Sink
 
 COLORS = {"happy": (0, 200, 0), "surprise": (0, 200, 255), "neutral": (200, 200, 200), "sad": (255, 120, 0),
           "angry": (0, 0, 255), "fear": (180, 0, 180), "disgust": (0, 120, 120), "contempt": (120, 120, 0),

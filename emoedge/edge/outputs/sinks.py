@@ -17,10 +17,10 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from emoedge.edge.errors import BadInputError, WriteError
-from emoedge.edge.fileio import atomic_writer
-from emoedge.edge.records import IntervalSummary, RunInfo
-from emoedge.edge.tracking import Track
+from emoedge.core.errors import BadInputError, WriteError
+from emoedge.core.fileio import atomic_writer
+from emoedge.edge.faces.tracking import Track
+from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def export_csv(db_path: str | Path, csv_path: str | Path) -> int:
     one column per label), atomically (a temporary file renamed over the old one); returns rows."""
     import csv
 
-    from emoedge.edge.csvcells import safe_row
+    from emoedge.core.csvcells import safe_row
 
     rows = read_intervals(db_path)
     labels = sorted({k for r in rows for k in r["share"]})

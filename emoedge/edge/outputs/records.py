@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emoedge.edge.tracking import UNCERTAIN, Track
+from emoedge.edge.faces.tracking import UNCERTAIN, Track
 
 
 def utc_iso(unix_ns: int) -> str:

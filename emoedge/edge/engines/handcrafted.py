@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 
 _HOG = None
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from emoedge.edge.errors import BadInputError, WriteError
-from emoedge.edge.fileio import create_sqlite, wal_connect
-from emoedge.edge.records import IntervalSummary, RunInfo
-from emoedge.edge.sinks import Sink
+from emoedge.core.errors import BadInputError, WriteError
+from emoedge.core.fileio import create_sqlite, wal_connect
+from emoedge.edge.outputs.records import IntervalSummary, RunInfo
+from emoedge.edge.outputs.sinks import Sink
 
 log = logging.getLogger(__name__)
 

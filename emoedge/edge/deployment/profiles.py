@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoedge.edge.config import (
+from emoedge.edge.runtime.config import (
     DELEGATES,
     MODES,
     PRIVACY,
@@ -66,14 +66,14 @@ class Board:
     def __post_init__(self) -> None:
         if self.cores < 1 or self.memory_mb < 1:
             raise ConfigError(f"key '{'cores' if self.cores < 1 else 'memory_mb'}' must be at least 1")
-        from emoedge.edge.detect import DETECTORS  # here: it imports OpenCV
+        from emoedge.edge.faces.detect import DETECTORS  # here: it imports OpenCV
 
         for k, v in self.detector_ms.items():
             if k not in DETECTORS:
                 raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"key 'detector_ms.{k}' must be a positive number of milliseconds, got {v!r}")
-        from emoedge.edge.shipped import SHIPPED
+        from emoedge.core.shipped import SHIPPED
 
         for k, v in self.classifier_ms.items():
             if k not in SHIPPED:
@@ -299,7 +299,7 @@ def broker_addresses(mqtt: str) -> list[str]:
     import ipaddress
     import socket
 
-    from emoedge.edge.mqtt import MqttTarget
+    from emoedge.edge.outputs.mqtt import MqttTarget
 
     host = MqttTarget.parse(mqtt).host
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 
 COUNTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.edge.errors import EXIT_BAD_INPUT, EXIT_SOURCE, EmoedgeError
+from emoedge.core.errors import EXIT_BAD_INPUT, EXIT_SOURCE, EmoedgeError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class DemoSource(ImageSource):
     fps = 15.0
 
     def __init__(self, repeat: int | None = 30, clock: Callable[[], int] = time.monotonic_ns):
-        from emoedge.edge.classify import demo_image
+        from emoedge.edge.inference.classify import demo_image
 
         self.files = [Path("grace_hopper.jpg")]
         self._cache = {self.files[0]: demo_image()}

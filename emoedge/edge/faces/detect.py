@@ -19,11 +19,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from emoedge.edge import fetch
-from emoedge.edge.errors import ModelError
-from emoedge.edge.fetch import RemoteFile
-from emoedge.edge.interpreter import make_interpreter, tensor_info
-from emoedge.edge.preprocess import CropGeometry, to_gray
+from emoedge.core.errors import ModelError
+from emoedge.core.preprocess import CropGeometry, to_gray
+from emoedge.edge.engines.interpreter import make_interpreter, tensor_info
+from emoedge.edge.faces import fetch
+from emoedge.edge.faces.fetch import RemoteFile
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ class DetectorKind:
 
 
 # The one list of face detectors: the runtime config, device profiles, the command line and the
-# fetcher (emoedge.edge.fetch) all read it. Files: official locations, sha256 pinned.
+# fetcher (emoedge.edge.faces.fetch) all read it. Files: official locations, sha256 pinned.
 DETECTORS: dict[str, DetectorKind] = {
     "haar": DetectorKind(lambda paths, threads, score: HaarDetector()),
     "blazeface": DetectorKind(

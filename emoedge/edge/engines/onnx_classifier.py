@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.edge.errors import ModelError
+from emoedge.core.errors import ModelError
 
 
 class ONNXClassifier:

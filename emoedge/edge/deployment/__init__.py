@@ -1,0 +1,1 @@
+"""Profiles for boards and rooms, and the doctor that checks a device."""

@@ -1,0 +1,1 @@
+"""What runs a model file: LiteRT (TFLite), ONNX Runtime, the numpy HOG+LBP classifier."""

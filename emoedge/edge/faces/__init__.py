@@ -1,0 +1,1 @@
+"""Finding and following faces: detectors (Haar, BlazeFace, SSD), their model files, tracking."""

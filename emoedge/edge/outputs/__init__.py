@@ -1,0 +1,1 @@
+"""Where results go: records, sinks (JSONL, SQLite, CSV), MQTT, the video overlay."""

@@ -1,0 +1,1 @@
+"""The frame loop: configuration, sources, the pipeline, its budget, statistics, drift monitor."""
