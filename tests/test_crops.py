@@ -9,7 +9,8 @@ from conftest import MEDIA, need_shared
 from emoedge.benchmarks.crop_fit import embed_face, fit_geometry, validate_geometries
 from emoedge.core.preprocess import IDENTITY, CropGeometry, preprocess_faces
 from emoedge.edge.faces.detect import DETECTORS, Face, HaarDetector, drop_nested, make_detector
-from emoedge.edge.inference.classify import FaceClassifier, demo_image
+from emoedge.edge.inference.classify import FaceClassifier
+from emoedge.edge.runtime.demo import demo_image
 from emoedge.edge.runtime.stats import RunSummary
 
 

@@ -11,7 +11,8 @@ from conftest import MEDIA, need_shared
 from emoedge.core.errors import ModelError
 from emoedge.edge.engines.interpreter import TFLiteClassifier, make_interpreter
 from emoedge.edge.faces.detect import HaarDetector
-from emoedge.edge.inference.classify import FaceClassifier, demo_image
+from emoedge.edge.inference.classify import FaceClassifier
+from emoedge.edge.runtime.demo import demo_image
 
 
 def test_device_side_never_imports_tensorflow():

@@ -32,7 +32,8 @@ def test_manifest_matches_the_file(path):
 
 @pytest.mark.parametrize("path", [p for p in ARTIFACTS if p.suffix in (".tflite", ".npz")], ids=lambda p: p.name)
 def test_tflite_tensors_match_the_manifest_and_run(path):
-    from emoedge.edge.inference.classify import FaceClassifier, demo_image
+    from emoedge.edge.inference.classify import FaceClassifier
+    from emoedge.edge.runtime.demo import demo_image
 
     clf = FaceClassifier(path)                      # refuses a manifest that does not match the tensors
     preds = clf.classify_image(demo_image())

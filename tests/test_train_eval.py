@@ -380,7 +380,7 @@ def test_float_master_rebuilt_from_the_int8_file_agrees_with_it(name):
     from emoedge.core.shipped import resolve_model
     from emoedge.edge.engines.interpreter import TFLiteClassifier
     from emoedge.edge.faces.detect import HaarDetector
-    from emoedge.edge.inference.classify import demo_image
+    from emoedge.edge.runtime.demo import demo_image
     from emoedge.train.masters import rebuild_master, weights_sha256
 
     img = demo_image()

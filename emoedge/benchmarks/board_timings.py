@@ -201,7 +201,7 @@ def _frames(source: str | None, n: int) -> list[np.ndarray]:
                 frames.append(cv2.resize(f, FRAME_SIZE, interpolation=cv2.INTER_AREA))
         cap.release()
     if not frames:
-        from emoedge.edge.inference.classify import demo_image
+        from emoedge.edge.runtime.demo import demo_image
 
         img = demo_image()
         frames = [cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), FRAME_SIZE)]

@@ -105,7 +105,8 @@ def cmd_classify(args) -> int:
 
     from emoedge.edge.faces.detect import make_detector
     from emoedge.edge.faces.tracking import UNCERTAIN
-    from emoedge.edge.inference.classify import FaceClassifier, demo_image
+    from emoedge.edge.inference.classify import FaceClassifier
+    from emoedge.edge.runtime.demo import demo_image
 
     image = demo_image() if args.image is None else cv2.imread(str(args.image))
     if image is None:

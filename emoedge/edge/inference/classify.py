@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from emoedge.core.errors import ModelError
@@ -28,21 +27,6 @@ class FacePrediction:
     def to_dict(self) -> dict:
         return {"box": list(self.face.box), "label": self.label, "confidence": round(self.confidence, 4),
                 "probs": [round(p, 4) for p in self.probs]}
-
-
-def demo_image() -> np.ndarray:
-    """A real face photo that ships with matplotlib (``grace_hopper.jpg``), as BGR."""
-    try:
-        from matplotlib import cbook
-    except ImportError as exc:
-        raise RuntimeError("the demo image comes with matplotlib: pip install 'emoedge[plots]' "
-                           "or give an image") from exc
-    with cbook.get_sample_data("grace_hopper.jpg") as fh:
-        data = np.frombuffer(fh.read(), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise RuntimeError("matplotlib's grace_hopper.jpg could not be decoded")
-    return img
 
 
 def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):

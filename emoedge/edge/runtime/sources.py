@@ -134,7 +134,7 @@ class DemoSource(ImageSource):
     fps = 15.0
 
     def __init__(self, repeat: int | None = 30, clock: Callable[[], int] = time.monotonic_ns):
-        from emoedge.edge.inference.classify import demo_image
+        from emoedge.edge.runtime.demo import demo_image
 
         self.files = [Path("grace_hopper.jpg")]
         self._cache = {self.files[0]: demo_image()}
