@@ -23,7 +23,7 @@ from emoedge.core.errors import ModelError
 from emoedge.core.preprocess import CropGeometry, to_gray
 from emoedge.edge.engines.interpreter import make_interpreter, tensor_info
 from emoedge.edge.faces import fetch
-from emoedge.edge.faces.fetch import RemoteFile
+from emoedge.edge.faces.registry import DETECTORS
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,20 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.3) -> list[int]:
-    """Greedy non-maximum suppression over ``(x, y, w, h)`` boxes; indices kept, best first."""
-    order = list(np.argsort(-scores))
-    keep: list[int] = []
-    while order:
-        i = order.pop(0)
-        keep.append(int(i))
-        order = [j for j in order if iou(boxes[i], boxes[j]) < iou_threshold]
-    return keep
+    """Greedy non-maximum suppression over ``(x, y, w, h)`` boxes (OpenCV's ``cv2.dnn.NMSBoxes``):
+    indices kept, best first; a box is dropped when its IoU with a kept one is ``iou_threshold`` or more."""
+    if len(boxes) == 0:
+        return []
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    rank = np.empty(len(order), np.float32)      # the scores' order as positive scores (NMSBoxes wants >= 0)
+    rank[order] = np.arange(len(order), 0, -1)
+    # NMSBoxes keeps a box whose overlap, 1 - float32(1 - IoU), is <= its float32 threshold; dropping at
+    # IoU == iou_threshold, as before, means the float32 just below that overlap (IoUs less than ~1e-7
+    # under the threshold are dropped too: float32)
+    at = np.float32(1) - np.float32(1 - iou_threshold)
+    below = float(np.nextafter(at, np.float32(-1)))
+    kept = cv2.dnn.NMSBoxes(np.asarray(boxes, np.float64).reshape(-1, 4), rank, 0.0, below)
+    return [int(i) for i in np.asarray(kept, np.int64).reshape(-1)]
 
 
 def drop_nested(boxes: np.ndarray, scores: np.ndarray, inside: float = 0.7) -> list[int]:
@@ -332,42 +338,17 @@ class OpenCVSSDDetector:
         return _to_faces(boxes[order], det[order, 2], w, h, 1.0)
 
 
-@dataclass(frozen=True)
-class DetectorKind:
-    """One entry of the detector registry: how to build it from its located files, and which
-    files it needs (what ``emoedge models fetch NAME`` downloads; none: ships with OpenCV)."""
-    build: Callable[[list[Path], int | None, float], Detector]  # (file paths, threads, min score)
-    files: tuple[RemoteFile, ...] = ()
-
-
-# The one list of face detectors: the runtime config, device profiles, the command line and the
-# fetcher (emoedge.edge.faces.fetch) all read it. Files: official locations, sha256 pinned.
-DETECTORS: dict[str, DetectorKind] = {
-    "haar": DetectorKind(lambda paths, threads, score: HaarDetector()),
-    "blazeface": DetectorKind(
-        lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads),
-        (RemoteFile("face_detection_short_range.tflite",
-                    "https://storage.googleapis.com/mediapipe-assets/face_detection_short_range.tflite",
-                    "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),)),
-    # full range (faces up to ~5 m): MediaPipe publishes it inside its Python wheel only; taken from the
-    # package index (pip download mediapipe==0.10.14, one wheel, no dependencies), the member's sha256 pinned
-    "blazeface-full": DetectorKind(
-        lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads,
-                                                        name="blazeface-full"),
-        (RemoteFile("face_detection_full_range_sparse.tflite", "pypi:mediapipe==0.10.14",
-                    "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
-                    member="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"),)),
-    "ssd": DetectorKind(
-        lambda paths, threads, score: OpenCVSSDDetector(paths[0], paths[1], min_score=score),
-        (RemoteFile("opencv_face_detector_uint8.pb",
-                    "https://raw.githubusercontent.com/opencv/opencv_3rdparty/"
-                    "dnn_samples_face_detector_20180220_uint8/opencv_face_detector_uint8.pb",
-                    "5c71d752ef2cbf2f457ac82fdd580fcb2522fd04c5efdaed18eb6d9e2843fbed"),
-         RemoteFile("opencv_face_detector.pbtxt",
-                    "https://raw.githubusercontent.com/opencv/opencv/4.x/samples/dnn/face_detector/"
-                    "opencv_face_detector.pbtxt",
-                    "5397808362fc6fb7c4044484848e297b22449d913a267fa7f8bd9d86dce29144"))),
+# How each detector of the registry (emoedge.edge.faces.registry.DETECTORS, the one list of face
+# detectors) is built from its located files: (file paths, threads, min score) -> detector.
+BUILDERS: dict[str, Callable[[list[Path], int | None, float], Detector]] = {
+    "haar": lambda paths, threads, score: HaarDetector(),
+    "blazeface": lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads),
+    "blazeface-full": lambda paths, threads, score: BlazeFaceDetector(paths[0], min_score=score, num_threads=threads,
+                                                                      name="blazeface-full"),
+    "ssd": lambda paths, threads, score: OpenCVSSDDetector(paths[0], paths[1], min_score=score),
 }
+if set(BUILDERS) != set(DETECTORS):
+    raise AssertionError(f"detectors without a builder or registry entry: {sorted(set(BUILDERS) ^ set(DETECTORS))}")
 
 
 def make_detector(name: str, model_dir: str | Path | None = None, num_threads: int | None = None,
@@ -377,4 +358,4 @@ def make_detector(name: str, model_dir: str | Path | None = None, num_threads: i
         kind = DETECTORS[name]
     except KeyError:
         raise ValueError(f"unknown detector {name!r}; choose one of {tuple(DETECTORS)}") from None
-    return kind.build(fetch.locate(name, model_dir) if kind.files else [], num_threads, min_score)
+    return BUILDERS[name](fetch.locate(name, model_dir) if kind.files else [], num_threads, min_score)

