@@ -12,15 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from emoedge.benchmarks.soak import _python_env
-
-
-def run_command(args: Sequence[str]) -> list[str]:
-    """``emoedge run ARGS`` as this Python runs it."""
-    return [sys.executable, "-m", "emoedge", "run", *args]
+from emoedge.benchmarks.childproc import python_env, run_command
 
 
 def _ro(db: Path) -> sqlite3.Connection:
@@ -103,7 +97,7 @@ def sigkill_check(workdir: str | Path, source: str = "demo", model: str = "fast"
     cmd = run_command(args)
     res: dict = {"command": "emoedge run " + " ".join(args), "status": "fail"}
     with open(work / "kill.stderr", "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=_python_env())
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=python_env())
         t0 = time.monotonic()
         before: dict[str, int] = {}
         try:
@@ -140,7 +134,7 @@ def sigkill_check(workdir: str | Path, source: str = "demo", model: str = "fast"
     # a second run on the same files: opens them and appends after the killed run's records
     args2 = ["--source", source, "--model", model, "--db", str(db), "--events", str(events),
              "--interval-s", f"{interval_s:g}", "--max-frames", "30", "--no-display"]
-    r2 = subprocess.run(run_command(args2), capture_output=True, text=True, env=_python_env(), timeout=300)
+    r2 = subprocess.run(run_command(args2), capture_output=True, text=True, env=python_env(), timeout=300)
     after2 = db_intervals(db, read_only=False)
     jl2 = jsonl_check(events)
     res.update({
@@ -249,7 +243,7 @@ def _check_written(db: Path, events: Path, ledger: dict, stderr: str, returncode
 
 def _ledger_run(args: list[str], ledger: Path, timeout_s: float) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", LEDGER_RUN, str(ledger), *args], capture_output=True, text=True,
-                          env=_python_env(), timeout=timeout_s)
+                          env=python_env(), timeout=timeout_s)
 
 
 def disk_full_check(workdir: str | Path, size: str = "1m", source: str = "demo", model: str = "fast",

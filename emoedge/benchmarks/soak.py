@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoedge.benchmarks.childproc import python_env
 from emoedge.edge.outputs.sinks import Sink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,13 +189,6 @@ def _soak_child(args: dict) -> dict:
             "source": s.source, "model": s.model, "wall_s": time.perf_counter() - t0}
 
 
-def _python_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
 def soak_run(frames: int, source: str | None = None, model: str = "default", budget_ms: float = 66.0,
              interval_s: float = 5.0, warmup: float = 0.15, timeout_s: float = 7200) -> SoakRun:
     """One soak run of ``frames`` looped frames in a fresh process."""
@@ -205,7 +199,7 @@ def soak_run(frames: int, source: str | None = None, model: str = "default", bud
             "print('RESULT ' + json.dumps(_soak_child(json.loads(sys.argv[1]))))")
     try:
         r = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=False,
-                           timeout=timeout_s, env=_python_env())
+                           timeout=timeout_s, env=python_env())
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
         if r.returncode != 0 or not lines:
             err = r.stderr.strip().splitlines()
@@ -269,9 +263,6 @@ def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dic
                      f"{d_steady:+.2f} MB, anonymous {d_anon:+.2f} MB; limit {tolerance_mb:g} MB); slope "
                      f"{long_.slope_b_per_frame:+.1f} B/frame (anonymous {long_.anon_slope_b_per_frame:+.1f}); "
                      + slope["slope_line"])}
-
-
-# -- fault helpers --------------------------------------------------------------------------------
 
 
 # -- the whole benchmark -----------------------------------------------------------------------------
