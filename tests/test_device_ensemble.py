@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from emoedge.core.errors import ModelError
-from emoedge.edge.inference.ensemble import EnsembleClassifier, combine, combine_mean, combine_vote, write_spec
+from emoedge.edge.inference.ensemble import combine, combine_mean, combine_vote, write_spec
+from emoedge.edge.inference.loader import open_ensemble as EnsembleClassifier
 
 
 def _p(rows):

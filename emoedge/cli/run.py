@@ -106,6 +106,7 @@ def cmd_classify(args) -> int:
     from emoedge.edge.faces.detect import make_detector
     from emoedge.edge.faces.tracking import UNCERTAIN
     from emoedge.edge.inference.classify import FaceClassifier
+    from emoedge.edge.outputs.overlay import draw_predictions
     from emoedge.edge.runtime.demo import demo_image
 
     image = demo_image() if args.image is None else cv2.imread(str(args.image))
@@ -130,7 +131,7 @@ def cmd_classify(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([p.to_dict() for p in preds], indent=2))
     if args.out:
-        cv2.imwrite(str(args.out), clf.draw(image, preds))
+        cv2.imwrite(str(args.out), draw_predictions(image, preds))
         print(f"wrote {args.out}")
     return 0
 

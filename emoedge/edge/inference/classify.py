@@ -11,9 +11,10 @@ from emoedge.core.errors import ModelError
 from emoedge.core.preprocess import IDENTITY, CropGeometry, preprocess_faces
 from emoedge.core.shipped import read_manifest, resolve_model
 from emoedge.core.temperature import apply_temperature
-from emoedge.edge.engines.interpreter import TFLiteClassifier, check_classes
+from emoedge.edge.engines.interpreter import check_classes
 from emoedge.edge.faces.detect import Face, HaarDetector
 from emoedge.edge.faces.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN
+from emoedge.edge.inference.loader import open_model
 from emoedge.edge.inference.prior import apply_prior, prior_shift
 
 
@@ -27,32 +28,6 @@ class FacePrediction:
     def to_dict(self) -> dict:
         return {"box": list(self.face.box), "label": self.label, "confidence": round(self.confidence, 4),
                 "probs": [round(p, 4) for p in self.probs]}
-
-
-def open_model(model_path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
-    """A TFLite (any dtype, CPU or Edge TPU) or ONNX classifier for the device."""
-    from emoedge.core.formats import format_of
-
-    path = Path(model_path)
-    try:
-        engine = format_of(path).engine
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    if engine == "onnxruntime":
-        from emoedge.edge.engines.onnx_classifier import ONNXClassifier
-
-        return ONNXClassifier(path, num_threads)
-    if engine in ("litert", "edgetpu"):
-        return TFLiteClassifier(path, "edgetpu" if engine == "edgetpu" else delegate, num_threads)
-    if engine == "ensemble":
-        from emoedge.edge.inference.ensemble import EnsembleClassifier
-
-        return EnsembleClassifier(path, delegate, num_threads)
-    if engine == "numpy":
-        from emoedge.edge.engines.handcrafted import HogLbpClassifier
-
-        return HogLbpClassifier(path)
-    raise ModelError(f"{path}: {engine} models are not run on the device; convert it to TFLite or ONNX")
 
 
 def check_manifest(model, manifest: dict) -> None:
@@ -139,10 +114,3 @@ class FaceClassifier:
 
     def classify_image(self, image: np.ndarray) -> list[FacePrediction]:
         return self.classify_faces(image, self.detector.detect(image))
-
-    @staticmethod
-    def draw(image: np.ndarray, preds: list[FacePrediction]) -> np.ndarray:
-        """Boxes, labels and confidence on a copy of ``image`` (the runtime's overlay drawing)."""
-        from emoedge.edge.outputs.overlay import draw_boxes
-
-        return draw_boxes(image, [(p.face.box, p.label, f"{p.label} {p.confidence:.0%}") for p in preds])

@@ -14,7 +14,9 @@ A member file that no longer matches its recorded sha256 (a model re-shipped und
 name) is an error for ``stack``, whose weights were fitted on the old file's outputs, and a
 warning for ``mean`` and ``vote``, which still combine correctly but were scored on other files.
 
-Members are opened once, when the ensemble is; each runs on every face (the latency is the sum).
+Members are opened once, when the ensemble is (emoedge.edge.inference.loader.open_ensemble: this module
+reads and checks the spec and combines; it opens no model file); each runs on every face (the latency
+is the sum).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,43 +99,78 @@ def write_spec(path: str | Path, members: Sequence[str | Path], method: str, cla
     return path
 
 
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """An ensemble spec as read and checked (:func:`read_spec`): its members exist and, where the spec
+    pins them, are the files it was made for."""
+    path: Path
+    method: str
+    member_paths: tuple[Path, ...]
+    class_names: tuple[str, ...]
+    stack: dict | None
+
+
+def read_spec(path: str | Path) -> EnsembleSpec:
+    """Read and check ``name.ensemble.json`` (see the module); a bad one is a :class:`ModelError` naming it."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the ensemble spec: {exc}") from exc
+    except ValueError as exc:
+        raise ModelError(f"{path}: not JSON: {exc}") from exc
+    allowed = ("method", "members", "class_names", "member_sha256", "stack")
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ModelError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    method = spec.get("method", "mean")
+    if method not in METHODS:
+        raise ModelError(f"{path}: unknown method {method!r}; choose one of {list(METHODS)}")
+    if not spec.get("members"):
+        raise ModelError(f"{path}: an ensemble needs at least one member")
+    stack = spec.get("stack")
+    if method == "stack" and not stack:
+        raise ModelError(f"{path}: method 'stack' needs its fitted 'stack' weights")
+    members = tuple((path.parent / m) if not Path(m).is_absolute() else Path(m) for m in spec["members"])
+    pins = spec.get("member_sha256")
+    if pins is not None and len(pins) != len(members):
+        raise ModelError(f"{path}: {len(pins)} member_sha256 entries for {len(members)} members")
+    for i, mp in enumerate(members):
+        if not mp.is_file():
+            raise ModelError(f"{path}: member {mp} not found")
+        if pins is not None:
+            _check_pin(path, method, mp, pins[i])
+    return EnsembleSpec(path, method, members, tuple(spec.get("class_names") or ()), stack)
+
+
+def _check_pin(path: Path, method: str, member: Path, want: str) -> None:
+    from emoedge.core.fileio import sha256_file
+
+    got = sha256_file(member)
+    if got == want:
+        return
+    msg = (f"{path}: member {member} has sha256 {got[:12]}..., the spec was made for {want[:12]}... "
+           f"(the file changed since)")
+    if method == "stack":
+        raise ModelError(msg + "; the stacking weights were fitted on the old file's outputs: refit with "
+                               "`emoedge ensemble MEMBERS --data D --out DIR --method stack`")
+    warnings.warn(msg + f"; '{method}' still combines it, but the spec's reported scores are of the old file",
+                  stacklevel=4)
+
+
 class EnsembleClassifier:
-    """Opens every member once; ``predict`` runs each on the faces and combines their probabilities."""
+    """The members of a checked spec, opened by the caller (emoedge.edge.inference.loader.open_ensemble
+    opens each once); ``predict`` runs each on the faces and combines their probabilities."""
 
-    def __init__(self, path: str | Path, delegate: str = "cpu", num_threads: int | None = None):
-        from emoedge.edge.inference.classify import open_model
-
-        self.path = Path(path)
-        try:
-            spec = json.loads(self.path.read_text())
-        except OSError as exc:
-            raise ModelError(f"{self.path}: cannot read the ensemble spec: {exc}") from exc
-        except ValueError as exc:
-            raise ModelError(f"{self.path}: not JSON: {exc}") from exc
-        allowed = ("method", "members", "class_names", "member_sha256", "stack")
-        unknown = sorted(set(spec) - set(allowed))
-        if unknown:
-            raise ModelError(f"{self.path}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
-        self.method = spec.get("method", "mean")
-        if self.method not in METHODS:
-            raise ModelError(f"{self.path}: unknown method {self.method!r}; choose one of {list(METHODS)}")
-        if not spec.get("members"):
-            raise ModelError(f"{self.path}: an ensemble needs at least one member")
-        self.stack = spec.get("stack")
-        if self.method == "stack" and not self.stack:
-            raise ModelError(f"{self.path}: method 'stack' needs its fitted 'stack' weights")
-        self.class_names = tuple(spec.get("class_names") or ())
-        self.member_paths = [(self.path.parent / m) if not Path(m).is_absolute() else Path(m) for m in spec["members"]]
-        pins = spec.get("member_sha256")
-        if pins is not None and len(pins) != len(self.member_paths):
-            raise ModelError(f"{self.path}: {len(pins)} member_sha256 entries for {len(self.member_paths)} members")
-        self.members = []
-        for i, mp in enumerate(self.member_paths):
-            if not mp.is_file():
-                raise ModelError(f"{self.path}: member {mp} not found")
-            if pins is not None:
-                self._check_pin(mp, pins[i])
-            self.members.append(open_model(mp, delegate, num_threads))
+    def __init__(self, spec: EnsembleSpec, members: Sequence):
+        if len(members) != len(spec.member_paths):
+            raise ModelError(f"{spec.path}: {len(members)} opened member(s) for {len(spec.member_paths)} in the spec")
+        self.path = spec.path
+        self.method = spec.method
+        self.stack = spec.stack
+        self.class_names = spec.class_names
+        self.member_paths = list(spec.member_paths)
+        self.members = list(members)
         ks = {getattr(m, "num_classes", None) for m in self.members} - {None}
         if len(ks) > 1:
             raise ModelError(f"{self.path}: members disagree on the number of classes: {sorted(ks)}")
@@ -144,20 +182,6 @@ class EnsembleClassifier:
             raise ModelError(f"{self.path}: every member must take the 48x48 preprocessing contract's input, "
                              f"got sizes {sorted(sizes)}")
         self.input_size = 48
-
-    def _check_pin(self, member: Path, want: str) -> None:
-        from emoedge.core.fileio import sha256_file
-
-        got = sha256_file(member)
-        if got == want:
-            return
-        msg = (f"{self.path}: member {member} has sha256 {got[:12]}..., the spec was made for {want[:12]}... "
-               f"(the file changed since)")
-        if self.method == "stack":
-            raise ModelError(msg + "; the stacking weights were fitted on the old file's outputs: refit with "
-                                   "`emoedge ensemble MEMBERS --data D --out DIR --method stack`")
-        warnings.warn(msg + f"; '{self.method}' still combines it, but the spec's reported scores are of the old file",
-                      stacklevel=3)
 
     def member_probs(self, faces: np.ndarray) -> list[np.ndarray]:
         return [np.asarray(m.predict(faces), np.float32) for m in self.members]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -14,6 +15,9 @@ import numpy as np
 from emoedge.core.errors import WriteError
 from emoedge.edge.faces.tracking import UNCERTAIN, Track
 from emoedge.edge.outputs.sinks import Sink
+
+if TYPE_CHECKING:
+    from emoedge.edge.inference.classify import FacePrediction
 
 COLORS = {"happy": (0, 200, 0), "surprise": (0, 200, 255), "neutral": (200, 200, 200), "sad": (255, 120, 0),
           "angry": (0, 0, 255), "fear": (180, 0, 180), "disgust": (0, 120, 120), "contempt": (120, 120, 0),
@@ -33,6 +37,11 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[tuple[Sequence[float], str | N
     if status:
         cv2.putText(out, status, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return out
+
+
+def draw_predictions(image: np.ndarray, preds: Sequence[FacePrediction]) -> np.ndarray:
+    """``emoedge classify``'s faces: label and confidence of each prediction."""
+    return draw_boxes(image, [(p.face.box, p.label, f"{p.label} {p.confidence:.0%}") for p in preds])
 
 
 def draw_overlay(image: np.ndarray, tracks: Sequence[Track], scale: float = 1.0, status: str = "") -> np.ndarray:
