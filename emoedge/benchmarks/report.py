@@ -13,6 +13,7 @@ import numpy as np
 from emoedge.benchmarks.machine import dirty_warning, machine_info
 from emoedge.benchmarks.model_bench import ModelResult
 from emoedge.benchmarks.pipeline_bench import PipelineResult
+from emoedge.benchmarks.targets import evaluate_targets
 from emoedge.tables import markdown_table
 
 SCHEMA_VERSION = 1
@@ -32,6 +33,25 @@ def carry_over(rows: Sequence[dict], prev: dict) -> list[dict]:
     (its time and git revision); a row carried before keeps its own origin."""
     origin = {"created": prev.get("created"), "git_revision": (prev.get("machine") or {}).get("git_revision")}
     return [r if r.get("carried_over") else {**r, "carried_over": origin} for r in rows]
+
+
+def merge_results(out_dir: str | Path, models: Sequence[ModelResult] | None = None,
+                  pipelines: Sequence[PipelineResult] | None = None, peer_name: str | None = None,
+                  command: str = "") -> dict:
+    """The results of a bench run merged with the ``results.json`` already in ``out_dir``: a part not
+    run now (``None``) kept from it, its rows marked as carried over (:func:`carry_over`); the targets
+    evaluated with ``peer_name`` as the peer when given, else kept from it."""
+    path = Path(out_dir) / "results.json"
+    prev = json.loads(path.read_text()) if path.is_file() else {}
+    res = build_results(settings={"command": command})
+    res["models"] = ([m.to_dict(samples=True) for m in models] if models is not None
+                     else carry_over(prev.get("models", []), prev))
+    res["pipelines"] = ([p.to_dict() for p in pipelines] if pipelines is not None
+                        else carry_over(prev.get("pipelines", []), prev))
+    res["targets"] = prev.get("targets", [])
+    if peer_name is not None:
+        res["targets"] = evaluate_targets(res, peer_name=peer_name)
+    return res
 
 
 def _row_name(r: dict) -> str:
@@ -315,3 +335,10 @@ def compare(results: dict, reference: dict, tolerance: float = 0.25) -> list[dic
     for name in ref_p:
         out.append({"kind": "pipeline", "name": name, "status": "missing in this run"})
     return out
+
+
+def write_comparison(results: dict, reference: str | Path, tolerance: float, out_dir: str | Path) -> list[dict]:
+    """:func:`compare` with the results file ``reference``, written to ``comparison.json`` in ``out_dir``."""
+    rows = compare(results, json.loads(Path(reference).read_text()), tolerance)
+    (Path(out_dir) / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows

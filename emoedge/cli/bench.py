@@ -5,7 +5,6 @@ results and report by :mod:`emoedge.benchmarks.report` (targets: :mod:`emoedge.b
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -36,28 +35,15 @@ def _write(args, models=None, pipelines=None, peer_name: str | None = None) -> l
     """results.json (parts not run now kept from the one in --out) and the report, written once;
     with ``peer_name`` the targets are evaluated on it. Returns the exit code of each part run."""
     from emoedge.benchmarks.machine import dirty_warning
-    from emoedge.benchmarks.report import build_results, carry_over, compare, write_report
+    from emoedge.benchmarks.report import merge_results, write_comparison, write_report
 
-    out = Path(args.out)
-    prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
-    res = build_results(settings={"command": " ".join(sys.argv)})
-    res["models"] = ([m.to_dict(samples=True) for m in models] if models is not None
-                     else carry_over(prev.get("models", []), prev))      # parts not run now: marked as carried
-    res["pipelines"] = ([p.to_dict() for p in pipelines] if pipelines is not None
-                        else carry_over(prev.get("pipelines", []), prev))
-    res["targets"] = prev.get("targets", [])
-    if peer_name is not None:
-        from emoedge.benchmarks.targets import evaluate_targets
-
-        res["targets"] = evaluate_targets(res, peer_name=peer_name)
-    md = write_report(res, out)
+    res = merge_results(args.out, models, pipelines, peer_name, command=" ".join(sys.argv))
+    md = write_report(res, args.out)
     print(md.read_text())
     if args.reference:
-        rows = compare(res, json.loads(Path(args.reference).read_text()), args.tolerance)
-        (out / "comparison.json").write_text(json.dumps(rows, indent=2) + "\n")
-        for r in rows:
+        for r in write_comparison(res, args.reference, args.tolerance, args.out):
             print(f"  {r['kind']:8s} {r['name']}: {r['status']}")
-    print(f"wrote {out}/results.json and {md}")
+    print(f"wrote {Path(args.out)}/results.json and {md}")
     if dirty_warning(res["machine"].get("git_revision")):
         print(dirty_warning(res["machine"]["git_revision"]), file=sys.stderr)
     codes = [_failures("models", models)] if models is not None else []
@@ -210,7 +196,10 @@ def _pipeline_options(p, model_flag: str = "--model", source_required: bool = Tr
 def cmd_bench_board(args) -> int:
     """Stage times of this board (measured) or, with --estimate, of the Pi boards derived from
     published runs; CSV + JSON (+ the estimates page) in --out; profiles rewritten when asked."""
-    from emoedge.benchmarks import board_timings as bt
+    from emoedge.benchmarks.board_measure import measure
+    from emoedge.benchmarks.board_profile import write_estimated_profile, write_measured_profile
+    from emoedge.benchmarks.board_report import write_estimates_md, write_measured
+    from emoedge.benchmarks.board_timings import estimate
     from emoedge.benchmarks.soak import shared_dir
 
     shared = Path(args.shared) if args.shared else shared_dir()
@@ -218,36 +207,23 @@ def cmd_bench_board(args) -> int:
     source = args.source or (str(shared / "media" / "short_hamilton_clip.mp4") if shared else None)
     out = Path(args.out)
     if args.estimate:
-        res = bt.estimate(shared, source, args.detector_dir, Path(args.cache), args.runs)
-        md = bt.write_estimates_md(res, out)
+        res = estimate(shared, source, args.detector_dir, Path(args.cache), args.runs)
+        md = write_estimates_md(res, out)
         print(md.read_text())
         for name in args.update_profiles:
-            board = next((b for b, prof in bt.BOARD_PROFILES.items() if prof == Path(name).stem), None)
-            if board is None:
-                raise BadInputError(f"{name}: not a profile of a board with estimates ({', '.join(bt.BOARD_PROFILES)})")
-            mine = {x["stage"]: x["ms"] for x in res["rows"] if x["board"] == board}
-            bt.write_profile_times(Path(name), {k: v for k, v in mine.items() if k in bt.DETECTOR_STAGES},
-                                   bt.estimate_comment(board, res),
-                                   {k: v for k, v in mine.items() if k in bt.CLASSIFIER_STAGES})
+            board = write_estimated_profile(name, res)
             print(f"wrote the estimated detector_ms and classifier_ms of {board} into {name}")
         return 0 if res["rows"] else 1
     threads = args.threads or os.cpu_count() or 1
-    res = bt.measure(threads, source, args.detector_dir, args.runs)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "board.json").write_text(json.dumps(res, indent=2) + "\n")
-    csv_path = bt.write_csv(res["rows"], out / "board.csv")
+    res = measure(threads, source, args.detector_dir, args.runs)
+    csv_path = write_measured(res, out)
     for r in res["rows"]:
         print(f"  {r['stage']:15s} {r['ms']:8.2f} ms  ({r['threads']} threads)")
     for k, why in res["skipped"].items():
         print(f"  {k:15s} not timed: {why}", file=sys.stderr)
     print(f"wrote {csv_path}")
     if args.write_profile:
-        ms = {x["stage"]: x["ms"] for x in res["rows"] if x["stage"] in bt.DETECTOR_STAGES}
-        per_face = {x["stage"]: x["ms"] for x in res["rows"] if x["stage"] in bt.CLASSIFIER_STAGES}
-        board = res["rows"][0]["board"] if res["rows"] else "this machine"
-        bt.write_profile_times(Path(args.write_profile), ms, [
-            f"MEASURED {res['date']} on {board}",
-            f"by `emoedge bench board` ({threads} threads, 640x360 frames, full scale): {csv_path}"], per_face)
+        write_measured_profile(args.write_profile, res, threads, csv_path)
         print(f"wrote the measured detector_ms and classifier_ms into {args.write_profile}")
     return 0 if res["rows"] else 1
 
@@ -275,19 +251,22 @@ def _report_options(p) -> None:
                    help="latency/FPS may be worse than the reference by this fraction")
 
 
-def register(sub) -> None:
-    bench = add_group(sub, "bench", "benchmarks: models, pipelines, long runs", dest="bench_command")
+def _register_models(bench) -> None:
     p = add_parser(bench, "models", "size, load, latency percentiles, throughput, RSS, accuracy per artifact")
     _model_options(p)
     _report_options(p)
     p.set_defaults(func=cmd_bench_models)
 
+
+def _register_pipeline(bench) -> None:
     p = add_parser(bench, "pipeline", "end-to-end FPS, stage latency, budget hit rate, CPU, RSS")
     _pipeline_options(p)
     p.add_argument("--threads", type=int, help="interpreter threads (default: the back-end's)")
     _report_options(p)
     p.set_defaults(func=cmd_bench_pipeline)
 
+
+def _register_soak(bench) -> None:
     p = add_parser(bench, "soak", "RSS over long looped runs (peak, slope per frame; the target: the same peak, a "
                                   "late slope of at most 5 MB a day at 15 FPS) and the fault checks: "
                                   "SIGKILL mid-run, disk full (tmpfs, needs root), free-space floor")
@@ -305,6 +284,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for soak.json, soak.md, soak_rss.png")
     p.set_defaults(func=cmd_bench_soak)
 
+
+def _register_photos(bench) -> None:
     p = add_parser(bench, "photos", "end-to-end accuracy on labelled photos (root/<class>/*) per model and "
                                     "detector, plus the whole photo as the face")
     p.add_argument("--data", required=True, help="folder of labelled photos: root/<class>/*")
@@ -320,6 +301,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for photos.json, photos.md, photos.png")
     p.set_defaults(func=cmd_bench_photos)
 
+
+def _register_crops(bench) -> None:
     p = add_parser(bench, "crops", "each detector's box against the training crop: the crop geometry fitted on "
                                    "training faces shown in larger frames, end-to-end accuracy on validation faces")
     p.add_argument("--data", required=True, help="FER2013 CSV (or a dataset of 48x48 training crops)")
@@ -334,6 +317,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="docs/benchmarks/x86-dev", help="folder for crops.json, crops.md")
     p.set_defaults(func=cmd_bench_crops)
 
+
+def _register_board(bench) -> None:
     p = add_parser(bench, "board", "stage times of this board (detectors per 640x360 frame, classifiers per face) "
                                    "into a CSV, or --estimate the Pi boards' from published reference runs")
     p.add_argument("--estimate", action="store_true",
@@ -352,6 +337,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="folder for board.csv/board.json (--estimate: estimates.*)")
     p.set_defaults(func=cmd_bench_board)
 
+
+def _register_fleet(bench) -> None:
     p = add_parser(bench, "fleet", "N devices (emoedge run --mqtt on the looped clip) into one broker and one "
                                    "emoedge fleet store: intervals in = out, CPU per interval, the page's screenshot")
     p.add_argument("--devices", type=int, default=10, help="emoedge run processes")
@@ -363,9 +350,19 @@ def register(sub) -> None:
     p.add_argument("--out", default="docs/benchmarks/fleet", help="folder for fleet.json, fleet.md, fleet-page.png")
     p.set_defaults(func=cmd_bench_fleet)
 
+
+def _register_all(bench) -> None:
     p = add_parser(bench, "all", "models + pipelines + the targets, in one run (one report)")
     _model_options(p)
     _pipeline_options(p, model_flag="--pipeline-model", source_required=False)
     p.add_argument("--peer-name", default="fer", help="the --peer the targets compare with")
     _report_options(p)
     p.set_defaults(func=cmd_bench_all)
+
+
+def register(sub) -> None:
+    """``emoedge bench SUBCOMMAND``: one parser per subcommand, in this order in the help."""
+    bench = add_group(sub, "bench", "benchmarks: models, pipelines, long runs", dest="bench_command")
+    for add in (_register_models, _register_pipeline, _register_soak, _register_photos,
+                _register_crops, _register_board, _register_fleet, _register_all):
+        add(bench)
