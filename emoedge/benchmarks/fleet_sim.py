@@ -66,6 +66,63 @@ def screenshot(url: str, out: Path, size: str = "1200,1500") -> Path | None:
     return out if out.is_file() else None
 
 
+def _interval_ids(db_path: Path) -> list[str]:
+    """The interval ids a device's SQLite file holds."""
+    db = sqlite3.connect(db_path)
+    ids = [r[0] for r in db.execute("SELECT interval_id FROM intervals")]
+    db.close()
+    return ids
+
+
+def _start_device(k: int, work: Path, source: str | None, model: str, interval_s: float, mqtt: str, rooms: int,
+                  env: dict) -> tuple[str, subprocess.Popen]:
+    """Device ``k``: ``emoedge run`` on the looped source, publishing to ``mqtt``, its files in ``work``."""
+    name = f"dev-{k:02d}"
+    cmd = [sys.executable, "-m", "emoedge", "-q", "run", "--source", source or "demo", "--loop", "--realtime",
+           "--interval-s", str(interval_s), "--model", model, "--threads", "1", "--mqtt", mqtt, "--mqtt-device",
+           name, "--mqtt-room", f"room-{k % rooms + 1}", "--db", str(work / f"{name}.sqlite"),
+           "--summary-json", str(work / f"{name}.summary.json")]
+    return name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _stop_devices(procs: list[tuple[str, subprocess.Popen]]) -> tuple[dict[str, int], dict[str, str]]:
+    """SIGTERM every device (a graceful stop: the last interval, then the flush) and wait for each;
+    returns the exit codes and the stderr tails of those that did not exit 0."""
+    for _, p in procs:
+        p.send_signal(signal.SIGTERM)
+    codes, errors = {}, {}
+    for name, p in procs:
+        _, err = p.communicate(timeout=120)
+        codes[name] = p.returncode
+        if p.returncode != 0:
+            errors[name] = err[-800:]
+    return codes, errors
+
+
+def _device_record(work: Path, name: str, code: int) -> dict:
+    """What a stopped device stored and reported: its intervals, exit code, MQTT statistics, FPS, frames."""
+    stats_path = work / f"{name}.mqtt-outbox.stats.json"
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    summary_path = work / f"{name}.summary.json"
+    summ = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    return {"intervals": len(_interval_ids(work / f"{name}.sqlite")), "exit_code": code, "mqtt": stats,
+            "fps": summ.get("fps"), "frames": summ.get("frames")}
+
+
+def _stop_serve(serve: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM ``emoedge fleet serve`` (killed after 30 s); its stdout and stderr."""
+    serve.send_signal(signal.SIGTERM)
+    try:
+        return serve.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        return serve.communicate()
+
+
+def _mean(values: list) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str | None = None, model: str = "fast",
                 interval_s: float = 1.0, mqtt: str | None = None, rooms: int = 3) -> dict:
     import tempfile
@@ -74,52 +131,27 @@ def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="emoedge-fleet-"))    # the devices' and the store's files; removed after
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    emoedge = [sys.executable, "-m", "emoedge"]
     broker = None
     if mqtt is None:
         broker, mqtt = start_mosquitto(work)
     http_port = _free_port()
     store_path = work / "fleet.sqlite"
-    serve = subprocess.Popen(emoedge + ["fleet", "serve", "--mqtt", mqtt, "--db", str(store_path), "--http-port",
-                                        str(http_port), "--client-id", f"emoedge-fleet-bench-{http_port}"],
+    serve = subprocess.Popen([sys.executable, "-m", "emoedge", "fleet", "serve", "--mqtt", mqtt, "--db",
+                              str(store_path), "--http-port", str(http_port), "--client-id",
+                              f"emoedge-fleet-bench-{http_port}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     procs = []
     try:
         _wait_port(http_port, 30)
         t0 = time.time()
         for k in range(devices):
-            name = f"dev-{k:02d}"
-            cmd = emoedge + ["-q", "run", "--source", source or "demo", "--loop", "--realtime", "--interval-s",
-                             str(interval_s), "--model", model, "--threads", "1", "--mqtt", mqtt, "--mqtt-device",
-                             name, "--mqtt-room", f"room-{k % rooms + 1}", "--db", str(work / f"{name}.sqlite"),
-                             "--summary-json", str(work / f"{name}.summary.json")]
-            procs.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                                 env=env)))
+            procs.append(_start_device(k, work, source, model, interval_s, mqtt, rooms, env))
         time.sleep(seconds)
         shot = screenshot(f"http://127.0.0.1:{http_port}/", out / "fleet-page.png")   # while they run
-        for _, p in procs:
-            p.send_signal(signal.SIGTERM)                   # a graceful stop: the last interval, then the flush
-        codes = {}
-        errors = {}
-        for name, p in procs:
-            _, err = p.communicate(timeout=120)
-            codes[name] = p.returncode
-            if p.returncode != 0:
-                errors[name] = err[-800:]
+        codes, errors = _stop_devices(procs)
         wall_s = time.time() - t0
-        per_device = {}
-        total_in = 0
-        for name, _ in procs:
-            db = sqlite3.connect(work / f"{name}.sqlite")
-            ids = [r[0] for r in db.execute("SELECT interval_id FROM intervals")]
-            db.close()
-            stats_path = work / f"{name}.mqtt-outbox.stats.json"
-            stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-            summary_path = work / f"{name}.summary.json"
-            summ = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-            per_device[name] = {"intervals": len(ids), "exit_code": codes[name], "mqtt": stats,
-                                "fps": summ.get("fps"), "frames": summ.get("frames")}
-            total_in += len(ids)
+        per_device = {name: _device_record(work, name, codes[name]) for name, _ in procs}
+        total_in = sum(d["intervals"] for d in per_device.values())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(FleetStore(store_path).rows()) < total_in:
             time.sleep(0.2)
@@ -127,36 +159,25 @@ def bench_fleet(out: Path, devices: int = 10, seconds: float = 60.0, source: str
         for _, p in procs:
             if p.poll() is None:
                 p.kill()
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve_out, serve_err = serve.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve_out, serve_err = serve.communicate()
+        serve_out, serve_err = _stop_serve(serve)
         if broker is not None:
             broker.terminate()
             broker.wait(10)
     fleet = FleetStore(store_path).summary()
     stored = {r["interval_id"] for r in fleet["intervals"]}
-    device_ids = set()
-    for name in per_device:
-        db = sqlite3.connect(work / f"{name}.sqlite")
-        device_ids |= {r[0] for r in db.execute("SELECT interval_id FROM intervals")}
-        db.close()
-    enq = [d["mqtt"].get("enqueue_ms_per_interval") for d in per_device.values() if d["mqtt"]]
-    pub = [d["mqtt"].get("publisher_cpu_ms_per_interval") for d in per_device.values() if d["mqtt"]]
+    device_ids = set().union(*(_interval_ids(work / f"{name}.sqlite") for name in per_device))
+    mqtt_stats = [d["mqtt"] for d in per_device.values() if d["mqtt"]]
     shutil.rmtree(work, ignore_errors=True)
-    res = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "devices": devices, "seconds": seconds,
-           "wall_s": wall_s, "interval_s": interval_s, "model": model, "source": source or "demo", "broker": mqtt,
-           "intervals_in": total_in, "intervals_out": len(stored), "missing": sorted(device_ids - stored)[:20],
-           "unexpected": sorted(stored - device_ids)[:20], "duplicates_dropped": fleet["counters"].get("duplicate", 0),
-           "rejected": fleet["counters"].get("rejected", 0),
-           "enqueue_ms_per_interval_mean": sum(enq) / len(enq) if enq else None,
-           "publisher_cpu_ms_per_interval_mean": sum(pub) / len(pub) if pub else None,
-           "per_device": per_device, "errors": errors, "screenshot": str(shot) if shot else None,
-           "fleet_serve_output": serve_out.strip().splitlines()[-1:] if serve_out else [],
-           "fleet_serve_errors": serve_err[-800:] if serve.returncode else ""}
-    return res
+    return {"machine": machine_info(), "date": time.strftime("%Y-%m-%d"), "devices": devices, "seconds": seconds,
+            "wall_s": wall_s, "interval_s": interval_s, "model": model, "source": source or "demo", "broker": mqtt,
+            "intervals_in": total_in, "intervals_out": len(stored), "missing": sorted(device_ids - stored)[:20],
+            "unexpected": sorted(stored - device_ids)[:20], "duplicates_dropped": fleet["counters"].get("duplicate", 0),
+            "rejected": fleet["counters"].get("rejected", 0),
+            "enqueue_ms_per_interval_mean": _mean([m.get("enqueue_ms_per_interval") for m in mqtt_stats]),
+            "publisher_cpu_ms_per_interval_mean": _mean([m.get("publisher_cpu_ms_per_interval") for m in mqtt_stats]),
+            "per_device": per_device, "errors": errors, "screenshot": str(shot) if shot else None,
+            "fleet_serve_output": serve_out.strip().splitlines()[-1:] if serve_out else [],
+            "fleet_serve_errors": serve_err[-800:] if serve.returncode else ""}
 
 
 def write_fleet_report(res: dict, out: Path) -> Path:

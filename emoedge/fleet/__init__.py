@@ -14,7 +14,8 @@ device (``--metrics-port``) for Grafana.
 - :mod:`~emoedge.fleet.page` and :mod:`~emoedge.fleet.web`: the page (inline SVG, no scripts, nothing
   fetched from the internet) and its HTTP server (Host header checked).
 
-Layer 2: imports paho-mqtt (the ``[fleet]`` extra) and the standard library, no TensorFlow.
+Layer 2: imports paho-mqtt (the ``[fleet]`` extra), the standard library and the device side's drift
+measure (:func:`emoedge.edge.runtime.monitor.js_divergence`: numpy, OpenCV), no TensorFlow.
 """
 
 from emoedge.fleet.page import js_divergence, mean_share, render_page
