@@ -23,6 +23,8 @@ import sqlite3
 import threading
 
 from emoedge.core.errors import EXIT_SOURCE
+from emoedge.core.retry import Backoff
+from emoedge.edge.outputs.mqtt_broker import load_paho
 from emoedge.fleet.store import FleetStore
 
 try:    # the project's own error base (exit 2-4 without a traceback), being introduced alongside this
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 RECEIVE_MAXIMUM = 10_000          # messages in flight to the store: a bound on its memory (<= 32 KB each)
 SESSION_EXPIRY_S = 30 * 86400     # the broker keeps the store's session and its queue this long while it is down
+# reconnecting to a lost broker (paho's own loop waits, doubling): the project's one policy, these numbers
+RECONNECT = Backoff(first_s=0.2, max_s=10.0)
 
 
 class BrokerError(_OwnError):
@@ -46,9 +50,7 @@ class FleetSubscriber:
     """Subscribes and stores what arrives; runs in its own threads (``start``) until ``stop``."""
 
     def __init__(self, target, store: FleetStore, client_id: str = "emoedge-fleet", ca_file: str | None = None):
-        from emoedge.edge.outputs.mqtt import _paho
-
-        mqtt = _paho()
+        mqtt = load_paho()
         self.target, self.store = target, store
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
@@ -56,7 +58,7 @@ class FleetSubscriber:
             self.client.username_pw_set(target.username, target.password)
         if target.tls or ca_file:
             self.client.tls_set(ca_certs=ca_file)
-        self.client.reconnect_delay_set(0.2, 10)
+        self.client.reconnect_delay_set(RECONNECT.first_s, RECONNECT.max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -14,6 +14,11 @@ the duplicate. The frame loop only writes the outbox row (no network I/O, never 
 A refused login or a TLS failure is logged once with the broker's reason and the outbox keeps
 filling; it is sent when the broker accepts.
 
+This module is the sink and its publisher thread; the broker URL and credentials are
+emoedge.edge.outputs.mqtt_broker, the outbox emoedge.edge.outputs.mqtt_outbox. Reconnecting waits by
+the project's one policy (:class:`emoedge.core.retry.Backoff`): ``retry_min_s``, doubled per failure
+up to ``retry_max_s``.
+
 ``paho-mqtt`` (the ``[fleet]`` extra) is imported when an MQTT sink is made, never otherwise.
 """
 
@@ -21,94 +26,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import sqlite3
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from emoedge.core.errors import BadInputError, WriteError
-from emoedge.core.fileio import create_sqlite, wal_connect
+from emoedge.core.retry import Backoff
+from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name, load_paho, with_credentials
+from emoedge.edge.outputs.mqtt_outbox import Outbox, default_outbox
 from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 from emoedge.edge.outputs.sinks import Sink
+
+# MqttTarget, with_credentials, device_name (mqtt_broker) and Outbox, default_outbox (mqtt_outbox) are
+# imported from here as well: the names of MQTT output
+__all__ = ["MAX_PROBLEMS", "PAYLOAD_SCHEMA", "MqttSink", "MqttTarget", "Outbox", "default_outbox", "device_name",
+           "interval_payload", "with_credentials"]
 
 log = logging.getLogger(__name__)
 
 PAYLOAD_SCHEMA = 1
-DEFAULT_PREFIX = "emoedge"
-OUTBOX_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    interval_id TEXT NOT NULL UNIQUE,
-    payload TEXT NOT NULL,
-    created_unix_ns INTEGER NOT NULL,
-    sent_unix_ns INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_unix_ns IS NULL;
-"""
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Where to publish: ``mqtt://[user[:password]@]host[:port][/prefix]`` (``mqtts://``: TLS, port 8883)."""
-    host: str
-    port: int
-    prefix: str = DEFAULT_PREFIX
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> MqttTarget:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise BadInputError(f"--mqtt {url!r}: expected mqtt://host[:port][/prefix] or mqtts://... for TLS")
-        try:
-            port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        except ValueError as exc:
-            raise BadInputError(f"--mqtt {url!r}: bad port ({exc})") from None
-        prefix = parts.path.strip("/") or DEFAULT_PREFIX
-        if any(c in prefix for c in "+#") or parts.fragment or url.endswith("#"):
-            raise BadInputError(f"--mqtt {url!r}: the topic prefix {prefix!r} may not contain the wildcards + or #")
-        return cls(parts.hostname, port, prefix, parts.scheme == "mqtts",
-                   unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None)
-
-    def topic(self, device: str, kind: str) -> str:
-        return f"{self.prefix}/{device}/{kind}"
-
-    def __str__(self) -> str:  # never the password
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}/{self.prefix}"
-
-
-def with_credentials(target: MqttTarget, username: str | None = None, password_file: str | None = None) -> MqttTarget:
-    """``target`` with the user name given (else the URL's) and the password from ``password_file`` (else the
-    URL's, else ``$EMOEDGE_MQTT_PASSWORD``); a password file that cannot be read is a :class:`BadInputError`
-    naming it. Shared by the device's sink and the fleet's subscriber."""
-    import dataclasses
-
-    password = target.password
-    if password_file:
-        try:
-            password = Path(password_file).read_text().strip()
-        except OSError as exc:
-            raise BadInputError(f"{password_file}: cannot read the MQTT password file: "
-                                f"{exc.strerror or exc}") from exc
-    password = password or os.environ.get("EMOEDGE_MQTT_PASSWORD")
-    return dataclasses.replace(target, username=username or target.username, password=password)
-
-
-def device_name(name: str | None = None) -> str:
-    """The device id in topics: the given one, else the host name; one topic level (no /, +, #)."""
-    d = name or socket.gethostname() or "emoedge"
-    bad = [c for c in "/+#" if c in d]
-    if bad or not d.strip():
-        raise BadInputError(f"MQTT device id {d!r}: must be one topic level without {' '.join(bad) or 'blanks'}")
-    return d
 
 
 def interval_payload(s: IntervalSummary, device: str, model: str, room: str | None = None) -> dict:
@@ -126,60 +64,6 @@ def interval_payload(s: IntervalSummary, device: str, model: str, room: str | No
 MAX_PROBLEMS = 10     # distinct connection problems kept for the run summary
 
 
-class Outbox:
-    """The store of store-and-forward: one SQLite file, WAL; each thread uses its own connection.
-    One that cannot be opened is refused before the first frame (bad input, exit 2)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        create_sqlite(self.path, OUTBOX_SCHEMA, "the MQTT outbox", BadInputError, full_sync=True)
-
-    def connect(self) -> sqlite3.Connection:
-        return wal_connect(self.path, full_sync=True)
-
-    @staticmethod
-    def add(db: sqlite3.Connection, interval_id: str, payload: str) -> None:
-        with db:
-            db.execute("INSERT OR IGNORE INTO outbox (interval_id, payload, created_unix_ns) VALUES (?, ?, ?)",
-                       (interval_id, payload, time.time_ns()))
-
-    @staticmethod
-    def pending(db: sqlite3.Connection, after_seq: int, limit: int) -> list[tuple[int, str, str]]:
-        return db.execute("SELECT seq, interval_id, payload FROM outbox WHERE sent_unix_ns IS NULL AND seq > ? "
-                          "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
-
-    @staticmethod
-    def prune(db: sqlite3.Connection, keep_sent_s: float) -> int:
-        """Delete rows acknowledged more than ``keep_sent_s`` ago (the summaries database keeps the
-        intervals; the outbox only what is still to send and a short history): the file stays bounded."""
-        cutoff = time.time_ns() - int(keep_sent_s * 1e9)
-        with db:
-            return db.execute("DELETE FROM outbox WHERE sent_unix_ns IS NOT NULL AND sent_unix_ns < ?",
-                              (cutoff,)).rowcount
-
-    @staticmethod
-    def mark_sent(db: sqlite3.Connection, seqs: list[int]) -> None:
-        with db:
-            db.executemany("UPDATE outbox SET sent_unix_ns = ? WHERE seq = ?", [(time.time_ns(), s) for s in seqs])
-
-    def counts(self) -> dict[str, int]:
-        db = self.connect()
-        try:
-            sent, unsent = db.execute("SELECT COUNT(sent_unix_ns), COUNT(*) - COUNT(sent_unix_ns) "
-                                      "FROM outbox").fetchone()
-        finally:
-            db.close()
-        return {"sent": sent, "unsent": unsent}
-
-
-def _paho():
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise BadInputError("--mqtt needs paho-mqtt: pip install 'emoedge[fleet]' (or pip install paho-mqtt)") from None
-    return mqtt
-
-
 class MqttSink(Sink):
     """Interval summaries to ``target`` through the outbox at ``outbox_path`` (see the module)."""
 
@@ -192,7 +76,8 @@ class MqttSink(Sink):
         self.room = room
         self.model = model
         self.flush_timeout_s = flush_timeout_s
-        self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        # reconnects: retry_min_s, doubled per failure up to retry_max_s (the project's one policy)
+        self.backoff = Backoff(first_s=retry_min_s, max_s=retry_max_s)
         self.max_in_flight = max_in_flight
         self.keep_sent_s = keep_sent_s
         if ca_file and not Path(ca_file).is_file():
@@ -200,7 +85,7 @@ class MqttSink(Sink):
         self.outbox = Outbox(outbox_path)
         self.path = self.outbox.path
         self._db = self.outbox.connect()          # the frame loop's connection (on_interval)
-        mqtt = _paho()
+        mqtt = load_paho()
         self._mqtt = mqtt
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"emoedge-{self.device}",
                                   clean_session=True, reconnect_on_failure=False)
@@ -333,7 +218,7 @@ class MqttSink(Sink):
         cpu0 = time.thread_time_ns()
         db = self.outbox.connect()
         next_prune = 0.0
-        delay = self.retry_min_s
+        self.backoff.reset()
         deadline = None
         socket_open = False
         try:
@@ -348,56 +233,65 @@ class MqttSink(Sink):
                     socket_open = self._connect()
                     if not socket_open:
                         left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                        delay = self.backoff.next_delay_s()
                         self._wake.wait(delay if left is None else min(delay, left))
                         self._wake.clear()
-                        delay = min(self.retry_max_s, delay * 2)
                         continue
                 # short waits while messages are in flight or closing; when idle, a second (keepalive and the
                 # next interval; an idle poll costs CPU on a small board)
                 busy = bool(self._in_flight) or deadline is not None or not self._connected
                 rc = self.client.loop(timeout=0.05 if busy else 1.0)
                 if rc != self._mqtt.MQTT_ERR_SUCCESS or self._refused:
-                    # lost, or refused at CONNACK: close the socket, wait, connect again
-                    self._on_disconnect(self.client, None, None, None)
-                    try:
-                        self.client.disconnect()
-                    except OSError as exc:
-                        log.debug("MQTT disconnect after a failure: %s", exc)
-                    socket_open = False
-                    if self._last_problem is None:
-                        self._problem(f"connection lost ({self._mqtt.error_string(rc)})")
-                    self._wake.wait(delay)
+                    socket_open = self._drop_connection(rc)
+                    self._wake.wait(self.backoff.next_delay_s())
                     self._wake.clear()
-                    delay = min(self.retry_max_s, delay * 2)
                     continue
                 if self._acked:
                     done, self._acked = self._acked, []
                     Outbox.mark_sent(db, done)
                     self.published += len(done)
                 if time.monotonic() >= next_prune:       # at start, then hourly
-                    n = Outbox.prune(db, self.keep_sent_s)
-                    if n:
-                        log.info("MQTT outbox %s: %d acknowledged interval(s) older than %g days deleted", self.path,
-                                 n, self.keep_sent_s / 86400)
+                    self._prune(db)
                     next_prune = time.monotonic() + 3600
                 if self._connected:
-                    delay = self.retry_min_s
+                    self.backoff.reset()
                     self._send(db)
         except sqlite3.Error as exc:
             log.error("MQTT %s: the outbox %s failed (%s): publishing stopped; intervals are still stored by the "
                       "other sinks", self.target, self.path, exc)
         finally:
             if socket_open and self._connected:
-                self.client.publish(self.status_topic, "offline", qos=1, retain=True)
-                for _ in range(20):
-                    if self.client.loop(timeout=0.05) != self._mqtt.MQTT_ERR_SUCCESS:
-                        break
-                if self._acked:
-                    Outbox.mark_sent(db, self._acked)
-                    self.published += len(self._acked)
-                self.client.disconnect()
+                self._say_offline(db)
             db.close()
             self.publisher_cpu_ns = time.thread_time_ns() - cpu0
+
+    def _drop_connection(self, rc: int) -> bool:
+        """Lost, or refused at CONNACK: close the socket (to wait and connect again); False: not open."""
+        self._on_disconnect(self.client, None, None, None)
+        try:
+            self.client.disconnect()
+        except OSError as exc:
+            log.debug("MQTT disconnect after a failure: %s", exc)
+        if self._last_problem is None:
+            self._problem(f"connection lost ({self._mqtt.error_string(rc)})")
+        return False
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        n = Outbox.prune(db, self.keep_sent_s)
+        if n:
+            log.info("MQTT outbox %s: %d acknowledged interval(s) older than %g days deleted", self.path,
+                     n, self.keep_sent_s / 86400)
+
+    def _say_offline(self, db: sqlite3.Connection) -> None:
+        """At close, connected: the retained ``offline``, the last acknowledgements stored, disconnect."""
+        self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+        for _ in range(20):
+            if self.client.loop(timeout=0.05) != self._mqtt.MQTT_ERR_SUCCESS:
+                break
+        if self._acked:
+            Outbox.mark_sent(db, self._acked)
+            self.published += len(self._acked)
+        self.client.disconnect()
 
     def _send(self, db: sqlite3.Connection) -> None:
         room = self.max_in_flight - len(self._in_flight)
@@ -409,10 +303,3 @@ class MqttSink(Sink):
             if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
                 break
             self._in_flight[info.mid] = seq
-
-
-def default_outbox(db: str | None) -> Path:
-    """Beside the summaries database when there is one, else in the working folder."""
-    if db:
-        return Path(db).with_name(Path(db).stem + ".mqtt-outbox.sqlite")
-    return Path(os.getcwd()) / "emoedge.mqtt-outbox.sqlite"
