@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoedge.data.datasets import FaceDataset, Skipped
+from emoedge.data.faces import FaceDataset, Skipped
 
 
 @dataclass(frozen=True)

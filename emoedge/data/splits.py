@@ -4,10 +4,13 @@ the validation split seed that evaluation, calibration and training share."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from emoedge.data.datasets import FaceDataset, canonical_split, stratified_split  # noqa: F401 (re-exported)
+import numpy as np
+
+from emoedge.core.errors import BadInputError
+from emoedge.data.faces import FaceDataset, canonical_split
 
 # The seed of the train/validation split of a training run that records none: the trainer's default
 # seed (``TrainConfig.seed``; its ``split_seed`` follows ``seed`` unless set). Evaluation on "val",
@@ -27,6 +30,22 @@ def split_seed_of(run: str | os.PathLike | Mapping) -> int:
     if seed is None:
         seed = cfg.get("seed")
     return SPLIT_SEED if seed is None else int(seed)
+
+
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int = 0) -> list[np.ndarray]:
+    """Deterministic stratified split of indices by label into parts of the given fractions."""
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.min() < 0 or abs(fr.sum() - 1) > 1e-6:
+        raise BadInputError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in fr]
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        idx = idx[rng.permutation(len(idx))]
+        cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
+        for k, chunk in enumerate(np.split(idx, cuts)):
+            parts[k].append(chunk)
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=np.int64) for p in parts]
 
 
 def standard_splits(ds: FaceDataset, val_fraction: float = 0.15, test_fraction: float = 0.15,
