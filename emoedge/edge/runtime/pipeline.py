@@ -4,43 +4,57 @@ rotating) -> smooth -> sinks, under a fixed per-frame latency budget.
 All resources (source, detector, interpreter, sinks) are created once, in ``__init__``, never in
 the frame loop. ``run()`` returns a typed summary; Ctrl-C / SIGTERM (or ``stop()``) end the loop
 cleanly and every sink is flushed and closed.
+
+``run()`` is a loop over ``_step`` (one frame: ``_read``, ``_find_faces``, ``_classify``, ``_write``,
+``_account``); around it: ``counters`` (what a run counts), ``frame_timing`` (a frame's stage
+times), ``heartbeat`` (systemd, the status line), ``record_writer`` (records to the sinks, losses
+counted) and ``builders`` (the sinks, log file and CSV path made at start).
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import signal
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from emoedge.core.errors import BadInputError, WriteError
 from emoedge.core.preprocess import IDENTITY, preprocess_faces, to_gray
 from emoedge.core.shipped import read_manifest, resolve_model
 from emoedge.edge.faces.detect import make_detector
-from emoedge.edge.faces.tracking import DEFAULT_UNCERTAIN_BELOW, UNCERTAIN, EmaSmoother, IoUTracker
+from emoedge.edge.faces.tracking import DEFAULT_UNCERTAIN_BELOW, EmaSmoother, IoUTracker
 from emoedge.edge.inference.classify import FaceClassifier
-from emoedge.edge.outputs.overlay import DisplaySink, VideoSink
 from emoedge.edge.outputs.records import Aggregator, FaceEvent, IntervalSummary, RunInfo
-from emoedge.edge.outputs.sinks import DiskFloor, JsonlSink, Sink, SqliteSink, export_csv
+from emoedge.edge.outputs.sinks import Sink
+from emoedge.edge.runtime.builders import add_configured_sinks, close_log_file, csv_export_path, open_log_file
 from emoedge.edge.runtime.config import Deployment, RuntimeConfig
+from emoedge.edge.runtime.counters import RunCounters
+from emoedge.edge.runtime.frame_timing import FrameTimes
+from emoedge.edge.runtime.heartbeat import Heartbeat
 from emoedge.edge.runtime.monitor import DriftMonitor, MetricsServer, RuntimeMetrics
-from emoedge.edge.runtime.scheduler import STAGES, BudgetScheduler
-from emoedge.edge.runtime.sdnotify import Notifier
-from emoedge.edge.runtime.sources import FrameSource, SourceError, open_source
-from emoedge.edge.runtime.stats import LatencyStats, RunSummary
+from emoedge.edge.runtime.record_writer import RecordWriter
+from emoedge.edge.runtime.scheduler import STAGES, BudgetScheduler, FramePlan
+from emoedge.edge.runtime.sources import Frame, FrameSource, SourceError, open_source
+from emoedge.edge.runtime.stats import RunSummary
 
 log = logging.getLogger("emoedge.edge.runtime.pipeline")
 
 LAWFUL_USE = ("the EU AI Act (Regulation (EU) 2024/1689, Article 5(1)(f)) prohibits emotion recognition in "
               "workplaces and education institutions since 2 February 2025, except for medical or safety reasons; "
               "see the README's 'Lawful use'")
+
+
+@dataclass
+class _Run:
+    """One run: its record (who wrote what follows), its open interval, its counts, its signs of life."""
+    info: RunInfo
+    aggregator: Aggregator
+    heartbeat: Heartbeat
+    started_ns: int
+    counters: RunCounters = field(default_factory=RunCounters)
 
 
 class Pipeline:
@@ -63,7 +77,7 @@ class Pipeline:
                 "this deployment (a classroom sensor) does not start until its purpose and jurisdiction are set: "
                 "--set deployment.purpose='...' --set deployment.jurisdiction=... (e.g. a medical or safety "
                 f"purpose, or a country outside the EU); {LAWFUL_USE}")
-        self._log_handler = self._make_log_file()
+        self._log_handler = open_log_file(deployment)
         if c.purpose or c.jurisdiction:
             log.warning("deployment purpose: %s; jurisdiction: %s (stored with every record)", c.purpose or "-",
                         c.jurisdiction or "-")
@@ -71,6 +85,7 @@ class Pipeline:
                                             height=c.height, fps=c.fps, lores=(c.lores_width, c.lores_height),
                                             loop=c.loop)
         self.sinks: list[Sink] = []
+        self.writer = RecordWriter(self.sinks)   # records to the sinks; losses counted and said
         self.metrics: MetricsServer | None = None     # the /metrics and /health endpoint
         self.runtime_metrics: RuntimeMetrics | None = None   # its Prometheus registry (only when it is on)
         try:
@@ -95,28 +110,16 @@ class Pipeline:
             self.frames = 0
             self._last_frame_ns: int | None = None
             self._started_ns = clock()
-            self.records_lost = 0
-            self._failing: dict[int, str] = {}     # sink id -> its current write problem
-            self.write_errors: dict[str, str] = {}  # file -> first problem, for the summary
             if sinks is None:
-                floor = DiskFloor(c.min_free_mb)
-                if c.events:
-                    self.sinks.append(JsonlSink(c.events, floor, int(c.events_max_mb * 2**20), c.events_keep))
-                if c.db:
-                    self.sinks.append(SqliteSink(c.db, floor, c.retention_days))
-                if c.mqtt:
-                    self.sinks.append(self._make_mqtt_sink())
-                if c.video_out:
-                    fps = self.source.fps or c.fps or 15.0
-                    self.sinks.append(VideoSink(c.video_out, fps=fps, timed=not self.source.independent_frames))
-                if c.display or c.fullscreen:
-                    self.sinks.append(DisplaySink(fullscreen=c.fullscreen))
+                add_configured_sinks(self.sinks, c, self.source)
             else:
-                self.sinks = list(sinks)
-            self._csv = self._csv_export_path()
-            self._next_export_ns = 0
+                self.sinks.extend(sinks)
+            if deployment is not None:
+                self.writer.export_csv_to(csv_export_path(deployment, c), c.db, c.min_free_mb,
+                                          deployment.export_every_min)
             if c.metrics_port is not None:
                 self.runtime_metrics = RuntimeMetrics(STAGES, self._last_frame_age_s, self.monitor)
+                self.writer.lost_counter = self.runtime_metrics.records_lost
                 self.metrics = MetricsServer(self._health_snapshot, self.runtime_metrics.registry, c.metrics_host,
                                              c.metrics_port)
         except BaseException:
@@ -124,52 +127,6 @@ class Pipeline:
             raise
 
     # -- set-up helpers -----------------------------------------------------------------------
-    def _make_mqtt_sink(self):
-        """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.outputs.mqtt)."""
-        from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
-
-        c = self.config
-        target = with_credentials(MqttTarget.parse(c.mqtt), c.mqtt_username, c.mqtt_password_file)
-        outbox = Path(c.mqtt_outbox) if c.mqtt_outbox else default_outbox(c.db)
-        sink = MqttSink(target, outbox, device=c.mqtt_device, room=c.mqtt_room, ca_file=c.mqtt_ca_file,
-                        flush_timeout_s=c.mqtt_flush_s)
-        log.info("MQTT: interval summaries to %s as device %r (topics %s, %s), outbox %s", target, sink.device,
-                 sink.intervals_topic, sink.status_topic, outbox)
-        return sink
-
-    def _make_log_file(self) -> logging.Handler | None:
-        """The deployment's rotated log file (warnings and errors) in its data folder."""
-        d = self.deployment
-        if d is None or not d.log_file:
-            return None
-        path = Path(d.data_dir) / d.log_file
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            h = logging.handlers.RotatingFileHandler(path, maxBytes=int(d.log_max_mb * 2**20),
-                                                     backupCount=d.log_keep, encoding="utf-8")
-        except OSError as exc:
-            raise WriteError(f"{path}: cannot open the log file (deployment.log_file): {exc.strerror or exc}") from exc
-        h.setLevel(logging.INFO)
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("emoedge").addHandler(h)
-        if logging.getLogger("emoedge").level == logging.NOTSET or logging.getLogger("emoedge").level > logging.INFO:
-            logging.getLogger("emoedge").setLevel(logging.INFO)
-        return h
-
-    def _csv_export_path(self) -> Path | None:
-        d = self.deployment
-        if d is None or not d.export_csv:
-            return None
-        if not self.config.db:
-            raise BadInputError("deployment.export_csv: the CSV is exported from the SQLite summaries: set runtime.db")
-        path = Path(d.data_dir) / "summaries.csv"
-        try:  # a data folder that cannot be written is said at start, not after a day of frames
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WriteError(f"{path.parent}: cannot create the data folder (deployment.data_dir): "
-                             f"{exc.strerror or exc}") from exc
-        return path
-
     def _make_monitor(self) -> DriftMonitor | None:
         """Drift monitoring against the reference distribution the model's manifest records."""
         manifest = read_manifest(self.classifier.model_path) if hasattr(self.classifier, "model_path") else None
@@ -191,7 +148,7 @@ class Pipeline:
         problems = []
         if age > self.config.stale_after_s:
             problems.append(f"stale: no frame for {age:.1f} s (limit {self.config.stale_after_s:g} s)")
-        problems += [f"storage: {msg}" for msg in list(self._failing.values())]
+        problems += [f"storage: {msg}" for msg in list(self.writer.failing.values())]
         return {"frames": self.frames, "last_frame_age_s": round(age, 3), "records_lost": self.records_lost,
                 "drifting": bool(self.monitor is not None and self.monitor.drifting), "problems": problems}
 
@@ -213,242 +170,201 @@ class Pipeline:
             old[sig] = signal.signal(sig, handler)
         return old
 
-    # -- writing records ------------------------------------------------------------------------
-    def _deliver(self, method: str, item) -> bool:
-        """Give ``item`` to every sink that takes it. A sink that cannot write (disk full, below the
-        free-space floor, I/O error) loses this record, which is counted and said once per outage;
-        the run goes on and the sink is tried again with the next record. Returns whether the record
-        of truth holds it (the summaries database where one takes such records, else any sink that
-        takes them), so a count of records written is true of that file (no sink takes it: True, the
-        count is of records made)."""
-        takers = [s for s in self.sinks if getattr(type(s), method, None) is not getattr(Sink, method)]
-        truth = [s for s in takers if s.record_of_truth] or takers
-        written = False
-        for s in takers:
-            try:
-                getattr(s, method)(item)
-            except (WriteError, OSError, sqlite3.Error) as exc:
-                self._write_failed(s, exc)
-                continue
-            written = written or s in truth
-            if id(s) in self._failing:
-                log.warning("%s: writing again (%d record(s) lost in all so far)", getattr(s, "path", s),
-                            self.records_lost)
-                del self._failing[id(s)]
-        return written or not takers
+    # -- writing records (emoedge.edge.runtime.record_writer) ----------------------------------------
+    @property
+    def records_lost(self) -> int:
+        return self.writer.records_lost
 
-    def _lost_record(self) -> None:
-        self.records_lost += 1
-        if self.runtime_metrics is not None:
-            self.runtime_metrics.records_lost.inc()
-
-    def _write_failed(self, sink: Sink, exc: BaseException) -> None:
-        self._lost_record()
-        msg = str(exc) if isinstance(exc, WriteError) else f"{getattr(sink, 'path', type(sink).__name__)}: {exc}"
-        where = str(getattr(sink, "path", type(sink).__name__))
-        self.write_errors.setdefault(where, msg)
-        if id(sink) not in self._failing:
-            self._failing[id(sink)] = msg
-            log.error("%s; records are not written until this is fixed (the run goes on; /health says so)", msg)
+    @property
+    def write_errors(self) -> dict[str, str]:
+        return self.writer.write_errors
 
     def _emit_interval(self, summary: IntervalSummary) -> int:
-        now = self.wall_clock()
-        for s in self.sinks:
-            if isinstance(s, SqliteSink):
-                try:
-                    s.prune(now)
-                except WriteError as exc:
-                    self._write_failed(s, exc)
-        stored = self._deliver("on_interval", summary)
-        if self._csv is not None and now >= self._next_export_ns:
-            self._export_csv(now)
-        return int(stored)
-
-    def _export_csv(self, now: int) -> None:
-        self._next_export_ns = now + int(self.deployment.export_every_min * 60e9)
-        try:
-            DiskFloor(self.config.min_free_mb).check(self._csv)
-            export_csv(self.config.db, self._csv)
-        except (WriteError, OSError, sqlite3.Error) as exc:
-            self._lost_record()
-            self.write_errors.setdefault(str(self._csv), str(exc))
-            log.error("%s", exc)
+        return self.writer.interval(summary, self.wall_clock())
 
     # -- the frame loop -------------------------------------------------------------------------
     def run(self, max_frames: int | None = None) -> RunSummary:
-        c = self.config
-        max_frames = max_frames if max_frames is not None else c.max_frames
+        """Frames until the source ends, ``max_frames``, ``stop()`` or a signal; then the open
+        interval is written, every sink flushed and closed, and the run's summary returned."""
+        max_frames = max_frames if max_frames is not None else self.config.max_frames
         old_handlers = self._install_signals()
-        stats = {s: LatencyStats() for s in STAGES + ("frame",)}
-        labels: Counter = Counter()
-        uncertain_top: Counter = Counter()   # the most likely class of the face-frames labelled uncertain
-        uncertain_conf = 0.0
-        frames = frames_with_faces = classifications = events = intervals = 0
-        detection_frames = detections = 0
-        model_name = str(getattr(self.classifier, "model_path", "?"))
-        det_name = getattr(self.detector, "name", type(self.detector).__name__)
-        run = RunInfo.new(self.wall_clock(), source=self.source.name, model=model_name, detector=det_name,
-                          purpose=c.purpose, jurisdiction=c.jurisdiction)
-        aggregator = Aggregator(self.class_names, c.interval_s, run.run_id)
-        t_start = self.clock()
-        self._started_ns = t_start
-        last_status = last_pet = t_start
-        ms = 1e-6
-        notifier = Notifier()
-        prom = self.runtime_metrics
-        for s in self.sinks:
-            if isinstance(s, SqliteSink):
-                try:
-                    s.prune(run.started_unix_ns)
-                except WriteError as exc:
-                    self._write_failed(s, exc)
-        self._deliver("on_start", run)
-        notifier.notify("READY=1")
+        run = self._start()
         try:
             while not self._stop.is_set():
-                if max_frames is not None and frames >= max_frames:
+                if max_frames is not None and run.counters.frames >= max_frames:
                     self._stopped_by = "max_frames"
                     break
-                t0 = self.clock()
-                try:
-                    frame = self.source.read()
-                except SourceError as exc:  # the camera is gone after its reconnect attempts: stop cleanly
-                    self._stopped_by = "source_failed"
-                    self.error = str(exc)
-                    log.error("%s; stopping (everything recorded so far is kept)", exc)
+                if not self._step(run):
                     break
-                t1 = self.clock()
-                if frame is None:
-                    if not self._stop.is_set():
-                        self._stopped_by = "end"
-                    break
-                self._last_frame_ns = t1
-                wall = self.wall_clock()
-                work = frame.gray if frame.gray is not None else frame.image
-                size = (work.shape[1], work.shape[0])
-                scale = frame.image.shape[1] / work.shape[1]
-                if self.source.independent_frames or frame.discontinuity:  # unrelated to the last frame
-                    self.tracker.restart()
-                plan = self.scheduler.plan(frames, self.tracker.tracks)
-                detect_ms = 0.0
-                if plan.detect:
-                    faces = self.detector.detect(work, plan.detect_scale)
-                    t2 = self.clock()
-                    detection_frames += 1
-                    detections += len(faces)
-                    detect_ms = (t2 - t1) * ms
-                    tracks = self.tracker.update(faces, frames, size)
-                else:
-                    t2 = t1
-                    tracks = self.tracker.follow(frames, size)
-                t3 = self.clock()
-                chosen = self.scheduler.choose(tracks, plan.max_faces)
-                pre_ms = cls_ms = 0.0
-                if chosen:
-                    gray = to_gray(work)
-                    batch = preprocess_faces(gray, [t.int_box() for t in chosen], self.classifier.margin,
-                                             geometry=self.crop)
-                    t4 = self.clock()
-                    probs = self.classifier.predict(batch)
-                    t5 = self.clock()
-                    pre_ms, cls_ms = (t4 - t3) * ms, (t5 - t4) * ms
-                    for t, p in zip(chosen, probs):
-                        before = t.label
-                        self.smoother.observe(t, p, frames)
-                        if self.monitor is not None:
-                            drift = self.monitor.observe(t.label, t.confidence, wall, run.run_id)
-                            if drift is not None:
-                                events += self._deliver("on_event", drift)
-                        if t.label != before:
-                            ev = FaceEvent(wall, frame.index, t.track_id, t.label, before, round(t.confidence, 4),
-                                           t.int_box(), run.run_id)
-                            events += self._deliver("on_event", ev)
-                    classifications += len(chosen)
-                t6 = self.clock()
-                if tracks:
-                    frames_with_faces += 1
-                for t in tracks:
-                    if t.label is not None:
-                        labels[t.label] += 1
-                        if t.label == UNCERTAIN:
-                            uncertain_top[self.class_names[int(np.argmax(t.probs))]] += 1
-                            uncertain_conf += t.confidence
-                done = aggregator.add(frame.timestamp_ns, tracks, wall)
-                if done is not None:
-                    intervals += self._emit_interval(done)
-                for s in self.sinks:
-                    try:
-                        s.on_frame(frame, tracks, scale)
-                    except (WriteError, OSError) as exc:
-                        self._write_failed(s, exc)
-                    if getattr(s, "quit", False):
-                        self.stop("display")
-                t7 = self.clock()
-                stage_ms = {"capture": (t1 - t0) * ms, "detect": detect_ms, "track": (t3 - t2) * ms,
-                            "preprocess": pre_ms, "classify": cls_ms, "sinks": (t7 - t6) * ms}
-                for k, v in stage_ms.items():
-                    stats[k].add(v)
-                stats["frame"].add((t7 - t0) * ms)
-                hit = self.scheduler.record(plan, stage_ms, len(chosen))
-                aggregator.budget(hit)
-                frames += 1
-                self.frames = frames
-                if prom is not None:
-                    prom.frame((t7 - t0) * 1e-9, stage_ms, plan.detect, len(chosen), len(tracks), hit)
-                if t7 - last_pet >= 1_000_000_000:  # systemd watchdog: frames are flowing
-                    notifier.notify("WATCHDOG=1")
-                    last_pet = t7
-                if self.status and c.status_every_s and (t7 - last_status) * 1e-9 >= c.status_every_s:
-                    last_status = t7
-                    el = (t7 - t_start) * 1e-9
-                    st = self.scheduler.stats
-                    self.status(f"{frames} frames {frames / el if el else 0:.1f} FPS, {len(tracks)} faces, "
-                                f"budget misses {st.misses}/{st.frames}, detect scale {plan.detect_scale:.2f} "
-                                f"every {plan.detect_every}" + (f", RECORDS LOST {self.records_lost}"
-                                                                  if self.records_lost else ""))
         except BaseException:
             self._stopped_by = "error"
             raise
         finally:
-            notifier.notify("STOPPING=1")
-            notifier.close()
-            last = aggregator.flush()
-            if last is not None:
-                intervals += self._emit_interval(last)   # a failure is counted and said, never swallowed
-            if self._csv is not None:
-                self._export_csv(self.wall_clock())
-            self._close()
-            for sig, h in old_handlers.items():
-                signal.signal(sig, h)
-        duration = (self.clock() - t_start) * 1e-9
-        st = self.scheduler.stats
+            self._finish(run, old_handlers)
+        return self._summary(run)
+
+    def _start(self) -> _Run:
+        """The run's record (who wrote what follows) to every sink; systemd is told the run is ready."""
+        c = self.config
+        info = RunInfo.new(self.wall_clock(), source=self.source.name,
+                           model=str(getattr(self.classifier, "model_path", "?")),
+                           detector=getattr(self.detector, "name", type(self.detector).__name__),
+                           purpose=c.purpose, jurisdiction=c.jurisdiction)
+        aggregator = Aggregator(self.class_names, c.interval_s, info.run_id)
+        self._started_ns = started = self.clock()
+        run = _Run(info, aggregator, Heartbeat(started, c.status_every_s if self.status else None), started)
+        self.writer.prune(info.started_unix_ns)
+        self.writer.deliver("on_start", info)
+        run.heartbeat.ready()
+        return run
+
+    def _step(self, run: _Run) -> bool:
+        """One frame: read it, find the faces, classify some, count, write. False: no frame (stop)."""
+        t = FrameTimes(self.clock())
+        frame = self._read(t)
+        if frame is None:
+            return False
+        wall = self.wall_clock()
+        work = frame.gray if frame.gray is not None else frame.image   # what detection and classification see
+        plan, tracks = self._find_faces(run.counters, frame, work, t)
+        chosen = self.scheduler.choose(tracks, plan.max_faces)
+        self._classify(run, frame, work, chosen, wall, t)
+        t.faces_done = self.clock()
+        run.counters.count_faces(tracks, self.class_names)
+        self._write(run, frame, tracks, wall, scale=frame.image.shape[1] / work.shape[1])
+        t.end = self.clock()
+        self._account(run, plan, t, len(chosen), len(tracks))
+        return True
+
+    def _read(self, t: FrameTimes) -> Frame | None:
+        """The next frame; None at the end, once stopping, or when the camera is gone after its
+        reconnect attempts (then the run stops cleanly, keeping everything recorded so far)."""
+        try:
+            frame = self.source.read()
+        except SourceError as exc:
+            self._stopped_by = "source_failed"
+            self.error = str(exc)
+            log.error("%s; stopping (everything recorded so far is kept)", exc)
+            return None
+        t.captured = self.clock()
+        if frame is None:
+            if not self._stop.is_set():
+                self._stopped_by = "end"
+            return None
+        self._last_frame_ns = t.captured
+        return frame
+
+    def _find_faces(self, n: RunCounters, frame: Frame, work, t: FrameTimes) -> tuple[FramePlan, list]:
+        """Detect (when the scheduler says so, at its scale) and update the tracks, or follow them."""
+        size = (work.shape[1], work.shape[0])
+        if self.source.independent_frames or frame.discontinuity:  # unrelated to the last frame
+            self.tracker.restart()
+        plan = self.scheduler.plan(n.frames, self.tracker.tracks)
+        if plan.detect:
+            faces = self.detector.detect(work, plan.detect_scale)
+            t.detected = self.clock()
+            n.detection_frames += 1
+            n.detections += len(faces)
+            tracks = self.tracker.update(faces, n.frames, size)
+        else:
+            t.no_detection()
+            tracks = self.tracker.follow(n.frames, size)
+        t.tracked = self.clock()
+        return plan, tracks
+
+    def _classify(self, run: _Run, frame: Frame, work, chosen: list, wall: int, t: FrameTimes) -> None:
+        """Classify the chosen tracks in one batch and smooth their labels."""
+        t.no_classification()
+        if not chosen:
+            return
+        batch = preprocess_faces(to_gray(work), [tr.int_box() for tr in chosen], self.classifier.margin,
+                                 geometry=self.crop)
+        t.preprocessed = self.clock()
+        probs = self.classifier.predict(batch)
+        t.classified = self.clock()
+        for track, p in zip(chosen, probs):
+            self._observe(run, frame, track, p, wall)
+        run.counters.classifications += len(chosen)
+
+    def _observe(self, run: _Run, frame: Frame, track, probs, wall: int) -> None:
+        """A track's new probabilities: smoothed; watched for drift; an event when its label changes."""
+        before = track.label
+        self.smoother.observe(track, probs, run.counters.frames)
+        if self.monitor is not None:
+            drift = self.monitor.observe(track.label, track.confidence, wall, run.info.run_id)
+            if drift is not None:
+                run.counters.events += self.writer.deliver("on_event", drift)
+        if track.label != before:
+            ev = FaceEvent(wall, frame.index, track.track_id, track.label, before, round(track.confidence, 4),
+                           track.int_box(), run.info.run_id)
+            run.counters.events += self.writer.deliver("on_event", ev)
+
+    def _write(self, run: _Run, frame: Frame, tracks: list, wall: int, scale: float) -> None:
+        """The frame into the current interval (a finished interval is written) and to every sink."""
+        done = run.aggregator.add(frame.timestamp_ns, tracks, wall)
+        if done is not None:
+            run.counters.intervals += self._emit_interval(done)
+        for s in self.sinks:
+            try:
+                s.on_frame(frame, tracks, scale)
+            except (WriteError, OSError) as exc:
+                self.writer.write_failed(s, exc)
+            if getattr(s, "quit", False):
+                self.stop("display")
+
+    def _account(self, run: _Run, plan: FramePlan, t: FrameTimes, n_classified: int, n_tracks: int) -> None:
+        """The frame's stage times to the statistics, the scheduler and /metrics; signs of life."""
+        stage_ms = t.stage_ms()
+        n = run.counters
+        n.time_frame(stage_ms, t.frame_ms)
+        hit = self.scheduler.record(plan, stage_ms, n_classified)
+        run.aggregator.budget(hit)
+        n.frames += 1
+        self.frames = n.frames
+        if self.runtime_metrics is not None:
+            self.runtime_metrics.frame(t.frame_s, stage_ms, plan.detect, n_classified, n_tracks, hit)
+        if run.heartbeat.beat(t.end):
+            el = (t.end - run.started_ns) * 1e-9
+            st = self.scheduler.stats
+            self.status(f"{n.frames} frames {n.frames / el if el else 0:.1f} FPS, {n_tracks} faces, "
+                        f"budget misses {st.misses}/{st.frames}, detect scale {plan.detect_scale:.2f} "
+                        f"every {plan.detect_every}" + (f", RECORDS LOST {self.records_lost}"
+                                                          if self.records_lost else ""))
+
+    def _finish(self, run: _Run, old_handlers: dict) -> None:
+        run.heartbeat.stopping()
+        last = run.aggregator.flush()
+        if last is not None:
+            run.counters.intervals += self._emit_interval(last)   # a failure is counted and said, never swallowed
+        if self.writer.csv is not None:
+            self.writer.export_csv(self.wall_clock())
+        self._close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+
+    def _summary(self, run: _Run) -> RunSummary:
+        n, st = run.counters, self.scheduler.stats
+        duration = (self.clock() - run.started_ns) * 1e-9
         return RunSummary(
-            source=self.source.name, model=model_name, detector=det_name, frames=frames,
-            duration_s=duration, fps=frames / duration if duration > 0 else 0.0,
+            source=self.source.name, model=run.info.model, detector=run.info.detector, frames=n.frames,
+            duration_s=duration, fps=n.frames / duration if duration > 0 else 0.0,
             dropped_frames=self.source.dropped, faces_seen=self.tracker.total_tracks,
-            frames_with_faces=frames_with_faces, detection_frames=detection_frames, detections=detections,
-            classifications=classifications, labels=dict(labels),
-            budget_ms=c.budget_ms, budget_hits=st.hits, budget_misses=st.misses,
-            misses_by_stage=dict(st.misses_by_stage), latency={k: v.summary() for k, v in stats.items()},
-            events_written=events, intervals_written=intervals, stopped_by=self._stopped_by,
-            run_id=run.run_id, started_utc=run.started_utc, tracks_left_frame=self.tracker.left_frame,
+            frames_with_faces=n.frames_with_faces, detection_frames=n.detection_frames, detections=n.detections,
+            classifications=n.classifications, labels=dict(n.labels),
+            budget_ms=self.config.budget_ms, budget_hits=st.hits, budget_misses=st.misses,
+            misses_by_stage=dict(st.misses_by_stage), latency={k: v.summary() for k, v in n.latency.items()},
+            events_written=n.events, intervals_written=n.intervals, stopped_by=self._stopped_by,
+            run_id=run.info.run_id, started_utc=run.info.started_utc, tracks_left_frame=self.tracker.left_frame,
             records_lost=self.records_lost, write_errors=tuple(self.write_errors.values()),
             unreadable_inputs=self.source.unreadable, error=self.error, uncertain_below=self.uncertain_below,
-            uncertain_top=dict(uncertain_top),
-            uncertain_mean_confidence=uncertain_conf / max(1, labels.get(UNCERTAIN, 0)))
+            uncertain_top=dict(n.uncertain_top), uncertain_mean_confidence=n.uncertain_mean_confidence)
 
     def _close(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
-        for s in self.sinks:
-            try:
-                s.close()
-            except (WriteError, OSError, sqlite3.Error) as exc:  # keep closing the others; counted and said
-                self._write_failed(s, exc)
+        self.writer.close_sinks()
         self.source.close()
-        if self._log_handler is not None:
-            logging.getLogger("emoedge").removeHandler(self._log_handler)
-            self._log_handler.close()
+        close_log_file(self._log_handler)
 
     def _close_quietly(self) -> None:
         """Release what __init__ made before it failed (the failure itself is what gets raised)."""
@@ -458,9 +374,7 @@ class Pipeline:
             except (WriteError, OSError, sqlite3.Error) as exc:
                 log.error("closing %s after a failed start: %s", type(s).__name__, exc)
         self.source.close() if hasattr(self, "source") else None
-        if self._log_handler is not None:
-            logging.getLogger("emoedge").removeHandler(self._log_handler)
-            self._log_handler.close()
+        close_log_file(self._log_handler)
 
 
 def run(config: RuntimeConfig, status: Callable[[str], None] | None = None,

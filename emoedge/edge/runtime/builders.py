@@ -1,0 +1,87 @@
+"""What a :class:`~emoedge.edge.runtime.pipeline.Pipeline` builds once, at start, from its config
+and deployment: the sinks the config asks for, the MQTT sink, the deployment's rotated log file
+and the path its CSV export goes to. A problem is said here, at start, not after a day of frames."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+from emoedge.core.errors import BadInputError, WriteError
+from emoedge.edge.outputs.overlay import DisplaySink, VideoSink
+from emoedge.edge.outputs.sinks import DiskFloor, JsonlSink, Sink, SqliteSink
+from emoedge.edge.runtime.config import Deployment, RuntimeConfig
+from emoedge.edge.runtime.frames import FrameSource
+
+log = logging.getLogger("emoedge.edge.runtime.pipeline")   # said as the pipeline's, as before
+
+
+def add_configured_sinks(sinks: list[Sink], c: RuntimeConfig, source: FrameSource) -> None:
+    """Append the sinks ``c`` asks for to ``sinks`` one by one (so those made before a failure are
+    there to be closed)."""
+    floor = DiskFloor(c.min_free_mb)
+    if c.events:
+        sinks.append(JsonlSink(c.events, floor, int(c.events_max_mb * 2**20), c.events_keep))
+    if c.db:
+        sinks.append(SqliteSink(c.db, floor, c.retention_days))
+    if c.mqtt:
+        sinks.append(make_mqtt_sink(c))
+    if c.video_out:
+        fps = source.fps or c.fps or 15.0
+        sinks.append(VideoSink(c.video_out, fps=fps, timed=not source.independent_frames))
+    if c.display or c.fullscreen:
+        sinks.append(DisplaySink(fullscreen=c.fullscreen))
+
+
+def make_mqtt_sink(c: RuntimeConfig):
+    """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.outputs.mqtt)."""
+    from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
+
+    target = with_credentials(MqttTarget.parse(c.mqtt), c.mqtt_username, c.mqtt_password_file)
+    outbox = Path(c.mqtt_outbox) if c.mqtt_outbox else default_outbox(c.db)
+    sink = MqttSink(target, outbox, device=c.mqtt_device, room=c.mqtt_room, ca_file=c.mqtt_ca_file,
+                    flush_timeout_s=c.mqtt_flush_s)
+    log.info("MQTT: interval summaries to %s as device %r (topics %s, %s), outbox %s", target, sink.device,
+             sink.intervals_topic, sink.status_topic, outbox)
+    return sink
+
+
+def open_log_file(d: Deployment | None) -> logging.Handler | None:
+    """The deployment's rotated log file (warnings and errors) in its data folder."""
+    if d is None or not d.log_file:
+        return None
+    path = Path(d.data_dir) / d.log_file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        h = logging.handlers.RotatingFileHandler(path, maxBytes=int(d.log_max_mb * 2**20),
+                                                 backupCount=d.log_keep, encoding="utf-8")
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot open the log file (deployment.log_file): {exc.strerror or exc}") from exc
+    h.setLevel(logging.INFO)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("emoedge").addHandler(h)
+    if logging.getLogger("emoedge").level == logging.NOTSET or logging.getLogger("emoedge").level > logging.INFO:
+        logging.getLogger("emoedge").setLevel(logging.INFO)
+    return h
+
+
+def close_log_file(h: logging.Handler | None) -> None:
+    if h is not None:
+        logging.getLogger("emoedge").removeHandler(h)
+        h.close()
+
+
+def csv_export_path(d: Deployment | None, c: RuntimeConfig) -> Path | None:
+    """Where the deployment's CSV of the summaries goes (its data folder is made now), if it wants one."""
+    if d is None or not d.export_csv:
+        return None
+    if not c.db:
+        raise BadInputError("deployment.export_csv: the CSV is exported from the SQLite summaries: set runtime.db")
+    path = Path(d.data_dir) / "summaries.csv"
+    try:  # a data folder that cannot be written is said at start, not after a day of frames
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{path.parent}: cannot create the data folder (deployment.data_dir): "
+                         f"{exc.strerror or exc}") from exc
+    return path
