@@ -4,62 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoedge.convert.card_text import DATA_FACTS as DATA_FACTS
+from emoedge.convert.card_text import PRIVACY_SECTION, USES_SECTION
+from emoedge.convert.lineage import lineage as lineage  # re-exported: the steps a card lists
 from emoedge.core.shipped import SHIPPED
 from emoedge.recipes import Recipe, card_commands
 from emoedge.tables import markdown_table
-
-# The "Lawful use" line of every card's "Intended and unintended uses" section (see README.md, "Lawful use").
-LAWFUL_USE = (
-    "- Lawful use: in the EU, the AI Act (Regulation (EU) 2024/1689, Article 5(1)(f), applicable since "
-    "2 February 2025) prohibits placing on the market, putting into service or using AI systems to infer "
-    "emotions of a natural person in the areas of workplace and education institutions, except where the "
-    "system is intended for medical or safety reasons. Do not deploy this model in an EU workplace or "
-    "education institution (a classroom, or a kiosk staffed by employees who face its camera) without such "
-    "a basis; the runtime's `classroom-sensor-rpi4` profile refuses to start until `deployment.purpose` and "
-    "`deployment.jurisdiction` are set, and stores them with every record. This is not legal advice.")
-
 
 # The model card's front matter (YAML between ``---`` lines, read by model hubs): fixed fields.
 LICENSE = "mit"                 # the project's (pyproject.toml); the data's own terms are in "## Data"
 LIBRARY_NAME = "emoedge"        # what runs every shipped format: `emoedge run --model NAME`
 DATASET_ID = "fer2013"
-
-# What a card says about the data a model was trained and tested on, by the dataset's format.
-DATA_FACTS = {
-    "fer2013": {
-        "id": "fer2013", "name": "FER2013",
-        "problems": (
-            "- Known problems of the data: FER2013 labels agree with the FER+ crowd majority on only ~68% of rows "
-            "(label noise caps achievable accuracy); ~1,300 groups of exact duplicate images, ~270 of them shared "
-            "between Training and PublicTest (a small leak that flatters test accuracy); 12 blank images; strong "
-            "class imbalance (disgust 436 training images against happy 7,215). Faces are web images, mostly "
-            "frontal, skewed toward adults; no demographic labels exist, so performance across groups is "
-            "unmeasured.")},
-    "ferplus": {
-        "id": "ferplus", "name": "FER+",
-        "problems": (
-            "- The data: FER+ (Barsoum et al. 2016) relabels the FER2013 images by 10 crowd votes each; the label "
-            "is the FERPlus majority (single votes dropped, the top emotion kept if it holds more than half of the "
-            "rest and is not unknown / not a face), so faces without a majority and non-faces are left out, and "
-            "the test split is the majority-labelled part of FER2013 `PublicTest`. Known problems: `contempt` "
-            "and `disgust` (119 training faces each) are rare; ~1,300 groups of exact duplicate images, some "
-            "shared between Training and PublicTest; faces are web images, mostly frontal, skewed toward adults; "
-            "no demographic labels exist, so performance across groups is unmeasured.")},
-    "ferplus7": {
-        "id": "ferplus", "name": "FER+ (7 classes)",
-        "problems": (
-            "- The data: FER+ (Barsoum et al. 2016) relabels the FER2013 images by 10 crowd votes each; here on "
-            "FER2013's 7 classes (`--labels ferplus7`): the label is the FERPlus majority (single votes dropped, "
-            "the top emotion kept if it holds more than half of the rest and is not unknown / not a face), faces "
-            "whose majority is contempt are left out, and every face's vote distribution (the training target) "
-            "drops its contempt, unknown and not-a-face votes and is renormalised over the 7 emotions. Faces "
-            "without a majority, with an unknown/not-a-face majority and non-faces are left out of training and "
-            "test. The test split is the majority-labelled part of FER2013 `PublicTest`. Known problems: "
-            "`disgust` (119 training faces) and `fear` (532) are rare; ~1,300 groups of exact duplicate images, "
-            "some shared between Training and PublicTest; faces are web images, mostly frontal, skewed toward "
-            "adults; no demographic labels exist, so performance across groups is unmeasured.")},
-}
-
 
 # The model files a card lists: the files beside it whose names end so (manifests, records, recipes are not models).
 MODEL_SUFFIXES = (".tflite", ".onnx", ".keras", ".npz")
@@ -159,48 +114,6 @@ def _confusion_table(ev: dict) -> str:
                           "l" + "r" * len(names))
 
 
-def lineage(run_dir: str | Path) -> list[dict]:
-    """Every run that went into ``run_dir``'s model, parents first: the run it continued from
-    (``init_from``), its teacher (``soft_targets_from``), a fusion's members, recursively. Each
-    step: ``run`` (folder), ``command``, ``seconds`` of training of its own (0 for a fusion) and
-    ``epochs``; a parent whose run.json is missing is a step with ``command`` None."""
-    import json
-
-    out: list[dict] = []
-    seen: set[str] = set()
-
-    def visit(d: Path) -> None:
-        key = str(d.resolve())
-        if key in seen:
-            return
-        seen.add(key)
-        rj = d / "run.json"
-        if not rj.is_file():
-            out.append({"run": str(d), "command": None, "seconds": 0.0, "epochs": 0})
-            return
-        r = json.loads(rj.read_text())
-        cfg = r.get("config") or {}
-        members = r.get("members") or []
-        parents = [Path(m["model"]).parent for m in members]
-        if not members:
-            for k in ("init_from", "soft_targets_from"):
-                if cfg.get(k) in SHIPPED:  # a shipped model by name: its own card tells its lineage
-                    if f"shipped:{cfg[k]}" not in seen:
-                        seen.add(f"shipped:{cfg[k]}")
-                        out.append({"run": f"shipped:{cfg[k]}", "command": None, "seconds": 0.0, "epochs": 0,
-                                    "shipped": cfg[k]})
-                elif cfg.get(k):
-                    parents.append(Path(cfg[k]).parent)
-        for q in parents:
-            visit(q)
-        out.append({"run": str(d), "command": r.get("command"),
-                    "seconds": 0.0 if members else float(r.get("train_seconds") or 0.0),
-                    "epochs": 0 if members else int(r.get("epochs_run") or 0)})
-
-    visit(Path(run_dir))
-    return out
-
-
 def _cli(command: str) -> str:
     """``/path/to/venv/bin/emoedge train ...`` -> ``emoedge train ...`` (the console script, wherever installed)."""
     head, _, rest = command.partition(" ")
@@ -240,11 +153,90 @@ def _recipe_commands(recipe: Recipe) -> list[str]:
 def _model_ref(spec: str) -> str:
     """A model a training config names, for a card: a shipped name as such (its float master), a file as
     its folder and name (the run it came from)."""
-    from emoedge.core.shipped import SHIPPED
-
     if spec in SHIPPED:
         return f"the shipped `{spec}` (its float master)"
     return f"`{Path(spec).parent.name}/{Path(spec).name}`"
+
+
+def _neural_best(run: dict, cfg: dict) -> str:
+    """A network's validation line: its best epoch, a fine-tune's start kept, or each fused member's."""
+    if run.get("members"):
+        return "- Each member alone (validation / PublicTest accuracy, single pass): " + "; ".join(
+            f"`{Path(m['model']).parent.name}` {m['val_accuracy']:.2%} / "
+            + (f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-")
+            + f" after {m['epochs_run']} epochs" + (" (continued from the previous)" if m.get("init_from") else "")
+            for m in run["members"]) + "."
+    if run["best_epoch"] == 0:   # a fine-tune's start kept (epochs: 0, or no epoch beat it)
+        return (f"- Validation accuracy {run['val']['accuracy']:.2%}: the model `{cfg.get('init_from')}` names, "
+                "kept as it started (" + ("no epoch trained" if not run["epochs_run"] else
+                                          f"none of its {run['epochs_run']} epochs beat it") + ").")
+    return (f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
+            f"{run['epochs_run']}.")
+
+
+def _neural_settings(cfg: dict) -> str:
+    """A network's training settings line."""
+    return (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, "
+            f"Adam lr {cfg['learning_rate']} "
+            f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
+            f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
+            f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
+            f"{'on' if cfg.get('onednn') else 'off'}, "
+            f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
+            + (f" Distilled from {_model_ref(cfg['soft_targets_from'])} (weight {cfg['soft_weight']}, "
+               f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
+            + (f" Started from the weights of {_model_ref(cfg['init_from'])}." if cfg.get("init_from") else ""))
+
+
+def _neural_lines(run: dict, cfg: dict, steps: list[dict] | None) -> tuple[str, str, str, str]:
+    """A network's architecture, validation, time and settings lines."""
+    arch_line = (f"- Architecture: `{cfg['arch']}` {cfg.get('arch_kwargs') or ''}, {run['params']:,} parameters; "
+                 f"input 48x48x1 float32 in [0, 1] (`{run['preprocessing']['name']}` preprocessing contract), "
+                 f"output softmax over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
+    minutes = (sum(st["seconds"] for st in steps) if steps else run["train_seconds"]) / 60
+    epochs = sum(st["epochs"] for st in steps) if steps else run["epochs_run"]
+    time_line = (f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min of training, "
+                 f"{epochs} epochs in all.")
+    return arch_line, _neural_best(run, cfg), time_line, _neural_settings(cfg)
+
+
+def _handcrafted_lines(run: dict, cfg: dict) -> tuple[str, str, str, str]:
+    """A handcrafted (HOG+LBP) model's architecture, validation, time and settings lines."""
+    arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
+                 f"then a linear classifier; {run.get('params', 0):,} parameters; input the same 48x48 grayscale "
+                 f"crop (`{run['preprocessing']['name']}` preprocessing contract); output softmax over "
+                 f"{len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
+    return (arch_line, f"- Validation accuracy {run['val']['accuracy']:.2%}.",
+            f"- Time on this machine (2 x86 cores, no GPU): {run['train_seconds']:.0f} s.",
+            f"- Settings: regularization C={cfg.get('C')}, class balance `{cfg.get('class_balance')}`, "
+            f"seed {cfg.get('seed')}.")
+
+
+def _data_section(run: dict, cfg: dict, test_eval: dict, facts: dict) -> list[str]:
+    dname = facts["name"]
+    return [
+        "## Data",
+        f"- Trained on {dname} `Training` only ({run['data']['train_items']:,} faces after carving a stratified "
+        f"{cfg['val_fraction']:.0%} validation set of {run['data']['val_items']:,} from it); tested on {dname} "
+        f"`{test_eval.get('split') or 'PublicTest'}` ({test_eval['n']:,} faces), which training never saw.",
+        f"- Data fingerprint (sha256 of pixels+labels+class names): `{run['data']['fingerprint_sha256'][:16]}...`.",
+        facts["problems"],
+    ]
+
+
+def _results_section(test_eval: dict, dname: str, best: str) -> list[str]:
+    return [f"## Results on {dname} {test_eval.get('split') or 'PublicTest'}", _headline(test_eval), best, "",
+            _per_class_table(test_eval), "", "Confusion matrix (rows: true class):", "", _confusion_table(test_eval)]
+
+
+def _training_section(steps: list[dict] | None, command: str, recipe: Recipe | None, time_line: str, settings: str,
+                      versions: dict) -> list[str]:
+    return ["## Training",
+            *(_commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
+            *(_recipe_commands(recipe) if recipe else []),
+            time_line,
+            settings,
+            "- Versions: " + ", ".join(f"{k} {val}" for k, val in versions.items()) + "."]
 
 
 def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files: dict[str, int],
@@ -257,48 +249,8 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
     card says about the data); ``recipe`` the model's recipe, whose commands the card lists."""
     cfg = run["config"]
     facts = data_facts(data_format)
-    dname = facts["name"]
-    minutes = (sum(st["seconds"] for st in steps) if steps else run["train_seconds"]) / 60
-    v = run.get("versions") or {}
-    neural = "epochs" in cfg
-    if neural:
-        arch_line = (f"- Architecture: `{cfg['arch']}` {cfg.get('arch_kwargs') or ''}, {run['params']:,} parameters; "
-                     f"input 48x48x1 float32 in [0, 1] (`{run['preprocessing']['name']}` preprocessing contract), "
-                     f"output softmax over {len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
-        best = (f"- Best validation accuracy {run['val']['accuracy']:.2%} at epoch {run['best_epoch']} of "
-                f"{run['epochs_run']}.")
-        if run["best_epoch"] == 0:   # a fine-tune's start kept (epochs: 0, or no epoch beat it)
-            best = (f"- Validation accuracy {run['val']['accuracy']:.2%}: the model `{cfg.get('init_from')}` names, "
-                    "kept as it started (" + ("no epoch trained" if not run["epochs_run"] else
-                                              f"none of its {run['epochs_run']} epochs beat it") + ").")
-        if run.get("members"):
-            best = "- Each member alone (validation / PublicTest accuracy, single pass): " + "; ".join(
-                f"`{Path(m['model']).parent.name}` {m['val_accuracy']:.2%} / "
-                + (f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-")
-                + f" after {m['epochs_run']} epochs" + (" (continued from the previous)" if m.get("init_from") else "")
-                for m in run["members"]) + "."
-        epochs = sum(st["epochs"] for st in steps) if steps else run["epochs_run"]
-        time_line = (f"- Time on this machine (2 x86 cores, no GPU): {minutes:.0f} min of training, "
-                     f"{epochs} epochs in all.")
-        settings = (f"- Settings: {cfg['epochs']} epochs max, batch {cfg['batch_size']}, "
-                    f"Adam lr {cfg['learning_rate']} "
-                    f"({cfg['schedule']} schedule, {cfg['warmup_epochs']} warm-up epoch), label smoothing "
-                    f"{cfg['label_smoothing']}, class balance `{cfg['class_balance']}`, augmentation "
-                    f"{', '.join(f'{k}={v_}' for k, v_ in cfg['augment'].items())}; seed {cfg['seed']}; oneDNN "
-                    f"{'on' if cfg.get('onednn') else 'off'}, "
-                    f"{'bfloat16' if cfg.get('mixed_precision') else 'float32'} compute; exported in float32."
-                    + (f" Distilled from {_model_ref(cfg['soft_targets_from'])} (weight {cfg['soft_weight']}, "
-                       f"T={cfg['soft_temperature']})." if cfg.get("soft_targets_from") else "")
-                    + (f" Started from the weights of {_model_ref(cfg['init_from'])}." if cfg.get("init_from") else ""))
-    else:  # a handcrafted (HOG+LBP) model
-        arch_line = (f"- Architecture: `{cfg['arch']}`: {cfg.get('features', 'handcrafted features')}, standardized, "
-                     f"then a linear classifier; {run.get('params', 0):,} parameters; input the same 48x48 grayscale "
-                     f"crop (`{run['preprocessing']['name']}` preprocessing contract); output softmax over "
-                     f"{len(run['class_names'])} classes: {', '.join(run['class_names'])}.")
-        best = f"- Validation accuracy {run['val']['accuracy']:.2%}."
-        time_line = f"- Time on this machine (2 x86 cores, no GPU): {run['train_seconds']:.0f} s."
-        settings = (f"- Settings: regularization C={cfg.get('C')}, class balance `{cfg.get('class_balance')}`, "
-                    f"seed {cfg.get('seed')}.")
+    neural = "epochs" in cfg     # else a handcrafted (HOG+LBP) model
+    arch_line, best, time_line, settings = _neural_lines(run, cfg, steps) if neural else _handcrafted_lines(run, cfg)
     lines = [
         front_matter(name, test_eval, files, data_format),
         f"# Model card: `{name}`",
@@ -312,43 +264,15 @@ def render_model_card(name: str, purpose: str, run: dict, test_eval: dict, files
         *([f"- Fusion: {run['fusion']}"] if run.get("fusion") else []),
         _files_line(files),
         "",
-        "## Data",
-        f"- Trained on {dname} `Training` only ({run['data']['train_items']:,} faces after carving a stratified "
-        f"{cfg['val_fraction']:.0%} validation set of {run['data']['val_items']:,} from it); tested on {dname} "
-        f"`{test_eval.get('split') or 'PublicTest'}` ({test_eval['n']:,} faces), which training never saw.",
-        f"- Data fingerprint (sha256 of pixels+labels+class names): `{run['data']['fingerprint_sha256'][:16]}...`.",
-        facts["problems"],
+        *_data_section(run, cfg, test_eval, facts),
         "",
-        f"## Results on {dname} {test_eval.get('split') or 'PublicTest'}",
-        _headline(test_eval),
-        best,
+        *_results_section(test_eval, facts["name"], best),
         "",
-        _per_class_table(test_eval),
+        *_training_section(steps, command, recipe, time_line, settings, run.get("versions") or {}),
         "",
-        "Confusion matrix (rows: true class):",
+        *USES_SECTION,
         "",
-        _confusion_table(test_eval),
-        "",
-        "## Training",
-        *(_commands(steps, command) if steps else [f"- Command: `{_cli(command)}`"]),
-        *(_recipe_commands(recipe) if recipe else []),
-        time_line,
-        settings,
-        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        "",
-        "## Intended and unintended uses",
-        "- Intended: aggregate, anonymous estimates of displayed facial expressions (e.g. share of smiling "
-        "faces in a room over an interval) on embedded devices, with the uncertainty made visible.",
-        "- Not intended: inferring a person's inner emotional state, intent, honesty or mental health; "
-        "decisions about individuals (hiring, grading, policing, access); identifying people. Expressions "
-        "differ across cultures and people; a posed or suppressed expression is not a feeling.",
-        "- Known limits: 48x48 grayscale crops lose detail; accuracy drops on profile views, occlusion, low "
-        "light and very small faces; `disgust` and `fear` are the weakest classes (see recall above).",
-        LAWFUL_USE,
-        "",
-        "## Privacy behaviour",
-        "- The model sees only a 48x48 grayscale crop per face; the runtime stores no image or crop unless "
-        "explicitly asked to.",
+        *PRIVACY_SECTION,
     ]
     for title, body in (extra_sections or {}).items():
         lines += ["", f"## {title}", "", body]

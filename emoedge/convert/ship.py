@@ -81,7 +81,7 @@ def ship(run_dir: str | Path, name: str, dataset: FaceDataset, command: str, usa
     others = [p for p in sorted(models_dir.glob(f"{name}.*")) if p.suffix in (".tflite", ".onnx")]
     extra["Calibration"] = _calibration_section(keras_path, dataset, rdir, others)
     extra["Class prior and uncertain threshold"] = _record_decisions(run, dataset, [keras_path, *others])
-    from emoedge.convert.modelcard import lineage
+    from emoedge.convert.lineage import lineage
 
     files = shipped_files(models_dir, name)      # the card lists what is beside it, headlines the int8 file
     card_eval = headline_evaluation(models_dir, files, ev_dict, dataset, usage)
