@@ -14,11 +14,12 @@ device (``--metrics-port``) for Grafana.
 - :mod:`~emoedge.fleet.page` and :mod:`~emoedge.fleet.web`: the page (inline SVG, no scripts, nothing
   fetched from the internet) and its HTTP server (Host header checked).
 
-Layer 2: imports paho-mqtt (the ``[fleet]`` extra), the standard library and the device side's drift
-measure (:func:`emoedge.edge.runtime.monitor.js_divergence`: numpy, OpenCV), no TensorFlow.
+Layer 3: imports paho-mqtt (the ``[fleet]`` extra), the standard library and the one drift measure
+(:func:`emoedge.core.divergence.js_divergence`, the device monitor's too: numpy only), no TensorFlow.
 """
 
-from emoedge.fleet.page import js_divergence, mean_share, render_page
+from emoedge.core.divergence import js_divergence
+from emoedge.fleet.page import mean_share, render_page
 from emoedge.fleet.payload import PayloadError
 from emoedge.fleet.store import FleetStore, sequence_gaps
 from emoedge.fleet.subscriber import BrokerError, FleetSubscriber

@@ -8,17 +8,10 @@ from __future__ import annotations
 import html
 import time
 
-from emoedge.edge.runtime.monitor import js_divergence as js_divergence_of_arrays
+from emoedge.core.divergence import js_divergence
 
 COLORS = {"happy": "#e6a100", "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#9467bd", "angry": "#d62728",
           "fear": "#17becf", "disgust": "#2ca02c", "contempt": "#8c564b", "uncertain": "#cccccc"}
-
-
-def js_divergence(p: dict[str, float], q: dict[str, float]) -> float:
-    """Jensen-Shannon divergence (base 2, 0..1) of two label distributions, by label: the device's own
-    measure (:func:`emoedge.edge.runtime.monitor.js_divergence`) over the labels of either."""
-    keys = sorted(set(p) | set(q))
-    return js_divergence_of_arrays([p.get(k, 0.0) for k in keys], [q.get(k, 0.0) for k in keys]) if keys else 0.0
 
 
 def mean_share(rows: list[dict]) -> dict[str, float]:

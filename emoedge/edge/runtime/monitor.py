@@ -18,22 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emoedge.core.divergence import js_divergence  # noqa: F401  (re-exported: the drift measure)
 from emoedge.edge.faces.tracking import UNCERTAIN
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) of two distributions."""
-    p = np.asarray(p, dtype=np.float64) + 1e-12
-    q = np.asarray(q, dtype=np.float64) + 1e-12
-    p /= p.sum()
-    q /= q.sum()
-    m = (p + q) / 2
-    return float(0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum())
 
 
 @dataclass(frozen=True)
