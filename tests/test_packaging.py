@@ -1,8 +1,9 @@
 """Every package folder of emoedge/ is in pyproject.toml's package list, so a non-editable install
 (the device's, `deploy/install.sh`) carries all of it."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
