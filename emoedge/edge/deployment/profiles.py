@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emoedge.edge.faces.registry import DETECTORS
+from emoedge.edge.outputs.mqtt_broker import MqttTarget
 from emoedge.edge.runtime.config import (
     DELEGATES,
     MODES,
@@ -66,8 +68,6 @@ class Board:
     def __post_init__(self) -> None:
         if self.cores < 1 or self.memory_mb < 1:
             raise ConfigError(f"key '{'cores' if self.cores < 1 else 'memory_mb'}' must be at least 1")
-        from emoedge.edge.faces.detect import DETECTORS  # here: it imports OpenCV
-
         for k, v in self.detector_ms.items():
             if k not in DETECTORS:
                 raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")
@@ -298,8 +298,6 @@ def broker_addresses(mqtt: str) -> list[str]:
     (systemd takes addresses, not names: a name is resolved now, when the unit is rendered)."""
     import ipaddress
     import socket
-
-    from emoedge.edge.outputs.mqtt import MqttTarget
 
     host = MqttTarget.parse(mqtt).host
     try:

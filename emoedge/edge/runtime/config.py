@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from emoedge.core.errors import BadInputError
+from emoedge.edge.faces.registry import DETECTORS
+from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name
 
 
 class ConfigError(BadInputError):
@@ -126,8 +128,6 @@ class RuntimeConfig:
         r = lambda key, *a, **k: _check_range("runtime", key, getattr(self, key), *a, **k)  # noqa: E731
         if self.delegate not in DELEGATES:
             raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
-        from emoedge.edge.faces.detect import DETECTORS  # here: it imports OpenCV, which loading a config needs not
-
         if self.detector not in DETECTORS:
             raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         if self.privacy not in PRIVACY:
@@ -168,8 +168,6 @@ class RuntimeConfig:
         r("stale_after_s", 0, lo_open=True)
         r("mqtt_flush_s", 0, 3600)
         if self.mqtt is not None:
-            from emoedge.edge.outputs.mqtt import MqttTarget, device_name  # here: loading a config imports no MQTT code
-
             try:
                 MqttTarget.parse(self.mqtt)
                 device_name(self.mqtt_device)
