@@ -10,8 +10,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from test_longrun import FakeClassifier, _tmpfs
-from test_runtime import FakeClock, FakeDetector, SyntheticSource
+from fakes import FakeClassifier, FakeClock, FakeDetector, SyntheticSource, _tmpfs
 
 from emoedge.cli import main
 from emoedge.core.errors import BadInputError, ModelError, WriteError, exit_code_of
