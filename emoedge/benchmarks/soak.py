@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.benchmarks.childproc import python_env
+from emoedge.core.shipped import DEFAULT_MODEL
 from emoedge.edge.outputs.sinks import Sink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +190,7 @@ def _soak_child(args: dict) -> dict:
             "source": s.source, "model": s.model, "wall_s": time.perf_counter() - t0}
 
 
-def soak_run(frames: int, source: str | None = None, model: str = "default", budget_ms: float = 66.0,
+def soak_run(frames: int, source: str | None = None, model: str = DEFAULT_MODEL, budget_ms: float = 66.0,
              interval_s: float = 5.0, warmup: float = 0.15, timeout_s: float = 7200) -> SoakRun:
     """One soak run of ``frames`` looped frames in a fresh process."""
     source = source or default_source()
@@ -266,7 +267,7 @@ def soak_target(runs: Sequence[SoakRun], tolerance_mb: float = TARGET_MB) -> dic
 
 
 # -- the whole benchmark -----------------------------------------------------------------------------
-def bench_soak(frames: Sequence[int] = (2000, 20000), source: str | None = None, model: str = "default",
+def bench_soak(frames: Sequence[int] = (2000, 20000), source: str | None = None, model: str = DEFAULT_MODEL,
                budget_ms: float = 66.0, interval_s: float = 5.0, warmup: float = 0.15,
                tolerance_mb: float = TARGET_MB, faults: bool = True, fault_model: str = "fast",
                tmpfs_size: str = "1m", log=print) -> dict:

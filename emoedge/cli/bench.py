@@ -11,6 +11,7 @@ from pathlib import Path
 
 from emoedge.cli._common import add_group, add_parser, comma_list
 from emoedge.core.errors import BadInputError
+from emoedge.core.shipped import DEFAULT_MODEL
 
 
 def peer_spec(text: str):
@@ -181,8 +182,8 @@ def _pipeline_options(p, model_flag: str = "--model", source_required: bool = Tr
     p.add_argument("--source", required=source_required,
                    help="a video, image, folder or camera" + ("" if source_required else " (none: no pipelines)"))
     p.add_argument("--detector", default="haar", type=comma_list(), help="comma-separated face detectors")
-    p.add_argument(model_flag, default="default", type=comma_list(),
-                   help="comma-separated shipped names or files for the pipelines")
+    p.add_argument(model_flag, default=DEFAULT_MODEL, type=comma_list(),
+                   help=f"comma-separated shipped names or files for the pipelines (default: {DEFAULT_MODEL})")
     p.add_argument("--format", default="int8", help="format of the shipped models")
     p.add_argument("--budget-ms", type=float, default=66.0, help="per-frame latency budget")
     p.add_argument("--max-frames", type=int,
@@ -273,7 +274,8 @@ def _register_soak(bench) -> None:
     p.add_argument("--frames", default="2000,20000", type=comma_list(int),
                    help="comma-separated run lengths, each in a fresh process")
     p.add_argument("--source", help="default: ../shared/media/short_hamilton_clip.mp4 if present, else demo")
-    p.add_argument("--model", default="default", help="shipped name or file for the soak runs")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"shipped name or file for the soak runs (default: "
+                   f"{DEFAULT_MODEL}, what runs when no model is named)")
     p.add_argument("--budget-ms", type=float, default=66.0, help="per-frame latency budget")
     p.add_argument("--interval-s", type=float, default=5.0, help="interval summaries every this many seconds")
     p.add_argument("--warmup", type=float, default=0.15, help="fraction of frames left out of the slope fit")

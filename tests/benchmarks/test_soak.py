@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from emoedge.benchmarks import faults, soak, soak_report
+from emoedge.core.shipped import DEFAULT_MODEL
 
 
 def test_fit_slope_leaves_out_the_warmup_and_recovers_a_known_slope():
@@ -105,7 +106,7 @@ def test_bench_soak_command_and_report(tmp_path):
     from emoedge.cli import build_parser, cmd_bench_soak
 
     a = build_parser().parse_args(["bench", "soak", "--frames", "10,20", "--no-faults"])
-    assert a.func is cmd_bench_soak and a.out == "docs/benchmarks/x86-dev" and a.model == "default"
+    assert a.func is cmd_bench_soak and a.out == "docs/benchmarks/x86-dev" and a.model == DEFAULT_MODEL == "ferplus7"
     samples = [[i, (100 + i / 1000) * 2**20, (40 + i / 1000) * 2**20] for i in range(0, 2001, 40)]
     run = {**_run(2000, 101.0, 102.0, 1048.6).to_dict(), "samples": samples, "warmup_frames": 320, "fps": 30.0}
     res = {"created": "now", "machine": {"cpu": "x", "cores": 2, "git_revision": "abc"},
