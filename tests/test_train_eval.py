@@ -176,7 +176,7 @@ def test_a_failed_run_leaves_no_empty_folder_and_marks_a_used_one(tmp_path):
 
 
 def test_augmenter_changes_images_but_keeps_range():
-    from emoedge.train.trainer import Augment, make_augmenter
+    from emoedge.train.augment import Augment, make_augmenter
 
     x = np.random.default_rng(0).random((8, 48, 48, 1)).astype(np.float32)
     y = np.asarray(make_augmenter(Augment(), seed=3)(x))
@@ -260,7 +260,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, rng, monkeypatch)
 
 
 def test_soften_keeps_the_ranking_and_spreads_the_mass():
-    from emoedge.train.trainer import soften
+    from emoedge.train.targets import soften
 
     p = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9]], np.float32)
     np.testing.assert_allclose(soften(p, 1.0), p, atol=1e-6)
@@ -343,7 +343,7 @@ def test_a_smaller_relative_is_seeded_by_layer_name():
     """A VGG with a one-conv stem keeps the full VGG's layer names, so a trained full model seeds it:
     every layer with the same name and shapes is copied, the dropped one is simply absent."""
     from emoedge.train import zoo
-    from emoedge.train.trainer import copy_layers_by_name
+    from emoedge.train.heads import copy_layers_by_name
 
     full = zoo.build("vgg", 7, widths=[8, 16, 32], dense=16)
     pruned = zoo.build("vgg", 7, stem=8, widths=[16, 32], dense=16)
@@ -418,7 +418,7 @@ def test_new_head_for_a_subset_of_the_classes_starts_from_their_rows():
     """Fine-tuning onto classes the model already has starts where it is: the restricted argmax."""
     import keras
 
-    from emoedge.train.trainer import replace_head
+    from emoedge.train.heads import replace_head
 
     inp = keras.Input((48, 48, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inp))
@@ -451,7 +451,7 @@ def test_new_head_with_a_class_the_old_one_lacks_keeps_the_shared_rows():
     """FER2013's 7 classes -> FER+'s 8: the 7 shared rows are kept, contempt starts fresh."""
     import keras
 
-    from emoedge.train.trainer import replace_head
+    from emoedge.train.heads import replace_head
 
     inp = keras.Input((48, 48, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3)(inp))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from emoedge.core.errors import BadInputError
 from emoedge.edge.runtime.config import parse_override
-from emoedge.train.trainer import TrainConfig
+from emoedge.train.config import TrainConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 

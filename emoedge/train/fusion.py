@@ -217,7 +217,7 @@ def fuse_files(paths: Sequence[str | Path], out: str | Path, flip: bool = False,
     if record is not None and dataset is not None:  # the fusion's own scores, not its last member's
         from emoedge.core.preprocess import normalize
         from emoedge.metrics import evaluate_predictions
-        from emoedge.train.trainer import predict_probs
+        from emoedge.train.predict import predict_probs
 
         sp = splits_of(Path(paths[0]).parent / "run.json", dataset)
         for key in ("val", "test"):
