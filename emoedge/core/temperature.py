@@ -2,7 +2,7 @@
 (models here output softmax probabilities, so scaling works on their logarithms); T > 1 softens
 an over-confident model, T < 1 sharpens it. numpy only. The one softmax-with-temperature of the
 package: the classifier applies a fitted T (emoedge.edge.inference.classify), training softens a teacher's
-probabilities with it (emoedge.train.trainer.soften). Fitting T, reliability diagrams and
+probabilities with it (emoedge.train.targets.soften). Fitting T, reliability diagrams and
 calibration error live in the evaluation layer (emoedge.evaluate.temperature).
 """
 

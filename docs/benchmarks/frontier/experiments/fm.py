@@ -7,7 +7,8 @@ import os, sys, time
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 import numpy as np, yaml
 from emoedge.data.datasets import load_fer2013_csv
-from emoedge.train.trainer import TrainConfig, make_augmenter
+from emoedge.train.augment import make_augmenter
+from emoedge.train.trainer import TrainConfig
 from emoedge.train import steps
 lr = float(sys.argv[1]); nsteps = int(sys.argv[2]); tag = sys.argv[3]; mix = float(sys.argv[4])
 cfgd = yaml.safe_load(open(CONFIGS + "/onepass-distill.yaml"))

@@ -8,7 +8,10 @@ os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 import numpy as np
 from pathlib import Path
 from emoedge.data.datasets import load_fer2013_csv
-from emoedge.train.trainer import TrainConfig, soften, predict_probs, make_augmenter
+from emoedge.train.augment import make_augmenter
+from emoedge.train.predict import predict_probs
+from emoedge.train.targets import soften
+from emoedge.train.trainer import TrainConfig
 from emoedge.train import steps
 import yaml
 lr = float(sys.argv[1]); sw = float(sys.argv[2]); T = float(sys.argv[3]); nsteps = int(sys.argv[4]); tag = sys.argv[5]

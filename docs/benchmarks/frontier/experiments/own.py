@@ -8,7 +8,7 @@ import os, sys, time
 import numpy as np
 from emoedge.data.datasets import load_dataset
 from emoedge.train.trainer import TrainConfig, train
-from emoedge.train import steps
+from emoedge.train import build as steps  # _start_from lives in train/build.py since issue 29
 from emoedge.train.config_file import load_train_config
 import dataclasses
 mode = sys.argv[1]; out = sys.argv[2]
