@@ -58,7 +58,7 @@ def test_bench_pipeline_missing_source_exits_1(tmp_path, capsys):
                "--out", str(tmp_path / "b")])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "emoedge bench pipeline: 1 of 1 row(s) failed" in err and "runtime haar default@int8: " in err
+    assert "emoedge bench pipeline: 1 of 1 row(s) failed" in err and "runtime haar ferplus7@int8: " in err
 
 
 @pytest.mark.parametrize("ok, expected", [((), 1), (("haar",), 0)])
@@ -67,7 +67,7 @@ def test_bench_pipeline_exit_code_follows_the_rows(tmp_path, capsys, monkeypatch
     rc = main(["bench", "pipeline", "--source", "clip.mp4", "--detector", "haar,blazeface", "--out", str(tmp_path)])
     assert rc == expected
     err = capsys.readouterr().err
-    assert f"{2 - len(ok)} of 2 row(s) failed" in err and "runtime blazeface default@int8: RuntimeError" in err
+    assert f"{2 - len(ok)} of 2 row(s) failed" in err and "runtime blazeface ferplus7@int8: RuntimeError" in err
 
 
 def test_bench_all_every_row_failed_exits_1(tmp_path, capsys, monkeypatch):
