@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 
 # the names of emoedge.edge.faces.detect.DETECTORS, spelled here so that --help needs no OpenCV import
-# (tests/test_photos.py keeps them equal)
+# (tests/evaluate/test_photos.py keeps them equal)
 DETECTOR_NAMES = ("haar", "blazeface", "blazeface-full", "ssd")
 
 

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import face_like, write_fer_csv
+from testdata import face_like, write_fer_csv
 
 from emoedge.data.datasets import load_fer2013_csv
 from emoedge.data.inspect import inspect, write_report

@@ -5,7 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import FER_CSV, FERPLUS_CSV, MEDIA, face_like, need_shared, write_fer_csv
+from testdata import FER_CSV, FERPLUS_CSV, MEDIA, face_like, need_shared, write_fer_csv
 
 from emoedge.data.datasets import (
     FER2013_CLASSES,

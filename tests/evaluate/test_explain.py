@@ -36,7 +36,7 @@ def test_grad_cam_of_a_fused_ensemble_is_the_mean_of_its_members():
 
 
 def test_explain_writes_an_attention_grid_per_cbam_block(tmp_path, rng):
-    from conftest import face_like, write_fer_csv
+    from testdata import face_like, write_fer_csv
 
     from emoedge.cli import main
     from emoedge.train import zoo

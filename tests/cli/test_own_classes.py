@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FER_CSV, MEDIA, need_shared
+from testdata import FER_CSV, MEDIA, need_shared
 
 pytestmark = pytest.mark.slow
 

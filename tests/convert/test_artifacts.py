@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import face_like, write_fer_csv
+from testdata import face_like, write_fer_csv
 
 from emoedge.convert import artifacts
 from emoedge.core.errors import ModelError

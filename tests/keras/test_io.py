@@ -2,7 +2,7 @@
 before that code runs, by the loader and by every command that loads a .keras file."""
 
 import pytest
-from conftest import face_like, write_fer_csv
+from testdata import face_like, write_fer_csv
 
 from emoedge.cli import main
 from emoedge.core.errors import ModelError

@@ -21,7 +21,7 @@ from emoedge.edge.runtime.config import ConfigError, Deployment, RuntimeConfig, 
 from emoedge.edge.runtime.pipeline import Pipeline
 from emoedge.edge.runtime.sources import SourceError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- exit codes ---------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import face_like, write_fer_csv
+from testdata import face_like, write_fer_csv
 
 from emoedge.core.errors import ModelError
 from emoedge.data.datasets import FER2013_CLASSES, load_fer2013_csv, select_classes

@@ -58,7 +58,7 @@ def test_zoom_views_are_centre_crops_scaled_back_and_convert(tmp_path):
 
 
 def test_members_and_ensemble_compared_on_the_same_split(tmp_path):
-    from conftest import face_like, write_fer_csv
+    from testdata import face_like, write_fer_csv
 
     from emoedge.benchmarks.ensemble_bench import compare_members
     from emoedge.data.datasets import load_fer2013_csv
@@ -180,7 +180,7 @@ def test_weight_average_means_the_weights_and_re_estimates_batchnorm(tmp_path):
 def test_cli_weight_average_needs_data_and_records_what_it_did(tmp_path, capsys):
     import json
 
-    from conftest import face_like, write_fer_csv
+    from testdata import face_like, write_fer_csv
 
     from emoedge.cli import main
     from emoedge.data.datasets import FER2013_CLASSES
