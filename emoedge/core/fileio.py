@@ -62,13 +62,23 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
     atomic_write_bytes(path, text.encode(encoding))
 
 
-def wal_connect(path: str | Path, full_sync: bool = False) -> sqlite3.Connection:
+# SQLite's page cache per connection on the device, in KiB. SQLite's default (2,000 KiB) fills as a
+# file grows, so a sensor's memory rose for weeks until its database passed 2 MB (the soak measured
+# +1.7 MB over 200,000 frames). The device's files append at the B-tree's right edge and prune at its
+# left: a few pages are hot, and 256 KiB keeps them.
+DEVICE_SQLITE_CACHE_KIB = 256
+
+
+def wal_connect(path: str | Path, full_sync: bool = False, cache_kib: int | None = None) -> sqlite3.Connection:
     """A connection to a SQLite file in WAL mode (readers never block the writer); ``full_sync``: each
-    commit reaches the disk before it returns (a power cut loses nothing committed)."""
+    commit reaches the disk before it returns (a power cut loses nothing committed); ``cache_kib``:
+    the page cache's bound (default: SQLite's own)."""
     db = sqlite3.connect(str(path), timeout=10)
     db.execute("PRAGMA journal_mode=WAL")
     if full_sync:
         db.execute("PRAGMA synchronous=FULL")
+    if cache_kib is not None:
+        db.execute(f"PRAGMA cache_size=-{int(cache_kib)}")   # negative: KiB, not pages
     return db
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from emoedge.core.errors import BadInputError
-from emoedge.core.fileio import create_sqlite, wal_connect
+from emoedge.core.fileio import DEVICE_SQLITE_CACHE_KIB, create_sqlite, wal_connect
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -32,7 +32,7 @@ class Outbox:
         create_sqlite(self.path, OUTBOX_SCHEMA, "the MQTT outbox", BadInputError, full_sync=True)
 
     def connect(self) -> sqlite3.Connection:
-        return wal_connect(self.path, full_sync=True)
+        return wal_connect(self.path, full_sync=True, cache_kib=DEVICE_SQLITE_CACHE_KIB)
 
     @staticmethod
     def add(db: sqlite3.Connection, interval_id: str, payload: str) -> None:

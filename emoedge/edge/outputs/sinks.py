@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoedge.core.errors import BadInputError, WriteError
-from emoedge.core.fileio import atomic_writer
+from emoedge.core.fileio import DEVICE_SQLITE_CACHE_KIB, atomic_writer
 from emoedge.edge.faces.tracking import Track
 from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 
@@ -295,6 +295,7 @@ class SqliteSink(Sink):
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute(f"PRAGMA cache_size=-{DEVICE_SQLITE_CACHE_KIB}")   # negative: KiB, not pages
         except sqlite3.DatabaseError as exc:
             raise WriteError(f"{self.path}: cannot use as the summaries database: {exc}") from exc
 

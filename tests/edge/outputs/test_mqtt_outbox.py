@@ -19,3 +19,13 @@ def test_outbox_keeps_unsent_rows_and_prunes_old_sent_ones(tmp_path):
     assert box.counts() == {"sent": 1, "unsent": 2}                            # unsent rows are never pruned
     assert [r[1] for r in Outbox.pending(db, 0, 10)] == ["i3", "i4"]
     db.close()
+
+
+def test_the_outbox_page_cache_is_bounded_like_the_summaries_database(tmp_path):
+    from emoedge.core.fileio import DEVICE_SQLITE_CACHE_KIB
+
+    db = Outbox(tmp_path / "o.sqlite").connect()
+    try:
+        assert db.execute("PRAGMA cache_size").fetchone()[0] == -DEVICE_SQLITE_CACHE_KIB
+    finally:
+        db.close()

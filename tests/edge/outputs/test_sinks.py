@@ -11,6 +11,7 @@ from fakes import FakeClassifier, FakeClock, FakeDetector, SyntheticSource, Wall
 
 from emoedge.cli import main
 from emoedge.core.errors import WriteError
+from emoedge.core.fileio import DEVICE_SQLITE_CACHE_KIB
 from emoedge.edge.faces.detect import Face
 from emoedge.edge.faces.tracking import Track
 from emoedge.edge.outputs.records import Aggregator, FaceEvent
@@ -121,6 +122,16 @@ def test_retention_deletes_old_intervals_and_keeps_new_ones(tmp_path):
                  classifier=FakeClassifier(), clock=clock, wall_clock=Wall(start)).run()
     rows = read_intervals(db)
     assert rows and all(r["start_unix_ns"] >= now for r in rows)          # the 40-day-old run is gone
+
+
+def test_the_summaries_page_cache_is_bounded_below_sqlites_default(tmp_path):
+    """The soak's late growth was SQLite's page cache filling to its 2,000 KiB default as the file grew."""
+    sink = SqliteSink(tmp_path / "s.sqlite")
+    try:
+        assert sink.db.execute("PRAGMA cache_size").fetchone()[0] == -DEVICE_SQLITE_CACHE_KIB
+        assert DEVICE_SQLITE_CACHE_KIB < 2000
+    finally:
+        sink.close()
 
 
 def test_below_the_disk_floor_nothing_is_written_the_run_goes_on_and_says_so(tmp_path):
