@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from emoedge.core.errors import BadInputError
+from emoedge.core.safeyaml import load_yaml_text
 
 RECIPES_DIR = Path(__file__).resolve().parent / "edge" / "models"
 RECIPE_SUFFIX = ".recipe.yaml"
@@ -97,8 +96,8 @@ def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
     """Read and check a recipe: known keys only, unique step names, placeholders that name earlier steps."""
     path = recipe_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        raw = load_yaml_text(path.read_text(), str(path), RecipeError)
+    except OSError as exc:
         raise RecipeError(f"{path}: cannot read the recipe: {exc}") from exc
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with keys {sorted(_KEYS)}")

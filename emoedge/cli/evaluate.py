@@ -74,10 +74,11 @@ def cmd_explain(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.image:
+        from emoedge.core.images import read_image
         from emoedge.core.preprocess import preprocess_faces
         from emoedge.edge.faces.detect import HaarDetector
 
-        img = cv2.imread(str(args.image))
+        img = read_image(args.image)        # a BadInputError (exit 2) when larger than the package's bound
         if img is None:
             raise BadInputError(f"{args.image}: not a readable image")
         faces = HaarDetector().detect(img)

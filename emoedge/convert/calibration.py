@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emoedge.core.errors import BadInputError
+from emoedge.core.images import read_image
 from emoedge.core.preprocess import INPUT_SIZE, face_to_gray48, normalize
 from emoedge.data.datasets import DatasetError, FaceDataset, load_dataset
 from emoedge.data.splits import SPLIT_SEED, standard_splits
@@ -101,7 +102,11 @@ def from_images(folder: str | Path, size: int = 300, seed: int = 0) -> Calibrati
     files = [files[i] for i in sorted(rng.choice(len(files), min(size, len(files)), replace=False))]
     faces = []
     for p in files:
-        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        try:
+            img = read_image(p, cv2.IMREAD_UNCHANGED)
+        except BadInputError as exc:                   # larger than the package's bound: never decoded
+            warnings.warn(f"{exc}; skipped", stacklevel=2)
+            continue
         if img is None:
             warnings.warn(f"{p}: unreadable image, skipped", stacklevel=2)
             continue

@@ -92,3 +92,28 @@ def create_sqlite(path: Path, schema: str, what: str, error: type[Exception], fu
         db.close()
     except (OSError, sqlite3.Error) as exc:
         raise error(f"{path}: cannot use as {what}: {exc}") from exc
+
+
+def read_small_file(path: str | Path, what: str, max_bytes: int, error: type[Exception] = ValueError) -> bytes:
+    """The whole of a small regular file (a password file, a configuration) as bytes, read as hostile
+    input: opened without blocking (a FIFO would wait for a writer for ever), refused unless it is a
+    regular file (``/dev/zero`` never ends), and refused when longer than ``max_bytes`` (only
+    ``max_bytes + 1`` are ever read). ``error("PATH: cannot use as WHAT: ...")`` on any refusal."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+                else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+            raise error(f"{path}: cannot use as {what}: it is {kind}, not a regular file")
+        data = os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise error(f"{path}: cannot use as {what}: longer than {max_bytes} bytes")
+    return data

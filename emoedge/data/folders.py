@@ -20,8 +20,9 @@ from emoedge.edge.runtime.sources import IMAGE_SUFFIXES
 def _read_image(path: Path) -> np.ndarray:
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    from emoedge.core.images import read_image
+
+    img = read_image(path, cv2.IMREAD_UNCHANGED)   # larger than the package's bound: a ValueError naming it
     if img is None:
         raise ValueError("not a readable image")
     return img

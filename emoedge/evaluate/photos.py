@@ -13,6 +13,7 @@ photo (a false negative) of its true class and lowers that class's recall and F1
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +22,14 @@ import cv2
 import numpy as np
 
 from emoedge.core.errors import BadInputError
+from emoedge.core.images import read_image
 from emoedge.core.preprocess import IDENTITY, CropGeometry
 from emoedge.core.shipped import resolve_model
 from emoedge.edge.faces.detect import Face, make_detector
 from emoedge.edge.inference.classify import FaceClassifier
 from emoedge.metrics import Evaluation, evaluate_predictions
+
+log = logging.getLogger(__name__)
 
 NO_FACE = "no face"
 
@@ -41,13 +45,14 @@ def pad_image(image: np.ndarray, pad: float) -> np.ndarray:
 
 
 def read_photo(path: str | Path) -> np.ndarray | None:
-    """A BGR image from any format OpenCV decodes, whatever the suffix says; None if unreadable."""
+    """A BGR image from any format OpenCV decodes, whatever the suffix says; None if unreadable or
+    larger than the package's bound (emoedge.core.images; logged)."""
     try:
-        data = np.fromfile(str(path), np.uint8)
-        if data.size == 0:
-            return None
-        return cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except (OSError, cv2.error):
+        return read_image(path, cv2.IMREAD_COLOR)
+    except BadInputError as exc:
+        log.warning("%s; skipped", exc)
+        return None
+    except cv2.error:
         return None
 
 

@@ -34,12 +34,12 @@ def config_path(spec: str | Path) -> Path:
 def config_dict(spec: str | Path | None = "default", overrides: Sequence[str] = ()) -> dict:
     """The mapping of a training config (``spec``; None: the TrainConfig defaults) with ``overrides``
     (``key=value``, ``augment.flip=false``) applied."""
-    import yaml
+    from emoedge.core.safeyaml import load_yaml_text
 
     d: dict = {}
     if spec:
         path = config_path(spec)
-        d = yaml.safe_load(path.read_text()) or {}
+        d = load_yaml_text(path.read_text(), str(path), BadInputError) or {}
         if not isinstance(d, dict):
             raise BadInputError(f"{path}: a training config must be a YAML mapping")
     for ov in overrides:

@@ -65,18 +65,16 @@ def _shares_vector(shares: Mapping, class_names: Sequence[str], where: str) -> n
 
 def read_prior_file(path: str | Path, class_names: Sequence[str]) -> np.ndarray:
     """The shares of a prior file (YAML or JSON mapping class -> share), checked and normalised."""
-    import yaml
+    from emoedge.core.safeyaml import load_yaml_text
 
     p = Path(path)
     try:
         size = p.stat().st_size
         if size > MAX_PRIOR_FILE_BYTES:
             raise BadInputError(f"{p}: class prior file of {size} bytes (at most {MAX_PRIOR_FILE_BYTES})")
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml_text(p.read_text(encoding="utf-8"), f"{p} (a class prior file)", BadInputError)
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{p}: cannot read the class prior file: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{p}: the class prior file is not YAML/JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BadInputError(f"{p}: a class prior file is a mapping of class -> share, got {type(raw).__name__}")
     return _shares_vector(raw, class_names, str(p))

@@ -14,10 +14,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoedge.core.errors import EXIT_BAD_INPUT
+from emoedge.core.errors import EXIT_BAD_INPUT, BadInputError
+from emoedge.core.images import read_image
 from emoedge.edge.runtime.frames import IMAGE_SUFFIXES, Frame, FrameSource, SourceError
 
 log = logging.getLogger("emoedge.edge.runtime.sources")
+
+
+def _refuse_too_large(path: Path) -> None:
+    """A single image larger than the package's bound is refused before the first frame (exit 2)."""
+    from emoedge.core.images import check_size
+
+    try:
+        with open(path, "rb") as fh:
+            check_size(fh.read(1 << 18), str(path))   # the header (a JPEG's may follow up to 64 KB of EXIF)
+    except BadInputError as exc:
+        raise SourceError(str(exc), EXIT_BAD_INPUT) from None
+    except OSError:
+        pass                                          # unreadable: said when its frame is read
 
 
 class ImageSource(FrameSource):
@@ -37,6 +51,7 @@ class ImageSource(FrameSource):
                                   EXIT_BAD_INPUT)
         elif self.path.is_file():
             self.files = [self.path]
+            _refuse_too_large(self.path)
         else:
             raise SourceError(f"{self.path}: image file or folder not found", EXIT_BAD_INPUT)
         self.name = f"images:{self.path}"
@@ -60,13 +75,16 @@ class ImageSource(FrameSource):
                 continue
             img = self._cache.get(p) if self._cache is not None else None
             if img is None:
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                try:
+                    img, why = read_image(p, cv2.IMREAD_COLOR), "not a readable image"
+                except BadInputError as exc:      # larger than the package's bound: never decoded
+                    img, why = None, str(exc)
                 if img is None:
                     if len(self.files) == 1:
-                        raise SourceError(f"{p}: not a readable image", EXIT_BAD_INPUT)
+                        raise SourceError(why if why.startswith(str(p)) else f"{p}: {why}", EXIT_BAD_INPUT)
                     self._bad.add(p)
                     self.unreadable += 1
-                    log.error("%s: not a readable image; skipped (the other images go on)", p)
+                    log.error("%s; skipped (the other images go on)", why if why.startswith(str(p)) else f"{p}: {why}")
                     continue
                 if self._cache is not None and self.repeat != 1:
                     self._cache[p] = img

@@ -46,7 +46,7 @@ def test_a_prior_file_of_shares_is_read_and_checked(tmp_path):
     assert np.allclose(prior_shift(str(good), MANIFEST, NAMES), np.log([0.75 / 0.9, 0.25 / 0.1]), atol=1e-6)
     for text, why in (("calm: 1\n", "missing"), ("calm: 1\nrare: 1\nother: 1\n", "unknown"),
                       ("calm: 1\nrare: 0\n", "> 0"), ("calm: 1\nrare: .nan\n", "> 0"),
-                      ("calm: 1\nrare: yes\n", "> 0"), ("[1, 2]\n", "mapping"), ("calm: [\n", "not YAML")):
+                      ("calm: 1\nrare: yes\n", "> 0"), ("[1, 2]\n", "mapping"), ("calm: [\n", "not valid YAML")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(BadInputError, match=why):

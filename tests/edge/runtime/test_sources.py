@@ -192,6 +192,26 @@ def test_one_unreadable_image_is_reported_and_skipped(tmp_path, capsys):
     assert "b.jpg: not a readable image" in captured.err
 
 
+def test_an_image_larger_than_the_bound_is_refused_before_it_is_decoded(tmp_path, capsys):
+    """Issue 28: a 442 KB PNG of 12000 x 12000 pixels took 3.7 GB for one frame; now exit 2 at once (alone)
+    or skipped with its reason (in a folder with other images)."""
+    from core.test_images import png_header_only
+
+    big = tmp_path / "one" / "big.png"
+    big.parent.mkdir()
+    big.write_bytes(png_header_only(12000, 12000))
+    assert main(["run", "--source", str(big), "--model", "fast", "--max-frames", "1"]) == 2
+    assert "big.png: the image is 12000 x 12000 pixels" in capsys.readouterr().err
+    folder = tmp_path / "many"
+    folder.mkdir()
+    big.rename(folder / "big.png")
+    cv2.imwrite(str(folder / "small.png"), np.full((64, 64, 3), 128, np.uint8))
+    code = main(["run", "--source", str(folder), "--model", "fast", "--summary-json", str(tmp_path / "s.json")])
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["frames"] == 1 and s["unreadable_inputs"] == 1 and code == 2
+    assert "12000 x 12000 pixels" in capsys.readouterr().err
+
+
 def test_loop_replays_a_video_and_a_folder(tmp_path):
     video = _video(tmp_path / "v.avi", frames=10)
     src = open_source(str(video), loop=True)
