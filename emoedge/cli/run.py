@@ -193,6 +193,10 @@ def _add_run_options(p) -> None:
     p.add_argument("--min-free-mb", dest="min_free_mb", type=float,
                    help="write no record while the disk has less than this free (default 50 MB)")
     p.add_argument("--summary-json", help="write the run summary here")
+    _add_mqtt_options(p)
+
+
+def _add_mqtt_options(p) -> None:
     g = p.add_argument_group("MQTT (interval summaries to a broker; pip install 'emoedge[fleet]')")
     g.add_argument("--mqtt", help="mqtt://host:port[/prefix] (mqtts:// for TLS): publish every interval summary to "
                                   "PREFIX/DEVICE/intervals (QoS 1) through a store-and-forward outbox")
@@ -202,6 +206,15 @@ def _add_run_options(p) -> None:
     g.add_argument("--mqtt-password-file", dest="mqtt_password_file",
                    help="file holding the broker password (or set EMOEDGE_MQTT_PASSWORD; not on the command line)")
     g.add_argument("--mqtt-ca-file", dest="mqtt_ca_file", help="CA certificate(s) to verify the broker's TLS")
+    g.add_argument("--mqtt-cert-file", dest="mqtt_cert_file",
+                   help="mutual TLS: this box's client certificate (PEM; with --mqtt-key-file, over mqtts://)")
+    g.add_argument("--mqtt-key-file", dest="mqtt_key_file",
+                   help="mutual TLS: the certificate's private key (PEM, unencrypted, readable only by the "
+                        "service's user)")
+    g.add_argument("--ha-discovery", dest="mqtt_ha_discovery", nargs="?", const="homeassistant", metavar="PREFIX",
+                   help="announce the box to Home Assistant: a retained MQTT device discovery config under "
+                        "PREFIX/device/ (default prefix homeassistant): a sensor per label share, the uncertain "
+                        "share and faces, unavailable when the box stops")
     g.add_argument("--mqtt-outbox", dest="mqtt_outbox",
                    help="store-and-forward SQLite file (default: beside --db, else ./emoedge.mqtt-outbox.sqlite)")
     g.add_argument("--mqtt-flush-s", dest="mqtt_flush_s", type=float,

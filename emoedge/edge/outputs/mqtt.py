@@ -14,6 +14,11 @@ the duplicate. The frame loop only writes the outbox row (no network I/O, never 
 A refused login or a TLS failure is logged once with the broker's reason and the outbox keeps
 filling; it is sent when the broker accepts.
 
+With ``ha_prefix`` (``--ha-discovery``), the box also announces itself to Home Assistant: a retained
+device discovery config (emoedge.edge.outputs.ha_discovery) published on every (re)connect and again
+whenever Home Assistant says ``online`` on ``<ha_prefix>/status``. Mutual TLS: ``cert_file`` and
+``key_file`` (emoedge.edge.outputs.mqtt_tls) are presented to a broker that asks for a client certificate.
+
 This module is the sink and its publisher thread; the broker URL and credentials are
 emoedge.edge.outputs.mqtt_broker, the outbox emoedge.edge.outputs.mqtt_outbox. Reconnecting waits by
 the project's one policy (:class:`emoedge.core.retry.Backoff`): ``retry_min_s``, doubled per failure
@@ -30,12 +35,15 @@ import sqlite3
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from emoedge.core.errors import BadInputError, WriteError
+from emoedge.core.errors import WriteError
 from emoedge.core.retry import Backoff
+from emoedge.edge.outputs.ha_discovery import HaDiscovery, discovery_message, emoedge_version
 from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name, load_paho, with_credentials
 from emoedge.edge.outputs.mqtt_outbox import Outbox, default_outbox
+from emoedge.edge.outputs.mqtt_tls import configure_tls
 from emoedge.edge.outputs.records import IntervalSummary, RunInfo
 from emoedge.edge.outputs.sinks import Sink
 
@@ -70,7 +78,9 @@ class MqttSink(Sink):
     def __init__(self, target: MqttTarget, outbox_path: str | Path, device: str | None = None,
                  room: str | None = None, model: str = "", ca_file: str | None = None,
                  flush_timeout_s: float = 10.0, retry_min_s: float = 0.5, retry_max_s: float = 15.0,
-                 max_in_flight: int = 20, keep_sent_s: float = 7 * 86400.0):
+                 max_in_flight: int = 20, keep_sent_s: float = 7 * 86400.0, cert_file: str | None = None,
+                 key_file: str | None = None, ha_prefix: str | None = None, labels: Sequence[str] = (),
+                 interval_s: float = 60.0):
         self.target = target
         self.device = device_name(device)
         self.room = room
@@ -80,27 +90,27 @@ class MqttSink(Sink):
         self.backoff = Backoff(first_s=retry_min_s, max_s=retry_max_s)
         self.max_in_flight = max_in_flight
         self.keep_sent_s = keep_sent_s
-        if ca_file and not Path(ca_file).is_file():
-            raise BadInputError(f"{ca_file}: MQTT CA file not found")
-        self.outbox = Outbox(outbox_path)
-        self.path = self.outbox.path
-        self._db = self.outbox.connect()          # the frame loop's connection (on_interval)
+        self.status_topic = target.topic(self.device, "status")
+        self.intervals_topic = target.topic(self.device, "intervals")
+        self.ha_prefix, self.labels, self.interval_s = ha_prefix, tuple(labels), interval_s
+        self.ha: HaDiscovery | None = self._discovery() if ha_prefix else None   # checked now, rebuilt at start
         mqtt = load_paho()
         self._mqtt = mqtt
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"emoedge-{self.device}",
                                   clean_session=True, reconnect_on_failure=False)
         if target.username:
             self.client.username_pw_set(target.username, target.password)
-        if target.tls or ca_file:
-            self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        self.status_topic = target.topic(self.device, "status")
-        self.intervals_topic = target.topic(self.device, "intervals")
+        configure_tls(self.client, target.tls, ca_file, cert_file, key_file)   # mutual TLS with a client cert
+        self.outbox = Outbox(outbox_path)          # bad input is said before any file is made
+        self.path = self.outbox.path
+        self._db = self.outbox.connect()          # the frame loop's connection (on_interval)
         self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
         self.client.max_inflight_messages_set(max_in_flight)
         self.client.connect_timeout = 5.0
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self._connected = False
         self._refused = False                      # the last CONNACK said no (bad login, not authorised)
         self._in_flight: dict[int, int] = {}      # paho message id -> outbox seq
@@ -115,11 +125,14 @@ class MqttSink(Sink):
         self.publisher_cpu_ns = 0                  # CPU time of the publisher thread (network, JSON, SQLite)
         self.problems: list[str] = []              # distinct connection problems, in order (MAX_PROBLEMS)
         self.outages = 0                           # connection problems, each outage once
+        self.ha_published = 0                      # Home Assistant discovery configs published
 
     # -- the frame loop's side ----------------------------------------------------------------
     def on_start(self, run: RunInfo) -> None:
         # the model's name, not its path on this box: fast.int8.tflite -> fast
         self.model = self.model or (Path(run.model).name.split(".")[0] if run.model else "")
+        if self.ha_prefix:
+            self.ha = self._discovery()          # with the model's name
         self._thread = threading.Thread(target=self._run, name="emoedge-mqtt", daemon=True)
         self._thread.start()
 
@@ -165,7 +178,7 @@ class MqttSink(Sink):
                 "enqueue_ms_per_interval": self.enqueue_ns / 1e6 / max(1, self.enqueued),
                 "publisher_cpu_ms": self.publisher_cpu_ns / 1e6,
                 "publisher_cpu_ms_per_interval": self.publisher_cpu_ns / 1e6 / max(1, self.published),
-                "problems": self.problems, "outages": self.outages}
+                "problems": self.problems, "outages": self.outages, "ha_discovery_published": self.ha_published}
 
     # -- the publisher thread -----------------------------------------------------------------
     def _problem(self, what: str) -> None:
@@ -189,7 +202,28 @@ class MqttSink(Sink):
             log.warning("MQTT %s: connected again after: %s", self.target, self._last_problem)
         self._last_problem = None
         client.publish(self.status_topic, "online", qos=1, retain=True)
+        if self.ha is not None:                    # on every (re)connect: the retained config, and HA's status
+            client.subscribe(self.ha.ha_status_topic, qos=1)
+            self._publish_discovery("connected")
         self._wake.set()
+
+    # -- Home Assistant discovery (emoedge.edge.outputs.ha_discovery) --------------------------
+    def _discovery(self) -> HaDiscovery:
+        return discovery_message(self.ha_prefix, self.device, self.labels, self.intervals_topic, self.status_topic,
+                                 self.interval_s, self.room, self.model, emoedge_version())
+
+    def _publish_discovery(self, why: str) -> None:
+        info = self.client.publish(self.ha.topic, self.ha.payload, qos=1, retain=True)
+        self.ha_published += 1
+        log.info("MQTT %s: Home Assistant discovery (%s): %d sensor(s) to %s (%s, rc %s)", self.target, why,
+                 self.ha.components, self.ha.topic, f"{len(self.ha.payload)} bytes", info.rc)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        """Home Assistant said ``online`` on PREFIX/status (it started again): the config once more. A
+        retained ``online`` delivered at subscribing is not news (the config was just sent)."""
+        if self.ha is not None and msg.topic == self.ha.ha_status_topic and msg.payload == b"online" \
+                and not msg.retain:
+            self._publish_discovery("Home Assistant is online")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self._connected = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+from collections.abc import Sequence
 from pathlib import Path
 
 from emoedge.core.errors import BadInputError, WriteError
@@ -17,16 +18,17 @@ from emoedge.edge.runtime.frames import FrameSource
 log = logging.getLogger("emoedge.edge.runtime.pipeline")   # said as the pipeline's, as before
 
 
-def add_configured_sinks(sinks: list[Sink], c: RuntimeConfig, source: FrameSource) -> None:
+def add_configured_sinks(sinks: list[Sink], c: RuntimeConfig, source: FrameSource,
+                         labels: Sequence[str] = ()) -> None:
     """Append the sinks ``c`` asks for to ``sinks`` one by one (so those made before a failure are
-    there to be closed)."""
+    there to be closed); ``labels``: the model's class names (Home Assistant's sensors)."""
     floor = DiskFloor(c.min_free_mb)
     if c.events:
         sinks.append(JsonlSink(c.events, floor, int(c.events_max_mb * 2**20), c.events_keep))
     if c.db:
         sinks.append(SqliteSink(c.db, floor, c.retention_days))
     if c.mqtt:
-        sinks.append(make_mqtt_sink(c))
+        sinks.append(make_mqtt_sink(c, labels))
     if c.video_out:
         fps = source.fps or c.fps or 15.0
         sinks.append(VideoSink(c.video_out, fps=fps, timed=not source.independent_frames))
@@ -34,16 +36,20 @@ def add_configured_sinks(sinks: list[Sink], c: RuntimeConfig, source: FrameSourc
         sinks.append(DisplaySink(fullscreen=c.fullscreen))
 
 
-def make_mqtt_sink(c: RuntimeConfig):
-    """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.outputs.mqtt)."""
+def make_mqtt_sink(c: RuntimeConfig, labels: Sequence[str] = ()):
+    """Interval summaries to the broker through a store-and-forward outbox (emoedge.edge.outputs.mqtt),
+    with a client certificate (mutual TLS) and Home Assistant discovery of ``labels`` when configured."""
     from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, default_outbox, with_credentials
 
     target = with_credentials(MqttTarget.parse(c.mqtt), c.mqtt_username, c.mqtt_password_file)
     outbox = Path(c.mqtt_outbox) if c.mqtt_outbox else default_outbox(c.db)
     sink = MqttSink(target, outbox, device=c.mqtt_device, room=c.mqtt_room, ca_file=c.mqtt_ca_file,
-                    flush_timeout_s=c.mqtt_flush_s)
-    log.info("MQTT: interval summaries to %s as device %r (topics %s, %s), outbox %s", target, sink.device,
-             sink.intervals_topic, sink.status_topic, outbox)
+                    flush_timeout_s=c.mqtt_flush_s, cert_file=c.mqtt_cert_file, key_file=c.mqtt_key_file,
+                    ha_prefix=c.mqtt_ha_discovery, labels=labels, interval_s=c.interval_s)
+    log.info("MQTT: interval summaries to %s as device %r (topics %s, %s), outbox %s%s%s", target, sink.device,
+             sink.intervals_topic, sink.status_topic, outbox,
+             f", client certificate {c.mqtt_cert_file}" if c.mqtt_cert_file else "",
+             f", Home Assistant discovery on {sink.ha.topic}" if sink.ha else "")
     return sink
 
 

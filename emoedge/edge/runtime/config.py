@@ -13,6 +13,7 @@ from typing import Any
 
 from emoedge.core.errors import BadInputError
 from emoedge.edge.faces.registry import DETECTORS
+from emoedge.edge.outputs.ha_discovery import check_name, check_prefix
 from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name
 
 
@@ -118,6 +119,9 @@ class RuntimeConfig:
     mqtt_ca_file: str | None = None       # CA certificate(s) to verify the broker's TLS certificate
     mqtt_outbox: str | None = None        # the store-and-forward SQLite file (default: beside db, or ./)
     mqtt_flush_s: float = 10.0            # at exit, keep sending unacknowledged intervals this long
+    mqtt_cert_file: str | None = None     # mutual TLS: this box's client certificate (PEM) ...
+    mqtt_key_file: str | None = None      # ... and its private key (both or neither; mqtts://)
+    mqtt_ha_discovery: str | None = None  # Home Assistant discovery prefix (homeassistant); None: off
 
     def __post_init__(self) -> None:
         self.check()
@@ -167,12 +171,7 @@ class RuntimeConfig:
         r("retention_days", 0, lo_open=True, optional=True)
         r("stale_after_s", 0, lo_open=True)
         r("mqtt_flush_s", 0, 3600)
-        if self.mqtt is not None:
-            try:
-                MqttTarget.parse(self.mqtt)
-                device_name(self.mqtt_device)
-            except ValueError as exc:
-                raise ConfigError(f"key 'mqtt': {exc}") from None
+        self._check_mqtt()
         if self.privacy != "images" and self.video_out:
             raise ConfigError(f"key 'video_out': privacy rule {self.privacy!r} forbids storing face images, so no "
                               f"video file ({self.video_out!r} asked for); the rule comes from the profile's "
@@ -184,6 +183,38 @@ class RuntimeConfig:
             raise ConfigError(f"key 'events': privacy rule 'no-images' (a classroom sensor: deployment mode sensor) "
                               f"keeps no per-face records, and events are per face (a track id, a box, a time; "
                               f"{self.events!r} asked for): the interval summaries go to the SQLite db")
+
+    def _check_mqtt(self) -> None:
+        """The broker URL and device id; bounded names; the discovery prefix; client certificate and key
+        as a pair over TLS (whether the files exist is checked where they are read: at start, on the box)."""
+        target = None
+        if self.mqtt is not None:
+            try:
+                target = MqttTarget.parse(self.mqtt)
+                device_name(self.mqtt_device)
+            except ValueError as exc:
+                raise ConfigError(f"key 'mqtt': {exc}") from None
+        for key in ("mqtt_device", "mqtt_room"):
+            try:
+                check_name(getattr(self, key), f"key '{key}':")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if self.mqtt_ha_discovery is not None:
+            try:
+                check_prefix(self.mqtt_ha_discovery)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            given, missing = (("mqtt_cert_file", "mqtt_key_file") if self.mqtt_cert_file else
+                              ("mqtt_key_file", "mqtt_cert_file"))
+            raise ConfigError(f"key '{given}': a client certificate needs both mqtt_cert_file and mqtt_key_file "
+                              f"(--mqtt-cert-file, --mqtt-key-file); {missing} is not set")
+        for key in ("mqtt_ha_discovery", "mqtt_cert_file"):
+            if getattr(self, key) is not None and target is None:
+                raise ConfigError(f"key '{key}': needs a broker (key 'mqtt', --mqtt mqtt://host:port/prefix)")
+        if self.mqtt_cert_file is not None and not (target.tls or self.mqtt_ca_file):
+            raise ConfigError(f"key 'mqtt_cert_file': a client certificate is presented over TLS only: use "
+                              f"mqtts:// in key 'mqtt' (got {target})")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "configuration") -> RuntimeConfig:

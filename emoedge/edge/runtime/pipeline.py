@@ -111,7 +111,7 @@ class Pipeline:
             self._last_frame_ns: int | None = None
             self._started_ns = clock()
             if sinks is None:
-                add_configured_sinks(self.sinks, c, self.source)
+                add_configured_sinks(self.sinks, c, self.source, self.class_names)
             else:
                 self.sinks.extend(sinks)
             if deployment is not None:
