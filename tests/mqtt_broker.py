@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mqtt_tls import ThrowawayCA
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
@@ -27,6 +28,10 @@ def need_mosquitto() -> str:
     return MOSQUITTO
 
 
+def _running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,42 +39,79 @@ def free_port() -> int:
 
 
 class Broker:
-    """``mosquitto -c`` on 127.0.0.1:port; ``users``: {name: password} turns anonymous access off."""
+    """``mosquitto -c`` on 127.0.0.1:port; ``users``: {name: password} turns anonymous access off.
+
+    ``tls``: the listener speaks TLS with a server certificate from a throwaway CA (``ca_file`` verifies it);
+    ``require_certificate``: clients must show a certificate from that CA (``client_cert(name)`` makes one), and with
+    ``use_identity_as_username`` its common name is the user name; ``acl_file``: Mosquitto's ACL file.
+    :meth:`from_config` starts a configuration written elsewhere (deploy/mosquitto/ rendered by a test)."""
 
     def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 tls: bool = False, max_queued: int | None = 100_000):
-        self.exe = need_mosquitto()
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.proc: subprocess.Popen | None = None
+                 tls: bool = False, max_queued: int | None = 100_000, require_certificate: bool = False,
+                 acl_file: Path | str | None = None, use_identity_as_username: bool = False):
+        self._setup(folder, port)
         # persistence: a subscriber's session (clean_session false) and its queued QoS 1 messages survive a
         # broker restart, as a fleet store's do in production; saved every second and at shutdown
         conf = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.folder}/",
                 "autosave_interval 1", f"log_dest file {self.folder / 'broker.log'}"]
         if max_queued is not None:           # None: Mosquitto's own default (1,000 per client)
             conf.append(f"max_queued_messages {max_queued}")
-        self.ca_file: Path | None = None
-        if tls:                              # a self-signed certificate for 127.0.0.1, made here with openssl
-            key, cert = self.folder / "key.pem", self.folder / "cert.pem"
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
-                            str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-            conf += [f"certfile {cert}", f"keyfile {key}"]
-            self.ca_file = cert
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if tls or require_certificate:
+            conf += self._tls(require_certificate, use_identity_as_username)
+        if _running_as_root():
             conf.append("user root")       # else mosquitto drops to user 'mosquitto', who cannot write here
+        if acl_file is not None:
+            conf.append(f"acl_file {acl_file}")
         if users:
-            pw = self.folder / "passwd"
-            pw.write_text("")
-            for name, password in users.items():
-                subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(pw), name,
-                                password], check=True, capture_output=True)
-            conf += ["allow_anonymous false", f"password_file {pw}"]
+            conf += ["allow_anonymous false", f"password_file {self._passwords(users)}"]
         else:
-            conf += ["allow_anonymous true"]
-        self.conf = self.folder / "mosquitto.conf"
+            conf += [f"allow_anonymous {'false' if use_identity_as_username else 'true'}"]
         self.conf.write_text("\n".join(conf) + "\n")
+
+    def _setup(self, folder: Path, port: int | None) -> None:
+        self.exe = need_mosquitto()
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.ca: ThrowawayCA | None = None
+        self.ca_file: Path | None = None
+        self.conf = self.folder / "mosquitto.conf"
+
+    @classmethod
+    def from_config(cls, folder: Path, text: str, port: int, ca: ThrowawayCA | None = None) -> Broker:
+        """A broker running ``text`` as its mosquitto.conf (listening on ``port``); ``ca``: the CA its TLS uses."""
+        broker = cls.__new__(cls)
+        broker._setup(folder, port)
+        broker.ca, broker.ca_file = ca, ca.ca_file if ca else None
+        broker.conf.write_text(text)
+        return broker
+
+    def _tls(self, require_certificate: bool, use_identity_as_username: bool) -> list[str]:
+        """The listener's TLS lines: a server certificate for 127.0.0.1 from a throwaway CA."""
+        self.ca = ThrowawayCA(self.folder / "pki")
+        self.ca_file = self.ca.ca_file
+        cert, key = self.ca.server_cert()
+        conf = [f"certfile {cert}", f"keyfile {key}"]
+        if require_certificate:
+            conf += [f"cafile {self.ca.ca_file}", "require_certificate true"]
+            if use_identity_as_username:
+                conf.append("use_identity_as_username true")
+        return conf
+
+    def _passwords(self, users: dict[str, str]) -> Path:
+        pw = self.folder / "passwd"
+        pw.write_text("")
+        for name, password in users.items():
+            subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", str(pw), name,
+                            password], check=True, capture_output=True)
+        return pw
+
+    def client_cert(self, name: str) -> tuple[Path, Path]:
+        """(cert_path, key_path) of a client certificate with common name ``name``, signed by this broker's CA."""
+        if self.ca is None:
+            raise RuntimeError("client_cert: this broker has no TLS (Broker(..., tls=True))")
+        return self.ca.client_cert(name)
 
     @property
     def url(self) -> str:
@@ -107,7 +149,8 @@ class Subscriber:
     """Collects every message under ``topic`` (QoS 1) from a broker; ``intervals()``: the payloads."""
 
     def __init__(self, port: int, topic: str = "test/#", username: str | None = None, password: str | None = None,
-                 client_id: str = "test-subscriber", ca_file: Path | None = None):
+                 client_id: str = "test-subscriber", ca_file: Path | None = None,
+                 cert: tuple[Path, Path] | None = None):
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -116,7 +159,8 @@ class Subscriber:
         if username:
             self.client.username_pw_set(username, password)
         if ca_file:
-            self.client.tls_set(ca_certs=str(ca_file))
+            self.client.tls_set(ca_certs=str(ca_file), certfile=str(cert[0]) if cert else None,
+                                keyfile=str(cert[1]) if cert else None)
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_message = self._on_message

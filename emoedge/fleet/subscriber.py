@@ -13,18 +13,34 @@ transaction (a burst costs one commit, not one per message) and then acknowledge
 database that fails (disk full) leaves its messages unacknowledged, and the broker sends them again
 on the next connection. A broker that cannot be reached or refuses the store at start is an error
 (:class:`BrokerError`, exit 3), not a quiet wait.
+
+Several workers (``share_group``): each subscribes to ``$share/GROUP/PREFIX/+/intervals`` (an MQTT v5 shared
+subscription, Mosquitto 2.x), so the broker hands each interval to one member of the group, and to
+``PREFIX/+/status`` as before (every worker writes the statuses: idempotent upserts). Each worker needs its own
+client id and so its own persistent session: Mosquitto 2.0 deals a shared subscription's messages round-robin over
+the group's sessions, connected or not, and queues a disconnected member's share in that member's session; nothing
+queued for a dead worker moves to the live ones (checked in the source, src/subs.c ``subs__shared_process``, and
+in tests/fleet/test_workers.py). The restart with the same client id recovers them: the broker sends the session's
+queue, and the in-flight messages left unacknowledged, again. A worker that never comes back leaves its share in the
+broker until its session expires (``SESSION_EXPIRY_S``); deploy/mosquitto/README.md says how to run workers.
+
+A database that fails (a locked SQLite file, a PostgreSQL server restarting) is retried: the batch is written again
+on a new connection after a growing wait (``DB_RETRY``), its messages unacknowledged meanwhile; at ``stop`` what
+could not be written stays unacknowledged and comes back with the next session.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import sqlite3
 import threading
+import time
 
-from emoedge.core.errors import EXIT_SOURCE
+from emoedge.core.errors import EXIT_SOURCE, BadInputError
 from emoedge.core.retry import Backoff
-from emoedge.edge.outputs.mqtt_broker import load_paho
+from emoedge.edge.outputs.mqtt_broker import load_paho, set_tls
 from emoedge.fleet.store import FleetStore
 
 try:    # the project's own error base (exit 2-4 without a traceback), being introduced alongside this
@@ -39,6 +55,32 @@ RECEIVE_MAXIMUM = 10_000          # messages in flight to the store: a bound on 
 SESSION_EXPIRY_S = 30 * 86400     # the broker keeps the store's session and its queue this long while it is down
 # reconnecting to a lost broker (paho's own loop waits, doubling): the project's one policy, these numbers
 RECONNECT = Backoff(first_s=0.2, max_s=10.0)
+DB_RETRY = Backoff(first_s=0.5, max_s=15.0)     # writing a batch again after the database failed (a template)
+MAX_GROUP_CHARS = 64
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What a failing database raises: sqlite3's, and psycopg's where the PostgreSQL store is installed."""
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+def check_share_group(group: str | None) -> str | None:
+    """A shared subscription's group name: one topic level of at most ``MAX_GROUP_CHARS`` printable characters
+    without ``/ + #`` (MQTT v5 4.8.2); a :class:`BadInputError` saying what is wrong."""
+    if group is None:
+        return None
+    bad = sorted({c for c in group if c in "/+#"})
+    if bad or not group.strip() or len(group) > MAX_GROUP_CHARS or not group.isprintable():
+        raise BadInputError(f"--share-group {group[:80]!r}: one topic level of 1 to {MAX_GROUP_CHARS} printable "
+                            f"characters without / + #" + (f" (has {' '.join(bad)})" if bad else ""))
+    return group
 
 
 class BrokerError(_OwnError):
@@ -49,24 +91,30 @@ class BrokerError(_OwnError):
 class FleetSubscriber:
     """Subscribes and stores what arrives; runs in its own threads (``start``) until ``stop``."""
 
-    def __init__(self, target, store: FleetStore, client_id: str = "emoedge-fleet", ca_file: str | None = None):
+    def __init__(self, target, store: FleetStore, client_id: str = "emoedge-fleet", ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None, share_group: str | None = None):
         mqtt = load_paho()
-        self.target, self.store = target, store
+        self.target, self.store, self.client_id = target, store, client_id
+        self.share_group = check_share_group(share_group)
+        shared = f"$share/{share_group}/" if share_group else ""
+        self.topics = (f"{shared}{target.prefix}/+/intervals", f"{target.prefix}/+/status")
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
         if target.username:
             self.client.username_pw_set(target.username, target.password)
-        if target.tls or ca_file:
-            self.client.tls_set(ca_certs=ca_file)
+        set_tls(self.client, target, ca_file, cert_file, key_file)   # BadInputError naming a file (exit 2)
         self.client.reconnect_delay_set(RECONNECT.first_s, RECONNECT.max_s)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.counts = {"stored": 0, "duplicate": 0, "conflict": 0, "status": 0, "rejected": 0, "failed": 0}
+        self.counts = {"stored": 0, "duplicate": 0, "conflict": 0, "status": 0, "rejected": 0, "failed": 0,
+                       "db_retries": 0}
         self.connected = threading.Event()
         self.refused: str | None = None
         self._inbox: queue.Queue = queue.Queue()
         self._closing = threading.Event()
+        self._db_errors = _database_errors()
         self._writer = threading.Thread(target=self._write_loop, name="emoedge-fleet-writer", daemon=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -74,11 +122,20 @@ class FleetSubscriber:
             self.refused = str(reason_code)
             log.error("fleet: the broker %s refused the connection: %s", self.target, reason_code)
             return
-        client.subscribe([(f"{self.target.prefix}/+/intervals", 1), (f"{self.target.prefix}/+/status", 1)])
-        log.info("fleet: subscribed to %s/+/intervals and /status on %s", self.target.prefix, self.target)
+        client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
+        refused = [f"{topic}: {code}" for topic, code in zip(self.topics, reason_codes) if code.is_failure]
+        if refused:      # e.g. an ACL without read access for this user: said, and start() fails with it
+            self.refused = "the broker refused the subscription to " + "; ".join(refused)
+            log.error("fleet: %s on %s", self.refused, self.target)
+            return
+        log.info("fleet: subscribed to %s and %s on %s as %s", *self.topics, self.target, self.client_id)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if not self.connected.is_set() and reason_code.is_failure:    # e.g. a listener that wants a certificate
+            self.refused = self.refused or f"the connection was closed: {reason_code}"
         if not self._closing.is_set():
             log.warning("fleet: lost the broker %s (%s); reconnecting", self.target, reason_code)
 
@@ -102,23 +159,40 @@ class FleetSubscriber:
         return batch
 
     def _write_loop(self) -> None:
-        db = self.store.connect()
+        db, batch, retry = None, [], dataclasses.replace(DB_RETRY)
         try:
-            while not (self._closing.is_set() and self._inbox.empty()):
-                batch = self._take()
-                if batch:
+            while not (self._closing.is_set() and self._inbox.empty() and not batch):
+                batch = batch or self._take()
+                if not batch:
+                    continue
+                try:
+                    if db is None:
+                        db = self.store.connect()
                     self._write(db, batch)
+                except self._db_errors as exc:
+                    db = _close(db)
+                    if self._closing.is_set():       # stopping: left unacknowledged, the next session brings them
+                        log.error("fleet: %s: %d message(s) not stored at stop (%s); left unacknowledged, the "
+                                  "broker sends them again", self.store.path, len(batch), exc)
+                        self.counts["failed"] += len(batch)
+                        return
+                    delay_s = retry.next_delay_s()
+                    self.counts["db_retries"] += 1
+                    log.error("fleet: %s: %d message(s) not stored (%s); unacknowledged, writing them again in "
+                              "%.1f s", self.store.path, len(batch), exc, delay_s)
+                    self._closing.wait(delay_s)
+                    continue
+                batch = []
+                retry.reset()
         finally:
-            db.close()
+            _close(db)
 
-    def _write(self, db: sqlite3.Connection, batch: list[tuple]) -> None:
+    def _write(self, db, batch: list[tuple]) -> None:
+        """One batch in one transaction, then its acknowledgements; a failing database raises (nothing acknowledged)."""
         try:
             kinds = self.store.ingest_many(db, [(topic, payload) for topic, payload, _, _ in batch])
-        except sqlite3.Error as exc:
-            log.error("fleet: %s: %d message(s) not stored (%s); left unacknowledged, the broker sends them again",
-                      self.store.path, len(batch), exc)
-            self.counts["failed"] += len(batch)
-            return
+        except self._db_errors:
+            raise
         except Exception:   # noqa: BLE001 (a bug: said with its traceback; the thread and the store keep going)
             log.exception("fleet: a batch of %d message(s) could not be stored; storing them one by one", len(batch))
             kinds = [self._one(db, topic, payload) for topic, payload, _, _ in batch]
@@ -128,7 +202,7 @@ class FleetSubscriber:
             for _, _, mid, qos in batch:
                 self.client.ack(mid, qos)
 
-    def _one(self, db: sqlite3.Connection, topic: str, payload: bytes) -> str:
+    def _one(self, db, topic: str, payload: bytes) -> str:
         try:
             return self.store.ingest(db, topic, payload)
         except Exception:   # noqa: BLE001 (acknowledged all the same: a message that breaks the store must not loop)
@@ -145,10 +219,12 @@ class FleetSubscriber:
             raise BrokerError(f"fleet: cannot reach the broker {self.target}: {exc}") from exc
         self._writer.start()
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
-            self.stop()
-            raise BrokerError(f"fleet: the broker {self.target} did not accept the store within {timeout_s:g} s"
-                              + (f": {self.refused}" if self.refused else ""))
+        deadline = time.monotonic() + timeout_s
+        while not self.connected.wait(0.05):
+            if self.refused or time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"fleet: the broker {self.target} did not accept the store"
+                                  + (f": {self.refused}" if self.refused else f" within {timeout_s:g} s"))
 
     def stop(self) -> None:
         self._closing.set()
@@ -156,6 +232,15 @@ class FleetSubscriber:
         self.client.loop_stop()
         if self._writer.is_alive():
             self._writer.join()
+
+
+def _close(db) -> None:
+    """Close a store connection (None: nothing open); a connection that is already broken is let go quietly."""
+    if db is not None:
+        try:
+            db.close()
+        except Exception:   # noqa: BLE001 (closing a dead connection: nothing left to save)
+            log.debug("fleet: closing a failed store connection", exc_info=True)
 
 
 def _connect_properties():

@@ -1,5 +1,6 @@
 """`emoedge fleet serve` (emoedge.fleet.subscriber) against a real Mosquitto: what devices publish stored once, bursts,
-hostile messages, dead brokers, bad password files."""
+hostile messages, dead brokers, bad password files; the share group and client certificate arguments checked.
+Several workers in one share group: tests/fleet/test_workers.py; mutual TLS and the ACL: tests/deploy/."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import threading
 import time
 import urllib.request
 
+import pytest
 from fleet_data import HOSTILE, summary
 from mqtt_broker import Broker, free_port, need_mosquitto
 
+from emoedge.core.errors import BadInputError
 from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, interval_payload
 from emoedge.edge.outputs.records import RunInfo
 from emoedge.fleet import FleetStore, FleetSubscriber
@@ -211,3 +214,37 @@ def _hostile_then_restart(broker: Broker, tmp_path) -> None:
     finally:
         out, err = _stop(serve)
     assert serve.returncode == 0 and "stored 5 interval(s)" in out and "rejected 1," in out, out + err[-2000:]
+
+
+def _paho() -> None:
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError:
+        pytest.skip("paho-mqtt is not installed (pip install -e '.[fleet]')")
+
+
+@pytest.mark.parametrize("group", ["a/b", "a+", "#", "", " ", "x" * 65, "tab\there"])
+def test_a_share_group_that_is_not_one_topic_level_is_refused(tmp_path, group):
+    _paho()
+    with pytest.raises(BadInputError, match="--share-group .*one topic level"):
+        FleetSubscriber(MqttTarget.parse("mqtt://127.0.0.1:1/x"), FleetStore(tmp_path / "f.sqlite"), share_group=group)
+
+
+def test_a_share_group_subscribes_the_intervals_shared_and_the_statuses_plainly(tmp_path):
+    _paho()
+    store = FleetStore(tmp_path / "f.sqlite")
+    sub = FleetSubscriber(MqttTarget.parse("mqtt://127.0.0.1:1/school"), store, share_group="ingest")
+    assert sub.topics == ("$share/ingest/school/+/intervals", "school/+/status")
+    assert FleetSubscriber(MqttTarget.parse("mqtt://127.0.0.1:1/school"), store).topics == (
+        "school/+/intervals", "school/+/status")
+
+
+def test_a_client_certificate_without_its_key_or_unreadable_is_refused_naming_it(tmp_path):
+    _paho()
+    store, target = FleetStore(tmp_path / "f.sqlite"), MqttTarget.parse("mqtts://127.0.0.1:1/x")
+    cert = tmp_path / "fleet.pem"
+    cert.write_text("x")
+    with pytest.raises(BadInputError, match=f"--mqtt-cert-file {cert}: .*--mqtt-key-file is missing"):
+        FleetSubscriber(target, store, cert_file=str(cert))
+    with pytest.raises(BadInputError, match=f"{tmp_path / 'nope.key'}: .*client key is not a file"):
+        FleetSubscriber(target, store, cert_file=str(cert), key_file=str(tmp_path / "nope.key"))
