@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_tls import ThrowawayCA
+from mqtt_pki import ThrowawayCA
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 

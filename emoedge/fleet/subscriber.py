@@ -40,7 +40,8 @@ import time
 
 from emoedge.core.errors import EXIT_SOURCE, BadInputError
 from emoedge.core.retry import Backoff
-from emoedge.edge.outputs.mqtt_broker import load_paho, set_tls
+from emoedge.edge.outputs.mqtt_broker import load_paho
+from emoedge.edge.outputs.mqtt_tls import configure_tls
 from emoedge.fleet.store import FleetStore
 
 try:    # the project's own error base (exit 2-4 without a traceback), being introduced alongside this
@@ -102,7 +103,7 @@ class FleetSubscriber:
                                   manual_ack=True)
         if target.username:
             self.client.username_pw_set(target.username, target.password)
-        set_tls(self.client, target, ca_file, cert_file, key_file)   # BadInputError naming a file (exit 2)
+        configure_tls(self.client, target.tls, ca_file, cert_file, key_file)   # BadInputError naming a file
         self.client.reconnect_delay_set(RECONNECT.first_s, RECONNECT.max_s)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe

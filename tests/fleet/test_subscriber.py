@@ -243,8 +243,8 @@ def test_a_client_certificate_without_its_key_or_unreadable_is_refused_naming_it
     _paho()
     store, target = FleetStore(tmp_path / "f.sqlite"), MqttTarget.parse("mqtts://127.0.0.1:1/x")
     cert = tmp_path / "fleet.pem"
-    cert.write_text("x")
-    with pytest.raises(BadInputError, match=f"--mqtt-cert-file {cert}: .*--mqtt-key-file is missing"):
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(BadInputError, match="--mqtt-cert-file needs --mqtt-key-file too"):
         FleetSubscriber(target, store, cert_file=str(cert))
-    with pytest.raises(BadInputError, match=f"{tmp_path / 'nope.key'}: .*client key is not a file"):
+    with pytest.raises(BadInputError, match=f"--mqtt-key-file {tmp_path / 'nope.key'}: not found"):
         FleetSubscriber(target, store, cert_file=str(cert), key_file=str(tmp_path / "nope.key"))
