@@ -38,7 +38,7 @@ MAX_PREFIX_CHARS = 128
 MAX_NAME_CHARS = 128           # a device id, a room, a model name in the config
 MAX_LABEL_CHARS = 64
 MAX_LABELS = 64
-MAX_CONFIG_BYTES = 32 * 1024   # one retained message per box (~0.3 KiB per label)
+MAX_CONFIG_BYTES = 64 * 1024   # one retained message per box (~0.3 KiB per label; < 45 KiB at every bound)
 MIN_EXPIRE_S = 60
 EXPIRE_INTERVALS = 3
 UNCERTAIN = "uncertain"
@@ -172,7 +172,7 @@ def discovery_message(prefix: str, device: str, labels: Sequence[str], state_top
     payload = json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode()
     if len(payload) > MAX_CONFIG_BYTES:
         raise BadInputError(f"--ha-discovery: the discovery config of {device!r} is {len(payload)} bytes, over "
-                            f"{MAX_CONFIG_BYTES} (fewer or shorter class names)")
+                            f"{MAX_CONFIG_BYTES} (a shorter topic prefix, fewer or shorter class names)")
     oid = config["dev"]["ids"][0]
     return HaDiscovery(f"{prefix}/device/{oid}/config", payload, f"{prefix}/status", oid, len(config["cmps"]))
 
