@@ -19,11 +19,14 @@ Layer 3: imports paho-mqtt (the ``[fleet]`` extra), the standard library and the
 """
 
 from emoedge.core.divergence import js_divergence
+from emoedge.fleet.backends import StoreError, StoreUnavailable
 from emoedge.fleet.page import mean_share, render_page
 from emoedge.fleet.payload import PayloadError
-from emoedge.fleet.store import FleetStore, sequence_gaps
+from emoedge.fleet.queries import PageQuery, PageView, QueryError, parse_query
+from emoedge.fleet.store import FleetStore, open_store, sequence_gaps
 from emoedge.fleet.subscriber import BrokerError, FleetSubscriber
 from emoedge.fleet.web import FleetWeb
 
-__all__ = ["BrokerError", "FleetStore", "FleetSubscriber", "FleetWeb", "PayloadError", "js_divergence", "mean_share",
+__all__ = ["BrokerError", "FleetStore", "FleetSubscriber", "FleetWeb", "PageQuery", "PageView", "PayloadError",
+           "QueryError", "StoreError", "StoreUnavailable", "js_divergence", "mean_share", "open_store", "parse_query",
            "render_page", "sequence_gaps"]

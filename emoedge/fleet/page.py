@@ -1,7 +1,9 @@
 """The fleet page: plain HTML with inline SVG drawn here, no JavaScript and nothing fetched from the
-internet (it works on an offline school network). Label shares over time per room and per device,
-each device's health (online/offline, when it last reported, intervals missing from its sequence)
-and drift (Jensen-Shannon distance of its recent label mix from the fleet's)."""
+internet (it works on an offline school network). Label shares over time per room (time buckets of the
+date range) and per device (its last N intervals), one page of devices with their health
+(online/offline, when it last reported, intervals missing from its sequence) and drift (Jensen-Shannon
+distance of its recent label mix from the fleet's), a date range form and page links (plain GET).
+It draws a :class:`~emoedge.fleet.queries.PageView`, which the database aggregated."""
 
 from __future__ import annotations
 
@@ -48,8 +50,11 @@ def _svg_lines(series: list[tuple[int, dict[str, float]]], labels: list[str], wi
         pts = " ".join(f"{x(t):.1f},{y(s.get(lab, 0.0)):.1f}" for t, s in series)
         out.append(f'<polyline data-label="{html.escape(lab)}" points="{pts}" fill="none" '
                    f'stroke="{COLORS.get(lab, "#444")}" stroke-width="1.6"/>')
-    out.append(f'<text x="{pad_l}" y="{height - 4}" class="ax">{_hm(t0)}</text>'
-               f'<text x="{width - 60}" y="{height - 4}" class="ax">{_hm(t1)}</text></svg>')
+        if len(series) == 1:
+            out.append(f'<circle cx="{x(t0):.1f}" cy="{y(series[0][1].get(lab, 0.0)):.1f}" r="2.5" '
+                       f'fill="{COLORS.get(lab, "#444")}"/>')
+    out.append(f'<text x="{pad_l}" y="{height - 4}" class="ax">{_hm(t0, span)}</text>'
+               f'<text x="{width - 64}" y="{height - 4}" class="ax">{_hm(t1, span)}</text></svg>')
     return "".join(out)
 
 
@@ -60,16 +65,8 @@ def _ago(seconds: float) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def _hm(unix_ns: int) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(unix_ns / 1e9))
-
-
-def _bucketed(rows: list[dict], bucket_ns: int) -> list[tuple[int, dict[str, float]]]:
-    """Rows merged per time bucket (a room: its devices' intervals together)."""
-    groups: dict[int, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["start_unix_ns"] // bucket_ns * bucket_ns, []).append(r)
-    return [(t, mean_share(g)) for t, g in sorted(groups.items())]
+def _hm(unix_ns: int, span_ns: int = 0) -> str:
+    return time.strftime("%Y-%m-%d" if span_ns > 2 * 86400 * 10**9 else "%H:%M:%S", time.gmtime(unix_ns / 1e9))
 
 
 STYLE = ("body{font-family:sans-serif;margin:16px;color:#222} h1{font-size:20px} h2{font-size:16px;margin-top:22px}\n"
@@ -80,65 +77,80 @@ STYLE = ("body{font-family:sans-serif;margin:16px;color:#222} h1{font-size:20px}
          ".charts{display:flex;flex-wrap:wrap;gap:10px} .legend span{display:inline-block;margin-right:10px}")
 
 
-def _grouped(rows: list[dict], key) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for r in rows:
-        out.setdefault(key(r), []).append(r)
-    return out
-
-
-def _counts_line(summary: dict, now_ns: int) -> str:
-    c = summary["counters"]
-    missing = sum(s["missing"] for s in summary.get("sequence", {}).values())
+def _counts_line(v, now_ns: int) -> str:
+    c = v.counters
     return (f"<p>Received {c.get('stored', 0)} intervals, {c.get('duplicate', 0)} duplicates dropped, "
             f"{c.get('conflict', 0)} conflicts (an id seen again with other content), {c.get('rejected', 0)} rejected, "
-            f"<span class=\"missing\">{missing} missing</span> from the devices' sequences. "
+            f"<span class=\"missing\">{v.missing_total} missing</span> from the devices' sequences. "
             f"Updated {_hm(now_ns)} UTC. "
-            '<a href="intervals.csv">intervals.csv</a> · <a href="summary.json">summary.json</a></p>')
+            f'<a href="intervals.csv?{v.query.params(page=None, per_page=None)}">intervals.csv</a> · '
+            f'<a href="summary.json?{v.query.params(page=None, per_page=None)}">summary.json</a></p>')
 
 
-def _device_row(d: str, rs: list[dict], summary: dict, fleet: dict[str, float], now_ns: int,
-                stale_after_s: float) -> str:
-    info = summary["devices"].get(d, {})
-    last = rs[-1]["end_unix_ns"] if rs else None
+def _range_form(v) -> str:
+    lo, hi = _day(v.from_unix_ns), _day(v.to_unix_ns - 1)
+    return (f'<form method="get" action="./"><label>from <input type="date" name="from" value="{lo}"></label> '
+            f'<label>to <input type="date" name="to" value="{hi}"></label> '
+            f'<input type="hidden" name="per_page" value="{v.query.per_page}"> <button>show</button> '
+            f"<span class=\"ax\">{v.intervals_in_range} intervals from {lo} to {hi} (UTC); buckets of "
+            f"{_duration(v.bucket_ns)}</span></form>")
+
+
+def _pager(v) -> str:
+    q, links = v.query, []
+    if q.page > 1:
+        links.append(f'<a href="?{html.escape(q.params(page=q.page - 1))}">&larr; previous</a>')
+    links.append(f"devices page {q.page} of {v.pages} ({v.devices_total} devices, {q.per_page} a page)")
+    if q.page < v.pages:
+        links.append(f'<a href="?{html.escape(q.params(page=q.page + 1))}">next &rarr;</a>')
+    return '<p class="pager">' + " · ".join(links) + "</p>"
+
+
+def _day(unix_ns: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(unix_ns // 10**9))
+
+
+def _duration(ns: int) -> str:
+    h = ns // (3600 * 10**9)
+    return f"{h // 24} day(s)" if h >= 24 and h % 24 == 0 else f"{h} hour(s)"
+
+
+def _device_row(d, fleet: dict[str, float], now_ns: int, stale_after_s: float) -> str:
+    last = d.last_end_unix_ns
     age = (now_ns - last) / 1e9 if last else None
-    status = info.get("status") or "unknown"
+    status = d.status or "unknown"
     stale = age is None or age > stale_after_s
-    recent = mean_share(rs[-10:]) if rs else {}
-    drift = js_divergence(recent, fleet) if rs else float("nan")
+    drift = js_divergence(d.recent_share, fleet) if d.recent else float("nan")
     cls = "off" if status == "offline" or stale else "on"
-    missing = summary.get("sequence", {}).get(d, {}).get("missing", 0)
-    return (f'<tr data-device="{html.escape(d)}"><td class="l">{html.escape(d)}</td>'
-            f'<td class="l">{html.escape(str(info.get("room") or (rs[-1]["room"] if rs else "") or ""))}</td>'
+    return (f'<tr data-device="{html.escape(d.device)}"><td class="l">{html.escape(d.device)}</td>'
+            f'<td class="l">{html.escape(str(d.room or ""))}</td>'
             f'<td class="{cls}">{html.escape(status)}{" (stale)" if stale and status != "offline" else ""}</td>'
-            f'<td>{_hm(last) + f" ({_ago(age)})" if last else "never"}</td><td>{len(rs)}</td>'
-            f'<td class="{"off" if missing else "on"}">{missing}</td><td>{sum(r["faces_seen"] or 0 for r in rs)}</td>'
-            f'<td>{(recent.get("uncertain", 0.0) * 100):.0f}%</td><td>{drift:.3f}</td></tr>')
+            f'<td>{_hm(last) + f" ({_ago(age)})" if last else "never"}</td><td>{d.intervals_in_range}</td>'
+            f'<td class="{"off" if d.missing else "on"}">{d.missing}</td><td>{d.faces_seen_in_range}</td>'
+            f'<td>{(d.recent_share.get("uncertain", 0.0) * 100):.0f}%</td><td>{drift:.3f}</td></tr>')
 
 
-def render_page(summary: dict, now_ns: int | None = None, stale_after_s: float = 120.0) -> str:
-    """The fleet page as one HTML string (inline SVG, no scripts)."""
+def render_page(view, now_ns: int | None = None, stale_after_s: float = 120.0) -> str:
+    """The fleet page as one HTML string (inline SVG, no scripts) of a :class:`~emoedge.fleet.queries.PageView`
+    (or of ``FleetStore.summary()``, whose ``"page"`` it draws)."""
+    v = view["page"] if isinstance(view, dict) else view
     now_ns = now_ns or time.time_ns()
-    rows = summary["intervals"]
-    labels = sorted({k for r in rows for k in r["share"]}, key=lambda k: (k == "uncertain", k))
-    fleet = mean_share(rows)
-    by_dev = _grouped(rows, lambda r: r["device"])
-    devices = sorted(set(by_dev) | set(summary["devices"]))
-    span_ns = (rows[-1]["end_unix_ns"] - rows[0]["start_unix_ns"]) if rows else 0
-    bucket = max(1_000_000_000, span_ns // 60)
-    rooms = _grouped(rows, lambda r: r["room"] or "(no room)")
+    labels = list(v.labels)
     h = ['<!doctype html><html><head><meta charset="utf-8"><title>emoedge fleet</title><style>', STYLE,
-         "</style></head><body>", f"<h1>emoedge fleet: {len(devices)} devices, {len(rows)} intervals</h1>",
-         _counts_line(summary, now_ns),
+         "</style></head><body>",
+         f"<h1>emoedge fleet: {v.devices_total} devices, {v.intervals_in_range} intervals</h1>",
+         _counts_line(v, now_ns), _range_form(v),
          '<p class="legend">' + "".join(f'<span style="color:{COLORS.get(k, "#444")}">&#9632; {html.escape(k)}</span>'
                                          for k in labels) + "</p>",
-         "<h2>Device health</h2><table><tr><th>device</th><th>room</th><th>status</th><th>last interval</th>"
+         "<h2>Device health</h2>", _pager(v),
+         "<table><tr><th>device</th><th>room</th><th>status</th><th>last interval</th>"
          "<th>intervals</th><th>missing</th><th>faces seen</th><th>uncertain</th><th>drift from fleet (JS)</th></tr>"]
-    h += [_device_row(d, by_dev.get(d, []), summary, fleet, now_ns, stale_after_s) for d in devices]
-    h.append("</table><h2>Label shares over time, per room</h2><div class='charts'>")
-    h += [_svg_lines(_bucketed(rooms[room], bucket), labels, title=f"room {room}") for room in sorted(rooms)]
-    h.append("</div><h2>Per device</h2><div class='charts'>")
-    h += [_svg_lines([(r["start_unix_ns"], r["share"]) for r in by_dev.get(d, [])], labels, 420, 150, title=d)
-          for d in devices]
+    h += [_device_row(d, v.fleet_share, now_ns, stale_after_s) for d in v.devices]
+    h.append("</table><h2>Label shares over time, per room (the rooms of this page's devices)</h2>"
+             "<div class='charts'>")
+    shown = {d.room or "(no room)" for d in v.devices}
+    h += [_svg_lines(v.rooms[room], labels, title=f"room {room}") for room in sorted(v.rooms) if room in shown]
+    h.append(f"</div><h2>Per device (the last {v.query.last} intervals in the range)</h2><div class='charts'>")
+    h += [_svg_lines(list(d.recent), labels, 420, 150, title=d.device) for d in v.devices]
     h.append("</div></body></html>")
     return "\n".join(h)

@@ -1,191 +1,185 @@
-"""The fleet's SQLite file: every device's intervals (the ``interval_id`` is the key), each device's
-last status, and counters of what arrived (stored, duplicate, conflict, rejected).
+"""The fleet store: every device's intervals (the ``interval_id`` is the key), each device's last status,
+counters of what arrived (stored, duplicate, conflict, rejected), and what the page reads instead of
+the raw intervals (rollups per device per hour and day, runs for the gaps; :mod:`emoedge.fleet.schema`).
+
+One interface, two databases: a SQLite file (a path: the zero-setup default for one school) or
+PostgreSQL (``postgresql://USER@HOST[:PORT]/DB``: several ``fleet serve`` workers, a district, the
+analysts' own SQL). :func:`open_store` picks by the spec; ``FleetStore(path)`` works as before.
+The schema's version is checked at open (older: migrated; newer: refused, exit 2).
 
 An interval that arrives twice with the same content (a device resends what the broker did not
 acknowledge) is stored once and counted as a ``duplicate``; the same ``interval_id`` with other
-content is a ``conflict`` (logged, the first copy kept). Every message is checked
-(:mod:`emoedge.fleet.payload`) before it is written, so nothing invalid is stored; rows read back are
-checked again, so a store written by an older version cannot break the page or the CSV either.
-A device's interval ids are ``<run>-<seq>`` (seq from 1): :func:`sequence_gaps` counts the ones
-that never arrived.
+content is a ``conflict`` (logged, the first copy kept): :mod:`emoedge.fleet.ingest`. Every message is
+checked (:mod:`emoedge.fleet.payload`) before it is written, and rows read back are checked again,
+so a store written by an older version cannot break the page or the CSV either. A device's interval
+ids are ``<run>-<seq>`` (seq from 1): the ``runs`` table counts the ones that never arrived.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import sqlite3
 import time
 from pathlib import Path
 
-from emoedge.core.csvcells import safe_row
 from emoedge.core.errors import BadInputError
-from emoedge.core.fileio import create_sqlite, wal_connect
-from emoedge.fleet.payload import MAX_NAME_CHARS, PayloadError, interval_fields, parse_interval
+from emoedge.fleet.backends import SqliteBackend, StoreError, StoreUnavailable, is_url
+from emoedge.fleet.exports import csv_chunks, interval_rows, summary_chunks
+from emoedge.fleet.ingest import ingest_batch, split_id
+from emoedge.fleet.migrations import prepare
+from emoedge.fleet.payload import MAX_NAME_CHARS
+from emoedge.fleet.queries import PageQuery, PageView, build_view
+from emoedge.fleet.schema import COLUMNS, V1_SCHEMA
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS intervals (
-    interval_id TEXT PRIMARY KEY,
-    device TEXT NOT NULL,
-    room TEXT,
-    model TEXT,
-    run_id TEXT,
-    start_utc TEXT NOT NULL,
-    end_utc TEXT NOT NULL,
-    start_unix_ns INTEGER NOT NULL,
-    end_unix_ns INTEGER NOT NULL,
-    duration_s REAL,
-    frames INTEGER,
-    faces_seen INTEGER,
-    face_observations INTEGER,
-    uncertain_share REAL,
-    mean_confidence REAL,
-    share_json TEXT NOT NULL,
-    received_unix_ns INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS intervals_device_time ON intervals (device, start_unix_ns);
-CREATE TABLE IF NOT EXISTS devices (
-    device TEXT PRIMARY KEY,
-    room TEXT,
-    status TEXT,
-    status_unix_ns INTEGER
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-COLUMNS = ("interval_id", "device", "room", "model", "run_id", "start_utc", "end_utc", "start_unix_ns", "end_unix_ns",
-           "duration_s", "frames", "faces_seen", "face_observations", "uncertain_share", "mean_confidence")
-STATUSES = ("online", "offline")
+SCHEMA = V1_SCHEMA         # the first fleet store's schema (version 1), as this module named it
+RETRIES = 5
+__all__ = ["COLUMNS", "SCHEMA", "FleetStore", "StoreError", "StoreUnavailable", "open_store", "sequence_gaps"]
+
+
+def make_backend(spec: str | Path, password_file: str | Path | None = None):
+    if isinstance(spec, str) and spec.split("://")[0] in ("postgresql", "postgres") and is_url(spec):
+        from emoedge.fleet.pg_store import PgBackend
+
+        return PgBackend(spec, password_file)
+    if is_url(spec):
+        raise BadInputError(f"--db {str(spec)[:200]!r}: not a SQLite file path nor a postgresql:// URL")
+    if password_file:
+        raise BadInputError("--db-password-file is for a postgresql:// store, not a SQLite file")
+    return SqliteBackend(spec)
 
 
 class FleetStore:
-    """The fleet's SQLite file. Each thread opens its own connection (``connect``)."""
+    """The fleet store on SQLite (a path) or PostgreSQL (a URL). Each thread opens its own connection
+    (``connect``) and passes it to ``ingest_many``; reading methods open their own."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        create_sqlite(self.path, SCHEMA, "the fleet store", BadInputError)
+    def __init__(self, spec: str | Path, password_file: str | Path | None = None):
+        self.backend = make_backend(spec, password_file)
+        self.path = self.backend.path           # the file, or the URL (no password in it)
+        self._slots: dict = {}
+        db = self.connect()
+        try:
+            self.migrated_from = prepare(self.backend, db)
+        except self.backend.errors as exc:
+            raise BadInputError(f"{self.backend.describe}: cannot use as the fleet store: {exc}") from exc
+        finally:
+            db.close()
 
-    def connect(self) -> sqlite3.Connection:
-        return wal_connect(self.path)
+    @property
+    def dialect(self) -> str:
+        return self.backend.dialect
 
-    @staticmethod
-    def _count(db: sqlite3.Connection, name: str) -> None:
-        db.execute("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                   (name,))
+    def connect(self):
+        return self.backend.connect()
 
-    def ingest(self, db: sqlite3.Connection, topic: str, payload: bytes) -> str:
+    def ingest(self, db, topic: str, payload: bytes) -> str:
         """One MQTT message: ``stored``, ``duplicate``, ``conflict``, ``status`` or ``rejected`` (said in the log)."""
         return self.ingest_many(db, [(topic, payload)])[0]
 
-    def ingest_many(self, db: sqlite3.Connection, messages: list[tuple[str, bytes]]) -> list[str]:
+    def ingest_many(self, db, messages: list[tuple[str, bytes]]) -> list[str]:
         """Messages written in one transaction (one commit for a burst); what became of each.
-        Only a failing database raises (``sqlite3.Error``: nothing of the batch is written)."""
-        with db:
-            return [self._ingest(db, topic, payload) for topic, payload in messages]
+        Only a failing database raises (:class:`StoreError`, also a ``sqlite3.Error``: nothing of the batch
+        is written). A deadlock or a lost race between writers is retried."""
+        for attempt in range(RETRIES):
+            try:
+                kinds, slots = ingest_batch(self.backend, db, messages, dict(self._slots))
+                self._slots = slots
+                return kinds
+            except self.backend.errors as exc:
+                if attempt + 1 < RETRIES and self.backend.retryable(exc):
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                raise StoreError(f"fleet store {self.backend.describe}: {str(exc).strip()[:400]}") from exc
+        raise AssertionError("unreachable")
 
-    def _ingest(self, db: sqlite3.Connection, topic: str, payload: bytes) -> str:
-        parts = topic.split("/")
-        device = parts[-2] if len(parts) >= 3 else ""
-        try:
-            if parts[-1] == "status" and device:
-                return self._status(db, device, payload)
-            return self._insert(db, parse_interval(device, payload))
-        except PayloadError as exc:
-            log.warning("fleet: %.120s: message refused (%s): %r", topic, exc, payload[:120])
-            self._count(db, "rejected")
-            return "rejected"
-
-    def _status(self, db: sqlite3.Connection, device: str, payload: bytes) -> str:
-        status = payload.decode(errors="replace")
-        if len(device) > MAX_NAME_CHARS or status not in STATUSES:
-            raise PayloadError(f"a status must be online or offline from a device id of at most {MAX_NAME_CHARS} "
-                               f"characters")
-        db.execute("INSERT INTO devices (device, status, status_unix_ns) VALUES (?, ?, ?) ON CONFLICT(device) "
-                   "DO UPDATE SET status = excluded.status, status_unix_ns = excluded.status_unix_ns",
-                   (device, status, time.time_ns()))
-        return "status"
-
-    def _insert(self, db: sqlite3.Connection, row: dict) -> str:
-        cur = db.execute(f"INSERT OR IGNORE INTO intervals ({', '.join(COLUMNS)}, share_json, received_unix_ns) "
-                         f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
-                         [row[k] for k in COLUMNS] + [json.dumps(row["share"]), time.time_ns()])
-        if cur.rowcount:
-            db.execute("INSERT INTO devices (device, room) VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET "
-                       "room = COALESCE(excluded.room, devices.room)", (row["device"], row["room"]))
-            kind = "stored"
-        else:
-            kind = "duplicate" if self._same(db, row) else "conflict"
-        if kind == "conflict":
-            log.warning("fleet: interval %.200s from %s: other content under a stored id; the first copy kept",
-                        row["interval_id"], row["device"])
-        self._count(db, kind)
-        return kind
-
-    @staticmethod
-    def _same(db: sqlite3.Connection, row: dict) -> bool:
-        old = db.execute(f"SELECT {', '.join(COLUMNS)}, share_json FROM intervals WHERE interval_id = ?",
-                         (row["interval_id"],)).fetchone()
-        return old is not None and list(old[:-1]) == [row[k] for k in COLUMNS] and json.loads(old[-1]) == row["share"]
-
-    def rows(self, db: sqlite3.Connection | None = None) -> list[dict]:
-        """Every valid interval, oldest first (rows that do not pass the checks are skipped and logged)."""
+    def _reading(self, db, fn):
         own = db is None
         db = db or self.connect()
         try:
-            raw = db.execute(f"SELECT {', '.join(COLUMNS)}, share_json FROM intervals "
-                             f"ORDER BY start_unix_ns, device").fetchall()
+            return fn(db)
+        except self.backend.errors as exc:
+            raise StoreError(f"fleet store {self.backend.describe}: {str(exc).strip()[:400]}") from exc
         finally:
             if own:
                 db.close()
-        out, bad = [], 0
-        for r in raw:
-            try:
-                out.append(interval_fields({**dict(zip(COLUMNS, r)), "share": json.loads(r[-1])}))
-            except (PayloadError, ValueError, TypeError):
-                bad += 1
-        if bad:
-            log.warning("fleet: %s: %d stored interval(s) are not valid and are left out", self.path, bad)
-        return out
+
+    def rows(self, db=None, query: PageQuery | None = None) -> list[dict]:
+        """Every valid interval, oldest first, as a list (rows that do not pass the checks are left out).
+        For small stores and tests: the page and the CSV stream instead."""
+        return self._reading(db, lambda c: list(interval_rows(self.backend, c, query)))
+
+    def view(self, query: PageQuery | None = None, db=None) -> PageView:
+        """What the page draws, aggregated in the database."""
+        return self._reading(db, lambda c: build_view(self.backend, c, query))
+
+    def sequence(self, db=None) -> dict[str, dict[str, int]]:
+        """Per device: runs, intervals received, ``missing`` (from the runs table)."""
+        sql = "SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs GROUP BY device ORDER BY device"
+        return self._reading(db, lambda c: {d: {"runs": int(n), "received": int(r), "missing": int(m)}
+                                            for d, n, r, m in c.execute(sql)})
+
+    def gaps_sql(self, db=None) -> dict[str, dict[str, int]]:
+        """The same gaps computed from the intervals themselves (max(seq) - count(distinct seq) per run), in
+        SQL: a check of the runs table, a scan of every interval."""
+        sql = ("SELECT device, COUNT(*), SUM(n), SUM(mx - got) FROM (SELECT device, seq_run, COUNT(DISTINCT seq) AS n, "
+               "MAX(seq) AS mx, COUNT(DISTINCT CASE WHEN seq >= 1 THEN seq END) AS got FROM intervals "
+               "WHERE seq IS NOT NULL GROUP BY device, seq_run) AS r GROUP BY device ORDER BY device")
+        return self._reading(db, lambda c: {d: {"runs": int(n), "received": int(r), "missing": int(m)}
+                                            for d, n, r, m in c.execute(sql)})
 
     def summary(self) -> dict:
-        db = self.connect()
-        try:
-            rows = self.rows(db)
+        """Everything as one dict (every interval: small stores and tests only) and the page's view (``page``)."""
+        def read(db):
             devices = {d: {"room": room, "status": st, "status_unix_ns": t} for d, room, st, t in
                        db.execute("SELECT device, room, status, status_unix_ns FROM devices ORDER BY device")
                        if isinstance(d, str) and len(d) <= MAX_NAME_CHARS}
-            counters = dict(db.execute("SELECT name, value FROM counters"))
+            return {"intervals": self.rows(db), "devices": devices,
+                    "counters": {k: int(v) for k, v in db.execute("SELECT name, value FROM counters")},
+                    "sequence": self.sequence(db), "page": build_view(self.backend, db)}
+        return self._reading(None, read)
+
+    def summary_chunks(self, query: PageQuery | None = None):
+        """``/summary.json`` as byte chunks, streamed (its own connection, closed at the end)."""
+        return self._stream(lambda db: summary_chunks(self.backend, db, query))
+
+    def csv_chunks(self, query: PageQuery | None = None, counter: list | None = None):
+        """``/intervals.csv`` as byte chunks, streamed (its own connection, closed at the end)."""
+        return self._stream(lambda db: csv_chunks(self.backend, db, query, counter))
+
+    def _stream(self, make):
+        db = self.connect()
+        try:
+            yield from make(db)
+        except self.backend.errors as exc:
+            raise StoreError(f"fleet store {self.backend.describe}: {str(exc).strip()[:400]}") from exc
         finally:
             db.close()
-        return {"intervals": rows, "devices": devices, "counters": counters, "sequence": sequence_gaps(rows)}
 
-    def export_csv(self, out) -> int:
-        rows = self.rows()
-        labels = sorted({k for r in rows for k in r["share"]})
-        head = ["device", "room", "model", "start_utc", "end_utc", "interval_id", "run_id", "frames", "faces_seen",
-                "face_observations", "uncertain_share", "mean_confidence"]
-        w = csv.writer(out)
-        w.writerow(safe_row(head + [f"share_{k}" for k in labels]))
-        for r in rows:
-            w.writerow(safe_row([r[k] for k in head] + [f"{r['share'].get(k, 0.0):.4f}" for k in labels]))
-        return len(rows)
+    def export_csv(self, out, query: PageQuery | None = None) -> int:
+        """The intervals as CSV into the text file ``out``, streamed; the number of rows."""
+        n = [0]
+        for chunk in self.csv_chunks(query, n):
+            out.write(chunk.decode())
+        return n[0]
+
+
+def open_store(spec: str | Path, password_file: str | Path | None = None) -> FleetStore:
+    """The fleet store of ``--db``: a SQLite file path or a ``postgresql://`` URL."""
+    return FleetStore(spec, password_file)
 
 
 def sequence_gaps(rows: list[dict]) -> dict[str, dict[str, int]]:
     """Per device: runs seen, intervals received and ``missing`` (sequence numbers from 1 to the
-    highest received of each run that never arrived), from ``<run>-<seq>`` interval ids."""
+    highest received of each run that never arrived), from ``<run>-<seq>`` interval ids of ``rows``."""
     runs: dict[tuple[str, str], set[int]] = {}
     for r in rows:
-        run, _, seq = r["interval_id"].rpartition("-")
-        if run and seq.isascii() and seq.isdigit() and len(seq) <= 9:
-            runs.setdefault((r["device"], run), set()).add(int(seq))
+        parts = split_id(r["interval_id"])
+        if parts:
+            runs.setdefault((r["device"], parts[0]), set()).add(parts[1])
     out: dict[str, dict[str, int]] = {}
     for (device, _), seqs in sorted(runs.items()):
         d = out.setdefault(device, {"runs": 0, "received": 0, "missing": 0})
-        got = {s for s in seqs if s >= 1}
         d["runs"] += 1
         d["received"] += len(seqs)
-        d["missing"] += max(seqs) - len(got)
+        d["missing"] += max(seqs) - len({s for s in seqs if s >= 1})
     return out

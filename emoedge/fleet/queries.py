@@ -1,0 +1,221 @@
+"""What the page shows, aggregated in the database: label shares per room in time buckets (from the
+rollups; the bucket from the date range: hours up to 3 days, days beyond, at most ~90 points), one page
+of devices (the devices table, their runs' gaps, their last N intervals by the (device, start) index),
+the counters. The cost depends on the date range, the rooms and ``per_page``, not on the number of
+stored intervals. Query strings are hostile: :func:`parse_query` refuses anything unexpected
+(:class:`QueryError`, HTTP 400)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from urllib.parse import parse_qsl
+
+from emoedge.core.errors import BadInputError
+from emoedge.fleet.ingest import checked
+from emoedge.fleet.page import mean_share
+from emoedge.fleet.payload import MAX_NAME_CHARS
+from emoedge.fleet.schema import COLUMNS, DAY_NS, HOUR_NS
+
+MAX_QUERY_CHARS = 512
+MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000
+MAX_LAST = 500
+MAX_POINTS_HOURS, MAX_POINTS_DAYS = 72, 90
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class QueryError(BadInputError):
+    """A query string the page refuses (HTTP 400); the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """``?from=YYYY-MM-DD&to=YYYY-MM-DD`` (UTC days, both included), ``page`` (from 1), ``per_page``, ``last``
+    (intervals drawn per device)."""
+    date_from: date | None = None
+    date_to: date | None = None
+    page: int = 1
+    per_page: int = 50
+    last: int = 60
+
+    def params(self, **change) -> str:
+        """This query as a query string (for links), with ``change`` applied."""
+        v = {"from": self.date_from, "to": self.date_to, "page": self.page, "per_page": self.per_page, **change}
+        return "&".join(f"{k}={x}" for k, x in v.items() if x is not None)
+
+
+def _int(key: str, text: str, lo: int, hi: int) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not lo <= int(text) <= hi:
+        raise QueryError(f"?{key}= must be a whole number from {lo} to {hi}, not {text[:40]!r}")
+    return int(text)
+
+
+def _date(key: str, text: str) -> date:
+    try:
+        if DATE.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise QueryError(f"?{key}= must be a date YYYY-MM-DD, not {text[:40]!r}")
+
+
+def parse_query(qs: str) -> PageQuery:
+    """The page's query string, each value checked (``QueryError`` naming the parameter)."""
+    if len(qs) > MAX_QUERY_CHARS:
+        raise QueryError(f"query string over {MAX_QUERY_CHARS} characters")
+    try:
+        pairs = parse_qsl(qs, keep_blank_values=True, strict_parsing=bool(qs), max_num_fields=8)
+    except ValueError as exc:
+        raise QueryError(f"bad query string: {str(exc)[:80]}") from None
+    keys = [k for k, _ in pairs]
+    unknown = sorted({k for k in keys if k not in ("from", "to", "page", "per_page", "last")})
+    if unknown or len(keys) != len(set(keys)):
+        raise QueryError(f"unknown or repeated query parameter(s): {', '.join(unknown or keys)[:80]}; "
+                         "expected from, to, page, per_page, last (once each)")
+    v = dict(pairs)
+    q = PageQuery(_date("from", v["from"]) if "from" in v else None, _date("to", v["to"]) if "to" in v else None,
+                  _int("page", v["page"], 1, MAX_PAGE) if "page" in v else 1,
+                  _int("per_page", v["per_page"], 1, MAX_PER_PAGE) if "per_page" in v else 50,
+                  _int("last", v["last"], 1, MAX_LAST) if "last" in v else 60)
+    if q.date_from and q.date_to and q.date_to < q.date_from:
+        raise QueryError(f"?to={q.date_to} is before ?from={q.date_from}")
+    return q
+
+
+def day_ns(d: date) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1_000_000_000
+
+
+def ns_day(ns: int) -> date:
+    return datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).date()
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    device: str
+    room: str | None
+    status: str | None
+    status_unix_ns: int | None
+    last_end_unix_ns: int | None
+    intervals: int                       # stored in all
+    intervals_in_range: int
+    faces_seen_in_range: int
+    runs: int
+    received: int
+    missing: int
+    recent: tuple = ()                   # the last N intervals in the range, oldest first: (start_unix_ns, share)
+    recent_share: dict = field(default_factory=dict)   # the last 10 of them, weighted by face observations
+
+
+@dataclass(frozen=True)
+class PageView:
+    query: PageQuery
+    from_unix_ns: int
+    to_unix_ns: int                      # exclusive
+    bucket_ns: int
+    rollup: str
+    devices_total: int
+    intervals_in_range: int
+    missing_total: int
+    counters: dict
+    labels: tuple
+    fleet_share: dict
+    rooms: dict                          # room -> [(bucket start, share)]
+    devices: tuple                       # DeviceView of this page
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.devices_total / self.query.per_page))
+
+
+def slot_labels(db) -> dict[str, int]:
+    return {label: slot for label, slot in db.execute("SELECT label, slot FROM labels WHERE slot IS NOT NULL")}
+
+
+def date_range(backend, db, q: PageQuery) -> tuple[int, int]:
+    """[from, to) in ns: the query's days, else the stored days."""
+    lo = hi = None
+    if q.date_from is None or q.date_to is None:
+        lo, hi = db.execute("SELECT MIN(bucket_unix_ns), MAX(bucket_unix_ns) FROM rollup_day").fetchone()
+    start = day_ns(q.date_from) if q.date_from else (lo if lo is not None else day_ns(q.date_to or date.today()))
+    end = day_ns(q.date_to) + DAY_NS if q.date_to else (hi + DAY_NS if hi is not None else start + DAY_NS)
+    return start, max(end, start + DAY_NS)
+
+
+def bucket_of(span_ns: int) -> tuple[str, int]:
+    """The rollup and the bucket for a date range: hours (at most 72 points) up to 3 days, else days (90)."""
+    if span_ns <= 3 * DAY_NS:
+        return "rollup_hour", HOUR_NS * max(1, math.ceil(span_ns / HOUR_NS / MAX_POINTS_HOURS))
+    return "rollup_day", DAY_NS * max(1, math.ceil(span_ns / DAY_NS / MAX_POINTS_DAYS))
+
+
+def room_series(backend, db, table: str, lo: int, hi: int, bucket: int, slots: dict[str, int]):
+    """room -> [(bucket start, share)], the weighted sums over everything, the intervals in the range."""
+    labels = sorted(slots)
+    sums = "".join(f", SUM(s{slots[k]})" for k in labels)
+    sql = backend.q(f"SELECT COALESCE(room, '(no room)') AS r, (bucket_unix_ns - ?) / ? AS b, SUM(intervals), "
+                    f"SUM(weight){sums} FROM {table} WHERE bucket_unix_ns >= ? AND bucket_unix_ns < ? "
+                    "GROUP BY 1, 2 ORDER BY 1, 2")
+    rooms: dict[str, list] = {}
+    total = dict.fromkeys(labels, 0.0)
+    weight, n = 0.0, 0
+    for room, b, count, w, *s in db.execute(sql, (lo, bucket, lo, hi)):
+        share = {k: (v or 0.0) / w for k, v in zip(labels, s) if v is not None} if w else {}
+        rooms.setdefault(room, []).append((lo + int(b) * bucket, share))
+        for k, v in zip(labels, s):
+            total[k] += v or 0.0
+        weight, n = weight + (w or 0.0), n + int(count)
+    fleet = {k: v / weight for k, v in total.items()} if weight else {}
+    return rooms, fleet, n
+
+
+def recent(backend, db, device: str, lo: int, hi: int, last: int) -> list[dict]:
+    raw = db.execute(backend.q(f"SELECT {', '.join(COLUMNS)}, share_json FROM intervals WHERE device = ? AND "
+                               "start_unix_ns >= ? AND start_unix_ns < ? ORDER BY start_unix_ns DESC LIMIT ?"),
+                     (device, lo, hi, last)).fetchall()
+    return [r for r in map(checked, reversed(raw)) if r is not None]
+
+
+def device_views(backend, db, q: PageQuery, table: str, lo: int, hi: int) -> list[DeviceView]:
+    rows = db.execute(backend.q("SELECT device, room, status, status_unix_ns, intervals, last_end_unix_ns FROM devices "
+                                "ORDER BY device LIMIT ? OFFSET ?"), (q.per_page, (q.page - 1) * q.per_page)).fetchall()
+    rows = [r for r in rows if isinstance(r[0], str) and len(r[0]) <= MAX_NAME_CHARS]
+    names = [r[0] for r in rows]
+    if not names:
+        return []
+    marks = ", ".join("?" * len(names))
+    runs = {d: (n, rec, miss) for d, n, rec, miss in db.execute(backend.q(
+        f"SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs WHERE device IN ({marks}) "
+        "GROUP BY device"), names)}
+    ranged = {d: (n, f) for d, n, f in db.execute(backend.q(
+        f"SELECT device, SUM(intervals), SUM(faces_seen) FROM {table} WHERE device IN ({marks}) "
+        "AND bucket_unix_ns >= ? AND bucket_unix_ns < ? GROUP BY device"), (*names, lo, hi))}
+    out = []
+    for d, room, status, status_ns, count, last_end in rows:
+        rs = recent(backend, db, d, lo, hi, q.last)
+        n_runs, received, missing = runs.get(d, (0, 0, 0))
+        n_range, faces = ranged.get(d, (0, 0))
+        out.append(DeviceView(d, room, status, status_ns, last_end, int(count or 0), int(n_range or 0),
+                              int(faces or 0), int(n_runs), int(received or 0), int(missing or 0),
+                              tuple((r["start_unix_ns"], r["share"]) for r in rs), mean_share(rs[-10:])))
+    return out
+
+
+def build_view(backend, db, q: PageQuery | None = None) -> PageView:
+    """The page's data for ``q`` (defaults: every stored day, the first 50 devices)."""
+    q = q or PageQuery()
+    lo, hi = date_range(backend, db, q)
+    table, bucket = bucket_of(hi - lo)
+    slots = slot_labels(db)
+    rooms, fleet, n = room_series(backend, db, table, lo, hi, bucket, slots)
+    devices = device_views(backend, db, q, table, lo, hi)
+    labels = sorted(set(fleet) | {k for d in devices for _, s in d.recent for k in s},
+                    key=lambda k: (k == "uncertain", k))
+    total = db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
+    missing = db.execute("SELECT SUM(max_seq - counted) FROM runs").fetchone()[0]
+    counters = {k: int(v) for k, v in db.execute("SELECT name, value FROM counters")}
+    return PageView(q, lo, hi, bucket, table, int(total), n, int(missing or 0), counters, tuple(labels), fleet,
+                    rooms, tuple(devices))
