@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from emoedge.benchmarks.fleet_load_cli import add_load_options
 from emoedge.cli._common import add_group, add_parser, comma_list
 from emoedge.core.errors import BadInputError
 from emoedge.core.shipped import DEFAULT_MODEL
@@ -230,13 +231,19 @@ def cmd_bench_board(args) -> int:
 
 
 def cmd_bench_fleet(args) -> int:
-    """N devices publishing into one broker and one fleet store; exit 1 unless every interval arrived once."""
+    """N devices publishing into one broker and one fleet store; exit 1 unless every interval arrived once.
+    With ``--simulate N``: N simulated devices into K workers (emoedge.benchmarks.fleet_load_cli)."""
+    if args.simulate is not None:
+        from emoedge.benchmarks.fleet_load_cli import run_load
+
+        return run_load(args)
     from emoedge.benchmarks.fleet_sim import bench_fleet, write_fleet_report
     from emoedge.benchmarks.soak import default_source
 
-    res = bench_fleet(Path(args.out), args.devices, args.seconds, args.source or default_source(), args.model,
+    out = Path(args.out or "docs/benchmarks/fleet")
+    res = bench_fleet(out, args.devices, args.seconds or 60.0, args.source or default_source(), args.model,
                       args.interval_s, args.mqtt)
-    md = write_fleet_report(res, Path(args.out))
+    md = write_fleet_report(res, out)
     print(md.read_text())
     ok = res["intervals_in"] == res["intervals_out"] and not res["missing"] and not res["unexpected"]
     if res["errors"]:
@@ -342,14 +349,18 @@ def _register_board(bench) -> None:
 
 def _register_fleet(bench) -> None:
     p = add_parser(bench, "fleet", "N devices (emoedge run --mqtt on the looped clip) into one broker and one "
-                                   "emoedge fleet store: intervals in = out, CPU per interval, the page's screenshot")
+                                   "emoedge fleet store: intervals in = out, CPU per interval, the page's screenshot; "
+                                   "--simulate N: N lightweight simulated devices into K workers (a district's load)")
     p.add_argument("--devices", type=int, default=10, help="emoedge run processes")
-    p.add_argument("--seconds", type=float, default=60.0, help="how long they run")
+    p.add_argument("--seconds", type=float, help="how long they run (default 60; with --simulate 300, "
+                                                 "0: no steady run)")
     p.add_argument("--interval-s", type=float, default=1.0, help="interval summary length")
     p.add_argument("--model", default="fast", help="model of every device")
     p.add_argument("--source", help="default: ../shared/media/short_hamilton_clip.mp4 if present, else demo")
     p.add_argument("--mqtt", help="an existing broker (default: a Mosquitto started here on 127.0.0.1)")
-    p.add_argument("--out", default="docs/benchmarks/fleet", help="folder for fleet.json, fleet.md, fleet-page.png")
+    add_load_options(p)
+    p.add_argument("--out", help="folder for fleet.json, fleet.md, fleet-page.png (default docs/benchmarks/fleet); "
+                                 "with --simulate fleet-load.json, fleet-load.md (default docs/benchmarks/fleet-load)")
     p.set_defaults(func=cmd_bench_fleet)
 
 
