@@ -301,12 +301,17 @@ class MqttSink(Sink):
 
     def _drop_connection(self, rc: int) -> bool:
         """Lost, or refused at CONNACK: close the socket (to wait and connect again); False: not open."""
+        accepted = self._connected                 # a CONNACK came on this connection
         self._on_disconnect(self.client, None, None, None)
         try:
             self.client.disconnect()
         except OSError as exc:
             log.debug("MQTT disconnect after a failure: %s", exc)
-        if self._last_problem is None:
+        if self._last_problem is None and not accepted and self.target.tls:
+            self._problem(f"TLS failed: the broker closed the connection before accepting it "
+                          f"({self._mqtt.error_string(rc)}): does it require a client certificate "
+                          f"(--mqtt-cert-file, --mqtt-key-file), or one signed by another CA?")
+        elif self._last_problem is None:
             self._problem(f"connection lost ({self._mqtt.error_string(rc)})")
         return False
 

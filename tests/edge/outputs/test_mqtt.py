@@ -1,7 +1,8 @@
 """Interval summaries over MQTT with store-and-forward (issue 19), against a real Mosquitto on
 127.0.0.1 started by each test: all delivered with the broker up; the broker down at the start and
 up later; the broker killed mid-run; a wrong password and a TLS failure (a clear error, recording
-goes on locally); `emoedge run --mqtt` end to end on the shared clip."""
+goes on locally); mutual TLS (a client certificate, issue 30); `emoedge run --mqtt` end to end on the
+shared clip."""
 
 from __future__ import annotations
 
@@ -236,4 +237,28 @@ def test_emoedge_run_with_the_broker_started_4_s_late_delivers_every_interval(tm
         assert "cannot connect" in err                            # the outage was said
     finally:
         sub.close()
+        broker.stop()
+
+
+def test_mutual_tls_without_the_client_certificate_is_refused_and_with_it_delivers(tmp_path):
+    broker = Broker(tmp_path / "b", tls=True, require_certificate=True).start()   # a listener asking for one
+    try:
+        cert, key = broker.client_cert("box1")
+        key.chmod(0o600)
+        sink = sink_for(broker.url, tmp_path, flush_timeout_s=0.5, ca_file=str(broker.ca_file))
+        sink.on_start(RunInfo.new(model="fast"))
+        sink.on_interval(summary(0))
+        time.sleep(1.5)
+        sink.close()
+        assert any(p.startswith("TLS failed") and "--mqtt-cert-file" in p for p in sink.problems), sink.problems
+        assert Outbox(tmp_path / "outbox.sqlite").counts() == {"sent": 0, "unsent": 1}     # kept for later
+        sub = Subscriber(broker.port, ca_file=broker.ca_file, cert=broker.client_cert("fleet"))
+        ok = sink_for(broker.url, tmp_path, ca_file=str(broker.ca_file), cert_file=str(cert),
+                      key_file=str(key))                                     # --mqtt-cert-file, --mqtt-key-file
+        ok.on_start(RunInfo.new(model="fast"))
+        ok.close()
+        assert [m["interval_id"] for m in sub.wait_for(1)] == [summary(0).interval_id]
+        assert not ok.problems
+        sub.close()
+    finally:
         broker.stop()
