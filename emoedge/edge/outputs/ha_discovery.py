@@ -60,15 +60,15 @@ class HaDiscovery:
     components: int
 
 
-def check_prefix(prefix: str, key: str = "mqtt_ha_discovery") -> str:
+def check_prefix(prefix: str, where: str = "key 'mqtt_ha_discovery' (--ha-discovery)") -> str:
     """``prefix`` if it is a usable discovery prefix (a topic without wildcards, NUL, empty levels or a
-    leading ``$``, at most MAX_PREFIX_CHARS), else a :class:`BadInputError` naming ``key``."""
+    leading ``$``, at most MAX_PREFIX_CHARS), else a :class:`BadInputError` saying ``where``."""
     if not isinstance(prefix, str) or not prefix:
-        raise BadInputError(f"key '{key}': the Home Assistant discovery prefix must be a non-empty topic, "
+        raise BadInputError(f"{where}: the Home Assistant discovery prefix must be a non-empty topic, "
                             f"got {prefix!r} (default {DEFAULT_PREFIX})")
     bad = [c for c in ("+", "#", "\x00") if c in prefix]
     if bad or len(prefix) > MAX_PREFIX_CHARS or prefix.startswith("$") or "" in prefix.split("/"):
-        raise BadInputError(f"key '{key}': the Home Assistant discovery prefix {prefix[:MAX_PREFIX_CHARS]!r} must be "
+        raise BadInputError(f"{where}: the Home Assistant discovery prefix {prefix[:MAX_PREFIX_CHARS]!r} must be "
                             f"a topic of at most {MAX_PREFIX_CHARS} characters without the wildcards + and #, NUL, "
                             f"empty levels (a leading, trailing or double /) or a leading $ (default "
                             f"{DEFAULT_PREFIX})")

@@ -209,9 +209,9 @@ class RuntimeConfig:
                               ("mqtt_key_file", "mqtt_cert_file"))
             raise ConfigError(f"key '{given}': a client certificate needs both mqtt_cert_file and mqtt_key_file "
                               f"(--mqtt-cert-file, --mqtt-key-file); {missing} is not set")
-        for key in ("mqtt_ha_discovery", "mqtt_cert_file"):
+        for key, flag in (("mqtt_ha_discovery", "--ha-discovery"), ("mqtt_cert_file", "--mqtt-cert-file")):
             if getattr(self, key) is not None and target is None:
-                raise ConfigError(f"key '{key}': needs a broker (key 'mqtt', --mqtt mqtt://host:port/prefix)")
+                raise ConfigError(f"key '{key}' ({flag}): needs a broker (key 'mqtt', --mqtt mqtt://host:port/prefix)")
         if self.mqtt_cert_file is not None and not (target.tls or self.mqtt_ca_file):
             raise ConfigError(f"key 'mqtt_cert_file': a client certificate is presented over TLS only: use "
                               f"mqtts:// in key 'mqtt' (got {target})")

@@ -194,7 +194,7 @@ def test_ids_are_sanitised_unique_and_the_sizes_bounded():
         with pytest.raises(BadInputError, match="--ha-discovery"):
             check_labels(bad)
     for bad in ("", "a/#", "a/+/b", "/a", "a/", "a//b", "$SYS", "a\0b", "x" * 129):
-        with pytest.raises(BadInputError, match="key 'mqtt_ha_discovery'"):
+        with pytest.raises(BadInputError, match=r"key 'mqtt_ha_discovery' \(--ha-discovery\)"):
             check_prefix(bad)
     with pytest.raises(BadInputError, match="room"):
         discovery_config("box", LABELS, "t/box/intervals", "t/box/status", 60, room="x" * 129)
