@@ -99,3 +99,11 @@ def pg_server():
         pytest.skip(f"a postgresql server could not be started here: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_spec(request, tmp_path) -> str:
+    """A fresh fleet store's ``--db``: a SQLite file, then a PostgreSQL database (the same tests on both)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.sqlite")
+    return request.getfixturevalue("pg_server").new_db()

@@ -1,4 +1,6 @@
-"""``emoedge fleet serve|page|export`` -> :mod:`emoedge.fleet` (FleetStore, FleetSubscriber, FleetWeb, render_page)."""
+"""``emoedge fleet serve|page|export`` -> :mod:`emoedge.fleet` (open_store, FleetSubscriber, FleetWeb, render_page).
+``--db`` is a SQLite file (the zero-setup default for one school) or ``postgresql://USER@HOST[:PORT]/DB``
+(a password comes from ``--db-password-file`` or libpq's PGPASSFILE, never from the URL)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 from emoedge.cli._common import add_group, add_parser
 
@@ -16,11 +19,12 @@ log = logging.getLogger("emoedge.fleet")
 def cmd_fleet_serve(args) -> int:
     """Subscribe and store until interrupted (SIGINT/SIGTERM), serving the page meanwhile."""
     from emoedge.edge.outputs.mqtt import MqttTarget, with_credentials
-    from emoedge.fleet import FleetStore, FleetSubscriber, FleetWeb
+    from emoedge.fleet import FleetSubscriber, FleetWeb, open_store
 
     target = with_credentials(MqttTarget.parse(args.mqtt), args.username, args.password_file)
-    store = FleetStore(args.db)
-    sub = FleetSubscriber(target, store, client_id=args.client_id, ca_file=args.ca_file)
+    store = open_store(args.db, args.db_password_file)
+    sub = FleetSubscriber(target, store, client_id=args.client_id, ca_file=args.ca_file, cert_file=args.mqtt_cert_file,
+                          key_file=args.mqtt_key_file, share_group=args.share_group)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -31,6 +35,7 @@ def cmd_fleet_serve(args) -> int:
         sub.stop()
         raise
     print(f"emoedge fleet: storing {target.prefix}/+/intervals from {target} in {store.path}"
+          + (f" (shared subscription group {args.share_group})" if args.share_group else "")
           + (f"; page on http://{args.http_host or '0.0.0.0'}:{web.port}/" if web else ""), flush=True)
     try:
         stop.wait(args.seconds) if args.seconds else stop.wait()
@@ -45,38 +50,75 @@ def cmd_fleet_serve(args) -> int:
     return 0
 
 
-def cmd_fleet_page(args) -> int:
-    from emoedge.fleet import FleetStore, render_page
+def _existing_store(args, what: str):
+    """The store of ``--db`` (a SQLite file must exist: reading does not create one); None after saying why."""
+    from emoedge.fleet import open_store
+    from emoedge.fleet.backends import is_url
 
-    if not Path(args.db).is_file():
-        print(f"emoedge fleet page: {args.db}: no such fleet store", file=sys.stderr)
+    if not is_url(args.db) and not Path(args.db).is_file():
+        print(f"emoedge fleet {what}: {args.db}: no such fleet store", file=sys.stderr)
+        return None
+    return open_store(args.db, args.db_password_file)
+
+
+def _query(args):
+    from emoedge.fleet import parse_query
+
+    given = (("from", args.date_from), ("to", args.date_to), ("page", getattr(args, "page", None)),
+             ("per_page", getattr(args, "per_page", None)))
+    return parse_query("&".join(f"{k}={quote(str(v))}" for k, v in given if v is not None))   # QueryError: exit 2
+
+
+def cmd_fleet_page(args) -> int:
+    from emoedge.fleet import render_page
+
+    store = _existing_store(args, "page")
+    if store is None:
         return 2
-    Path(args.out).write_text(render_page(FleetStore(args.db).summary()))
+    Path(args.out).write_text(render_page(store.view(_query(args))))
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_fleet_export(args) -> int:
-    from emoedge.fleet import FleetStore
-
-    if not Path(args.db).is_file():
-        print(f"emoedge fleet export: {args.db}: no such fleet store", file=sys.stderr)
+    store = _existing_store(args, "export")
+    if store is None:
         return 2
+    query = _query(args)
     with open(args.csv, "w", newline="") as fh:
-        n = FleetStore(args.db).export_csv(fh)
+        n = store.export_csv(fh, query)
     print(f"wrote {n} interval(s) to {args.csv}")
     return 0
 
 
+DB_HELP = ("the fleet store: a SQLite file (the default for one school) or postgresql://USER@HOST[:PORT]/DB "
+           "(?host=/socket/dir for a local socket; no password in the URL)")
+
+
+def _db_args(p, required_help: str) -> None:
+    p.add_argument("--db", required=True, help=f"{DB_HELP}{required_help}")
+    p.add_argument("--db-password-file", help="file holding the PostgreSQL password (else libpq's PGPASSFILE or "
+                   "~/.pgpass)")
+
+
+def _range_args(p) -> None:
+    p.add_argument("--from", dest="date_from", help="first UTC day YYYY-MM-DD (default: the first stored)")
+    p.add_argument("--to", dest="date_to", help="last UTC day YYYY-MM-DD, included (default: the last stored)")
+
+
 def register(sub) -> None:
-    fleet = add_group(sub, "fleet", "a fleet's interval summaries from an MQTT broker in one SQLite file, and a page",
+    fleet = add_group(sub, "fleet", "a fleet's interval summaries from MQTT in SQLite or PostgreSQL, and a page",
                       dest="fleet_command")
     p = add_parser(fleet, "serve", "subscribe to PREFIX/+/intervals and /status, store them, serve the page")
     p.add_argument("--mqtt", required=True, help="mqtt://host:port[/prefix] the devices publish to (mqtts:// for TLS)")
-    p.add_argument("--db", required=True, help="the fleet's SQLite file (created if missing)")
+    _db_args(p, "; a SQLite file is created if missing")
     p.add_argument("--username", help="broker user name")
     p.add_argument("--password-file", help="file holding the broker password")
     p.add_argument("--ca-file", help="CA certificate(s) to verify the broker's TLS")
+    p.add_argument("--mqtt-cert-file", help="client certificate (PEM) for mutual TLS with the broker")
+    p.add_argument("--mqtt-key-file", help="the client certificate's private key (PEM, not encrypted)")
+    p.add_argument("--share-group", help="MQTT shared subscription group: several `fleet serve` workers with the "
+                   "same GROUP share $share/GROUP/PREFIX/+/intervals (each message to one of them)")
     p.add_argument("--client-id", default="emoedge-fleet",
                    help="MQTT client id: the broker keeps this session's queue while the store is down")
     p.add_argument("--http-host", default="127.0.0.1",
@@ -88,11 +130,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_fleet_serve)
 
     p = add_parser(fleet, "page", "write the fleet page (HTML, inline SVG) from a fleet store")
-    p.add_argument("--db", required=True, help="the fleet's SQLite file")
+    _db_args(p, "")
     p.add_argument("--out", required=True, help="HTML file to write")
+    _range_args(p)
+    p.add_argument("--page", help="page of the device list (from 1)")
+    p.add_argument("--per-page", dest="per_page", help="devices a page (default 50, at most 500)")
     p.set_defaults(func=cmd_fleet_page)
 
     p = add_parser(fleet, "export", "a fleet store's intervals as CSV (one share column per label)")
-    p.add_argument("--db", required=True, help="the fleet's SQLite file")
+    _db_args(p, "")
     p.add_argument("--csv", required=True, help="CSV file to write")
+    _range_args(p)
     p.set_defaults(func=cmd_fleet_export)

@@ -7,6 +7,7 @@ stored intervals. Query strings are hostile: :func:`parse_query` refuses anythin
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -14,10 +15,9 @@ from datetime import date, datetime, timezone
 from urllib.parse import parse_qsl
 
 from emoedge.core.errors import BadInputError
-from emoedge.fleet.ingest import checked
 from emoedge.fleet.page import mean_share
-from emoedge.fleet.payload import MAX_NAME_CHARS
-from emoedge.fleet.schema import COLUMNS, DAY_NS, HOUR_NS
+from emoedge.fleet.payload import MAX_LABELS, MAX_NAME_CHARS
+from emoedge.fleet.schema import DAY_NS, HOUR_NS
 
 MAX_QUERY_CHARS = 512
 MAX_PER_PAGE = 500
@@ -172,11 +172,30 @@ def room_series(backend, db, table: str, lo: int, hi: int, bucket: int, slots: d
     return rooms, fleet, n
 
 
+def share_of(text) -> dict[str, float] | None:
+    """A stored ``share_json`` checked the cheap way (label -> finite number in 0..1), or None."""
+    try:
+        share = json.loads(text, parse_constant=lambda c: None)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(share, dict) or not 0 < len(share) <= MAX_LABELS:
+        return None
+    ok = all(isinstance(k, str) and len(k) <= MAX_NAME_CHARS and type(v) in (int, float) and 0 <= v <= 1
+             for k, v in share.items())
+    return share if ok else None
+
+
 def recent(backend, db, device: str, lo: int, hi: int, last: int) -> list[dict]:
-    raw = db.execute(backend.q(f"SELECT {', '.join(COLUMNS)}, share_json FROM intervals WHERE device = ? AND "
-                               "start_unix_ns >= ? AND start_unix_ns < ? ORDER BY start_unix_ns DESC LIMIT ?"),
+    """The device's last ``last`` intervals in [lo, hi), oldest first: start, face observations, share."""
+    raw = db.execute(backend.q("SELECT start_unix_ns, face_observations, share_json FROM intervals WHERE device = ? "
+                               "AND start_unix_ns >= ? AND start_unix_ns < ? ORDER BY start_unix_ns DESC LIMIT ?"),
                      (device, lo, hi, last)).fetchall()
-    return [r for r in map(checked, reversed(raw)) if r is not None]
+    out = []
+    for t, obs, text in reversed(raw):
+        share = share_of(text)
+        if share is not None and type(t) is int and (obs is None or type(obs) is int):
+            out.append({"start_unix_ns": t, "face_observations": obs, "share": share})
+    return out
 
 
 def device_views(backend, db, q: PageQuery, table: str, lo: int, hi: int) -> list[DeviceView]:
