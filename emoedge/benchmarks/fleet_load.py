@@ -59,8 +59,9 @@ class LoadConfig:
             raise BadInputError(f"--simulate {self.devices}: give 1 to 100000 devices")
         if not 0 < self.rate_hz <= 100:
             raise BadInputError(f"--rate-hz {self.rate_hz:g}: give a rate above 0 and at most 100 per device")
-        if self.seconds < 0 or self.burst < 0 or self.prefill_rows < 0 or not 1 <= self.workers <= 32:
-            raise BadInputError("--seconds, --burst, --prefill-rows must be >= 0 and --workers 1 to 32")
+        if min(self.seconds, self.burst, self.prefill_rows, self.restart_after_s) < 0 or not 1 <= self.workers <= 32:
+            raise BadInputError("--seconds, --burst, --prefill-rows, --restart-after must be >= 0 and --workers "
+                                "1 to 32")
         if self.kill_worker_at_s is not None and not 0 <= self.kill_worker_at_s < self.seconds:
             raise BadInputError(f"--kill-worker-at {self.kill_worker_at_s:g}: must fall within --seconds "
                                 f"{self.seconds:g}")
@@ -162,7 +163,7 @@ class Rig:
         (rows over baseline, the wall clock when the last arrived)."""
         last, last_t = -1, time.time()
         while True:
-            n = st.row_count(self.db) - baseline
+            n = st.row_count(self.db, self.prefix) - baseline
             if n != last:
                 last, last_t = n, time.time()
             if n >= want or time.time() - last_t > self.cfg.drain_timeout_s:
@@ -210,7 +211,7 @@ def _phase_result(rig: Rig, published: dict[str, int], earlier: set[str], cpu0: 
 def steady_phase(rig: Rig) -> dict:
     """The devices at rate_hz for ``seconds`` (a worker killed and restarted on the way when asked)."""
     cfg = rig.cfg
-    baseline = st.row_count(rig.db)
+    baseline = st.row_count(rig.db, rig.prefix)
     cpu0 = rig.cpu()
     rig.devices.send(("run", cfg.seconds))
     t0 = time.monotonic()
@@ -233,7 +234,7 @@ def steady_phase(rig: Rig) -> dict:
 def burst_phase(rig: Rig) -> dict:
     """The outage: workers stopped, ``burst`` intervals into their queues, workers restarted; the drain timed."""
     cfg = rig.cfg
-    baseline = st.row_count(rig.db)
+    baseline = st.row_count(rig.db, rig.prefix)
     for w in rig.workers:
         w.stop()
     n_proc = len(rig.devices.pipes)

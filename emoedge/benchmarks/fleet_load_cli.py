@@ -21,7 +21,9 @@ def add_load_options(p) -> None:
     g.add_argument("--burst", type=int, default=0, help="after the steady run: workers stopped, this many intervals "
                                                       "queued in the broker, workers restarted, the drain timed")
     g.add_argument("--kill-worker-at", type=float, metavar="S",
-                   help="SIGKILL worker 0 this many seconds into the steady run; restarted 3 s later")
+                   help="SIGKILL worker 0 this many seconds into the steady run (restarted --restart-after s later)")
+    g.add_argument("--restart-after", type=float, default=3.0, metavar="S",
+                   help="seconds the killed worker stays down (default 3)")
     g.add_argument("--prefill-rows", type=int, default=0, help="pre-fill the store with this many rows before "
                                                              "(emoedge.fleet.prefill) and time the page on it")
     g.add_argument("--device-processes", type=int, help="processes driving the simulated devices "
@@ -36,7 +38,8 @@ def run_load(args) -> int:
 
     cfg = LoadConfig(devices=args.simulate, rate_hz=args.rate_hz,
                      seconds=300.0 if args.seconds is None else args.seconds, workers=args.workers, db=args.db,
-                     burst=args.burst, kill_worker_at_s=args.kill_worker_at, prefill_rows=args.prefill_rows,
+                     burst=args.burst, kill_worker_at_s=args.kill_worker_at,
+                     restart_after_s=args.restart_after, prefill_rows=args.prefill_rows,
                      device_processes=args.device_processes)
     res = bench_fleet_load(cfg)
     command = ("emoedge " + " ".join(sys.argv[1:]) if "bench" in sys.argv[1:3]

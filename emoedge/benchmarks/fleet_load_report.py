@@ -15,6 +15,23 @@ REQUIRED = ("machine", "date", "config", "connected", "steady", "burst", "page",
             "targets")
 
 
+METHOD = [
+    "- Devices: lightweight simulated boxes (emoedge.benchmarks.fleet_load_devices), one MQTT connection and client "
+    "id each, retained online status and offline last will, QoS 1 interval payloads built by the device's own "
+    "`interval_payload` with `<run>-<seq>` ids, a few processes with one event loop each.",
+    "- Published: what the broker acknowledged (PUBACK) to the devices. Stored: rows of the simulated devices in the "
+    "store's `intervals` table, counted in total and by distinct `interval_id` (read from the database, not from the "
+    "store's code).",
+    "- Lag: the store's `received_unix_ns` minus the wall clock when the device called publish (a side table); the "
+    "intervals a killed worker held wait for its restart and count in full.",
+    "- Ingest rate: intervals stored / (last stored - first published). Burst drain: from the workers' restart (their "
+    "start-up included) to the last burst interval stored.",
+    "- CPU: user + system seconds from /proc/PID/stat (workers over all their lives, from wait4 at their end; the "
+    "broker; PostgreSQL's server processes including exited backends; the device processes), over the phase, per "
+    "interval stored in it.",
+]
+
+
 def targets(res: dict) -> dict:
     """Each target: True (met), False (missed) or None (not measured in this run)."""
     steady, burst = res.get("steady"), res.get("burst")
@@ -102,6 +119,7 @@ def render_markdown(res: dict, command: str) -> str:
             p = res["prefill"]
             lines.append(f"- Prefill of {p['rows']} rows: " + (f"{p['seconds']} s" if p["done"] else p["reason"]))
         lines += _page_lines(res.get("page"))
+    lines += ["", "## How it is measured", ""] + METHOD
     if res["errors"]:
         lines += ["", "## Errors", ""] + [f"- {e}" for e in res["errors"]]
     lines += ["", f"Worker lives {res['workers']['lives']}, exit codes {res['workers']['exit_codes']}; the "

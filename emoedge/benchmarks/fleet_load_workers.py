@@ -63,7 +63,10 @@ def has_share_group() -> bool:
 
 
 def has_postgres() -> bool:
-    return "postgres" in serve_help().lower()
+    """This revision's store takes a postgresql:// URL (its PostgreSQL backend is there)."""
+    import importlib.util
+
+    return importlib.util.find_spec("emoedge.fleet.pg_store") is not None or "postgres" in serve_help().lower()
 
 
 def reap(proc: subprocess.Popen, timeout_s: float) -> float:

@@ -185,3 +185,40 @@ def test_burst_after_an_outage_all_stored_none_twice(tmp_path):
     assert b["accounting"]["published"] == 300 and b["accounting"]["exactly_once"], b["accounting"]
     assert b["drain_s"] >= 0 and res["targets"]["burst_exactly_once"]
     assert "Burst of 300" in md and "Drained in" in md
+
+
+def test_db_auto_starts_a_postgresql_and_every_interval_is_stored_once_there(tmp_path):
+    need_mosquitto()
+    from pg_server import need_postgresql
+
+    from emoedge.benchmarks.fleet_load import LoadConfig, bench_fleet_load
+    from emoedge.benchmarks.fleet_load_workers import has_postgres
+
+    need_postgresql()
+    if not has_postgres():
+        pytest.skip("this revision's fleet store has no postgresql backend")
+    res = bench_fleet_load(LoadConfig(devices=10, rate_hz=2.0, seconds=3.0, burst=100, db="auto"))
+    assert not res["errors"], res["errors"]
+    assert res["store"]["kind"] == "postgresql" and res["store"]["started_here"] and res["store"]["size_bytes"] > 0
+    assert res["steady"]["accounting"]["exactly_once"] and res["burst"]["accounting"]["exactly_once"]
+    assert res["steady"]["cpu"]["postgresql_s"] > 0
+
+
+def test_prefill_shape_makes_whole_school_days_at_up_to_a_thousand_devices():
+    from emoedge.benchmarks.fleet_load_page import prefill_shape
+
+    assert prefill_shape(17_000_000) == (1000, 178)           # 17.09 million intervals
+    assert prefill_shape(200) == (2, 2) and prefill_shape(1) == (1, 1)
+
+
+def test_a_prefilled_store_is_timed_and_its_rows_do_not_count_as_unexpected(tmp_path):
+    import importlib.util
+
+    res, md = _run(tmp_path, devices=5, rate_hz=2.0, seconds=2.0, prefill_rows=200, workers=1)
+    if importlib.util.find_spec("emoedge.fleet.prefill") is None:
+        assert not res["prefill"]["done"] and "prefill" in res["prefill"]["reason"]
+    else:
+        assert res["prefill"]["done"] and res["prefill"]["result"]["intervals"] > 0
+    assert res["steady"]["accounting"]["exactly_once"], res["steady"]["accounting"]
+    assert set(res["page"]["pages"]) == {"/", "/summary.json"} and not res["page"].get("errors")
+    assert res["targets"]["page_p95_under_1_s"] is not None and "## Page" in md
