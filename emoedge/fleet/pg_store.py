@@ -8,6 +8,7 @@ not one of these is bad input (exit 2); a server that cannot be reached is exit 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,15 @@ MAX_PASSWORD_BYTES = 4096
 LOCK_KEY = 0x656D6F65         # the advisory lock schema changes take ("emoe")
 
 
+def redact(spec: str) -> str:
+    """``spec`` with any password in it replaced by ``***`` (for messages)."""
+    spec = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", spec)
+    return re.sub(r"(?i)(password=)[^&#]*", r"\1***", spec)
+
+
 def _bad(spec: str, why: str) -> BadInputError:
-    return BadInputError(f"--db {spec[:200]!r}: {why} (expected postgresql://USER@HOST[:PORT]/DB or a SQLite file)")
+    return BadInputError(f"--db {redact(spec)[:200]!r}: {why} (expected postgresql://USER@HOST[:PORT]/DB or a "
+                         "SQLite file)")
 
 
 def parse_url(spec: str) -> dict[str, str]:
