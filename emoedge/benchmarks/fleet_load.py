@@ -109,7 +109,10 @@ class Devices:
             pipe.send(cmd)
 
     def gather(self) -> list[dict]:
-        answers = [pipe.recv() for pipe in self.pipes]
+        try:
+            answers = [pipe.recv() for pipe in self.pipes]
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f"a simulated device process died: {exc!r}") from exc
         errors = [a["error"] for a in answers if "error" in a]
         if errors:
             raise RuntimeError(f"simulated devices failed: {errors[0]}")

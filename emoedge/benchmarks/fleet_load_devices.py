@@ -44,19 +44,25 @@ class SimDevice:
     in_flight: set = field(default_factory=set)
 
 
-def _shares(rng: random.Random) -> tuple[dict[str, float], int]:
-    """A plausible label mix (neutral-heavy) over a few observed faces: share per label and the observations."""
-    observations = rng.randint(5, 60)
-    weights = [rng.random() * (6.0 if k == "neutral" else 1.0) for k in LABELS] + [rng.random() * 0.5]
-    total = sum(weights)
+def palette(rng: random.Random, n: int = 64) -> list[dict[str, float]]:
+    """``n`` plausible label mixes (neutral-heavy, some uncertain), each summing to 1: drawn once, then each
+    interval takes one (cheaper than a fresh mix per interval; the store sees realistic variety)."""
     names = LABELS + ("uncertain",)
-    return {k: round(w / total, 4) for k, w in zip(names, weights)}, observations
+    out = []
+    for _ in range(n):
+        weights = [rng.random() * (6.0 if k == "neutral" else 1.0) for k in LABELS] + [rng.random() * 0.5]
+        total = sum(weights)
+        out.append({k: round(w / total, 4) for k, w in zip(names, weights)})
+    return out
+
+
+PALETTE = palette(random.Random(0))
 
 
 def make_payload(dev: SimDevice, model: str, interval_s: float, rng: random.Random, now_ns: int) -> tuple[str, bytes]:
     """The next interval of ``dev`` (its sequence advanced), as the device would publish it: (id, JSON)."""
     dev.seq += 1
-    share, observations = _shares(rng)
+    share, observations = PALETTE[rng.randrange(len(PALETTE))], rng.randint(5, 60)
     frames = max(1, int(round(15 * interval_s)))
     s = IntervalSummary(f"{dev.run_id}-{dev.seq:06d}", dev.run_id, now_ns - int(interval_s * 1e9), now_ns,
                         interval_s, frames, rng.randint(1, 8), observations, share, round(rng.uniform(0.5, 0.95), 4))
