@@ -103,13 +103,14 @@ def cmd_profile(args) -> int:
 def cmd_classify(args) -> int:
     import cv2
 
+    from emoedge.core.images import read_image
     from emoedge.edge.faces.detect import make_detector
     from emoedge.edge.faces.tracking import UNCERTAIN
     from emoedge.edge.inference.classify import FaceClassifier
     from emoedge.edge.outputs.overlay import draw_predictions
     from emoedge.edge.runtime.demo import demo_image
 
-    image = demo_image() if args.image is None else cv2.imread(str(args.image))
+    image = demo_image() if args.image is None else read_image(args.image)   # > 40 MP: exit 2, never decoded
     if image is None:
         raise BadInputError(f"{args.image}: not a readable image")
     detector = make_detector(args.detector, args.detector_dir, args.threads)

@@ -71,3 +71,13 @@ def as_bad_input(*types: type[BaseException]):
         raise
     except catch as exc:
         raise BadInputError(str(exc)) from exc
+
+
+def brief(value: object, limit: int = 120) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with the full length said: a
+    message never carries a whole hostile value (a megabyte string, a huge list)."""
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails is still worth naming
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

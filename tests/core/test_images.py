@@ -65,3 +65,12 @@ def test_opencvs_own_limit_is_lowered_for_formats_not_read_here():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"})
     assert int(out.stdout) == MAX_IMAGE_PIXELS
+
+
+def test_classify_refuses_an_oversized_image_with_exit_2(tmp_path, capsys):
+    from emoedge.cli import main
+
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header_only(12000, 12000))
+    assert main(["classify", "--image", str(big), "--model", "fast"]) == 2
+    assert "12000 x 12000 pixels" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emoedge.core.errors import brief
 from emoedge.edge.faces.registry import DETECTORS
 from emoedge.edge.outputs.mqtt_broker import MqttTarget
 from emoedge.edge.runtime.config import (
@@ -72,14 +73,14 @@ class Board:
             if k not in DETECTORS:
                 raise ConfigError(f"key 'detector_ms.{k}': not a detector (one of {', '.join(DETECTORS)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"key 'detector_ms.{k}' must be a positive number of milliseconds, got {v!r}")
+                raise ConfigError(f"key 'detector_ms.{k}' must be a positive number of milliseconds, got {brief(v)}")
         from emoedge.core.shipped import SHIPPED
 
         for k, v in self.classifier_ms.items():
             if k not in SHIPPED:
                 raise ConfigError(f"key 'classifier_ms.{k}': not a shipped model (one of {', '.join(SHIPPED)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"key 'classifier_ms.{k}' must be a positive number of milliseconds, got {v!r}")
+                raise ConfigError(f"key 'classifier_ms.{k}' must be a positive number of milliseconds, got {brief(v)}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _raw(path: Path, seen: tuple[Path, ...] = (), chain: list | None = None) -> 
         chain.append((path, d))
         return d
     if not isinstance(parent, str):
-        raise ConfigError(f"{path}: key 'extends' must be a profile name, got {parent!r}")
+        raise ConfigError(f"{path}: key 'extends' must be a profile name, got {brief(parent)}")
     try:
         ppath = profile_path(parent, path.parent)
     except ConfigError as exc:

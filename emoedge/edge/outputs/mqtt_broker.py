@@ -9,12 +9,14 @@ import dataclasses
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from emoedge.core.errors import BadInputError
+from emoedge.core.errors import BadInputError, brief
+from emoedge.core.fileio import read_small_file
 
 DEFAULT_PREFIX = "emoedge"
+MAX_DEVICE_CHARS = 128             # a device id (the fleet store accepts names up to the same length)
+MAX_PASSWORD_FILE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,12 @@ def with_credentials(target: MqttTarget, username: str | None = None, password_f
     URL's, else ``$EMOEDGE_MQTT_PASSWORD``); a password file that cannot be read is a :class:`BadInputError`
     naming it. Shared by the device's sink and the fleet's subscriber."""
     password = target.password
-    if password_file:
+    if password_file:   # a regular file of at most 4 KiB (a FIFO would hang the start, /dev/zero eat memory)
+        raw = read_small_file(password_file, "the MQTT password file", MAX_PASSWORD_FILE_BYTES, BadInputError)
         try:
-            password = Path(password_file).read_text().strip()
-        except OSError as exc:
-            raise BadInputError(f"{password_file}: cannot read the MQTT password file: "
-                                f"{exc.strerror or exc}") from exc
+            password = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise BadInputError(f"{password_file}: the MQTT password file is not UTF-8 text") from None
     password = password or os.environ.get("EMOEDGE_MQTT_PASSWORD")
     return dataclasses.replace(target, username=username or target.username, password=password)
 
@@ -68,9 +70,12 @@ def with_credentials(target: MqttTarget, username: str | None = None, password_f
 def device_name(name: str | None = None) -> str:
     """The device id in topics: the given one, else the host name; one topic level (no /, +, #)."""
     d = name or socket.gethostname() or "emoedge"
-    bad = [c for c in "/+#" if c in d]
-    if bad or not d.strip():
-        raise BadInputError(f"MQTT device id {d!r}: must be one topic level without {' '.join(bad) or 'blanks'}")
+    if len(d) > MAX_DEVICE_CHARS:      # an MQTT topic is at most 65,535 bytes; a page shows the id
+        raise BadInputError(f"MQTT device id {brief(d, 60)}: longer than {MAX_DEVICE_CHARS} characters")
+    bad = [c for c in "/+#\0" if c in d]
+    if bad or not d.strip() or not d.isprintable():
+        raise BadInputError(f"MQTT device id {d!r}: must be one topic level of printable characters without "
+                            f"{' '.join(repr(c) for c in bad) or 'blanks'}")
     return d
 
 

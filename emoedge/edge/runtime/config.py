@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from emoedge.core.errors import BadInputError
+from emoedge.core.errors import BadInputError, brief
 from emoedge.edge.faces.registry import DETECTORS
 from emoedge.edge.outputs.ha_discovery import check_name, check_prefix
 from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name
@@ -46,7 +46,7 @@ def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False
     if value is None and optional:
         return
     if not math.isfinite(value):
-        raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
+        raise ConfigError(f"key '{key}' must be a finite number, got {brief(value)}")
     ok = True
     if lo is not None:
         ok &= value > lo if lo_open else value >= lo
@@ -55,7 +55,7 @@ def _check_range(cls_name: str, key: str, value, lo=None, hi=None, lo_open=False
     if not ok:
         lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo:g}"
         hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi:g}"
-        raise ConfigError(f"key '{key}' must be {' and '.join(x for x in (lo_s, hi_s) if x)}, got {value!r}")
+        raise ConfigError(f"key '{key}' must be {' and '.join(x for x in (lo_s, hi_s) if x)}, got {brief(value)}")
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,11 @@ class RuntimeConfig:
         naming the key."""
         r = lambda key, *a, **k: _check_range("runtime", key, getattr(self, key), *a, **k)  # noqa: E731
         if self.delegate not in DELEGATES:
-            raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {self.delegate!r}")
+            raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {brief(self.delegate)}")
         if self.detector not in DETECTORS:
-            raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+            raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {brief(self.detector)}")
         if self.privacy not in PRIVACY:
-            raise ConfigError(f"key 'privacy' must be one of {', '.join(PRIVACY)}, got {self.privacy!r}")
+            raise ConfigError(f"key 'privacy' must be one of {', '.join(PRIVACY)}, got {brief(self.privacy)}")
         r("threads", 1, 256, optional=True)
         r("min_face_score", 0, 1)
         r("budget_ms", 0, 600_000, lo_open=True)
@@ -153,7 +153,7 @@ class RuntimeConfig:
         if not self.class_prior or (self.class_prior not in ("model", "trained", "balanced")
                                     and not self.class_prior.endswith((".yaml", ".yml", ".json"))):
             raise ConfigError(f"key 'class_prior' must be model, trained, balanced or a .yaml/.json file of class "
-                              f"shares, got {self.class_prior!r}")
+                              f"shares, got {brief(self.class_prior)}")
         r("interval_s", 0, 7 * 86400, lo_open=True)
         r("width", 1, 16384, optional=True)
         r("height", 1, 16384, optional=True)
@@ -259,16 +259,16 @@ class Deployment:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(f"key 'mode' must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"key 'mode' must be one of {', '.join(MODES)}, got {brief(self.mode)}")
         if self.restart not in ("no", "always", "on-failure", "on-abnormal", "on-abort", "on-watchdog"):
             raise ConfigError(f"key 'restart' must be a systemd Restart= value (no, always, on-failure, "
-                              f"on-abnormal, on-abort, on-watchdog), got {self.restart!r}")
+                              f"on-abnormal, on-abort, on-watchdog), got {brief(self.restart)}")
         _check_range("deployment", "export_every_min", self.export_every_min, 0, lo_open=True)
         _check_range("deployment", "log_max_mb", self.log_max_mb, 0, 10_000, lo_open=True)
         _check_range("deployment", "log_keep", self.log_keep, 0, 1000)
         _check_range("deployment", "watchdog_s", self.watchdog_s, 0, 86400)
         if self.log_file is not None and (not self.log_file or "/" in self.log_file):
-            raise ConfigError(f"key 'log_file' must be a file name inside data_dir, got {self.log_file!r}")
+            raise ConfigError(f"key 'log_file' must be a file name inside data_dir, got {brief(self.log_file)}")
 
     def privacy(self) -> str:
         """The privacy rule this deployment imposes on its runtime."""
@@ -319,7 +319,7 @@ def build_dataclass(cls, d: dict, where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys: {', '.join(names)}")
     for k, v in d.items():
         if not _type_ok(v, hints[k]):
-            raise ConfigError(f"{where}: key '{k}' must be {_type_name(hints[k])}, got {v!r}")
+            raise ConfigError(f"{where}: key '{k}' must be {_type_name(hints[k])}, got {brief(v)}")
     try:
         return cls(**d)
     except ConfigError as exc:
@@ -336,15 +336,20 @@ def _type_name(tp) -> str:
 
 
 def load_yaml(path: str | Path) -> dict:
-    import yaml
+    """A configuration file (a profile, ``--config``) as hostile input: a regular file of at most
+    1 MiB, YAML without anchors or aliases (:mod:`emoedge.core.safeyaml`)."""
+    from emoedge.core.fileio import read_small_file
+    from emoedge.core.safeyaml import MAX_YAML_BYTES, load_yaml_text
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: configuration file not found")
+    raw = read_small_file(p, "a configuration file", MAX_YAML_BYTES, ConfigError)
     try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    d = load_yaml_text(text, str(p), ConfigError) or {}
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of settings at the top level")
     return d
@@ -354,13 +359,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """One ``--set`` override, the grammar shared by device profiles and training configs:
     ``a.b=value`` -> ``(["a", "b"], value)``; dots in the key nest, the value is read as YAML
     (``5`` an int, ``true`` a bool, ``[1, 2]`` a list, ``"x"`` or ``x`` a string)."""
-    import yaml
+    from emoedge.core.safeyaml import load_yaml_text
 
     key, sep, val = text.partition("=")
     keys = key.strip().split(".")
+    shown = text if len(text) <= 120 else text[:120] + f"... ({len(text):,} characters)"
     if not sep or not all(keys):
-        raise ConfigError(f"override {text!r}: expected key=value (dotted for a nested key: section.key=value)")
-    try:
-        return keys, yaml.safe_load(val)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML: {exc}") from None
+        raise ConfigError(f"override {shown!r}: expected key=value (dotted for a nested key: section.key=value)")
+    return keys, load_yaml_text(val, f"override {key.strip()[:120]!r}: its value", ConfigError)

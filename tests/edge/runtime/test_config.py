@@ -62,3 +62,40 @@ def test_default_prefix_and_a_missing_certificate_file_is_exit_2_naming_the_flag
     err = capsys.readouterr().err
     assert code == 2 and f"--mqtt-cert-file {missing}: not found" in err and "Traceback" not in err
     assert not (tmp_path / "o.sqlite").exists()                 # refused before any file is made
+
+
+BOMB_SET = ("[&a [l,l,l,l,l,l,l,l,l], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b], "
+            "&d [*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d], &f [*e,*e,*e,*e,*e,*e,*e,*e,*e], "
+            "&g [*f,*f,*f,*f,*f,*f,*f,*f,*f], &h [*g,*g,*g,*g,*g,*g,*g,*g,*g], &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]]")
+
+
+def test_yaml_alias_bombs_are_refused_at_once_in_a_config_a_profile_and_a_set(tmp_path, capsys):
+    """Issue 28: a 414-byte alias bomb ran 60 s and 5 GB before a MemoryError printing the whole value."""
+    bomb = "".join(f"{c}: &{c} [{', '.join(['*' + chr(ord(c) - 1)] * 9)}]\n" for c in "bcdefghi")
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + bomb + "model: *i\n"
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(bomb)
+    assert main(["run", "--config", str(cfg), "--source", "demo", "--max-frames", "1"]) == 2
+    assert "bomb.yaml: not valid YAML here: YAML anchors (&name) are not accepted here" in capsys.readouterr().err
+    prof = tmp_path / "p.yaml"
+    prof.write_text("extends: x86-dev\n" + bomb.replace("model: *i\n", "runtime:\n  model: *i\n"))
+    assert main(["profile", "check", str(prof)]) == 2
+    assert "anchors" in capsys.readouterr().err
+    assert main(["run", "--profile", "x86-dev", "--source", "demo", "--max-frames", "1",
+                 "--set", f"runtime.model={BOMB_SET}"]) == 2
+    err = capsys.readouterr().err
+    assert "override 'runtime.model': its value: not valid YAML here: YAML anchors" in err and len(err) < 2000
+
+
+def test_a_huge_value_is_refused_without_printing_it_whole(tmp_path, capsys):
+    assert main(["profile", "check", "x86-dev", "--set", "runtime.detector=" + "m" * 1_000_000]) == 2
+    err = capsys.readouterr().err
+    assert "detector" in err and "1,000,002 characters" in err and len(err) < 2000
+
+
+def test_a_configuration_file_that_is_a_fifo_or_a_device_is_refused(tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    assert main(["run", "--config", str(tmp_path / "fifo.yaml"), "--source", "demo", "--max-frames", "1"]) == 2
+    assert "configuration file not found" in capsys.readouterr().err   # not a regular file: never opened
