@@ -37,14 +37,14 @@ def _js(value) -> str:
     return json.dumps(finite(value), allow_nan=False)
 
 
-def interval_rows(backend, db, q: PageQuery | None = None, chunk: int = CHUNK_ROWS) -> Iterator[dict]:
+def interval_rows(backend, db, q: PageQuery | None = None, chunk: int | None = None) -> Iterator[dict]:
     """Every valid interval (of the query's date range, if any), oldest first, streamed."""
     where, params = "", ()
     if q is not None and (q.date_from or q.date_to):
         lo, hi = date_range(backend, db, q)
         where, params = " WHERE start_unix_ns >= ? AND start_unix_ns < ?", (lo, hi)
     sql = f"SELECT {', '.join(COLUMNS)}, share_json FROM intervals{where} ORDER BY start_unix_ns, device"
-    for raw in backend.stream(db, sql, params, chunk):
+    for raw in backend.stream(db, sql, params, chunk or CHUNK_ROWS):
         row = checked(raw)
         if row is not None:
             yield row
@@ -84,12 +84,12 @@ def summary_chunks(backend, db, q: PageQuery | None = None) -> Iterator[bytes]:
     yield _js(head)[:-1].encode() + b', "devices": {'
     sql = ("SELECT device, room, status, status_unix_ns, intervals, first_start_unix_ns, last_end_unix_ns "
            "FROM devices ORDER BY device")
-    yield from _object(backend.stream(db, sql), lambda r: {
+    yield from _object(backend.stream(db, sql, (), CHUNK_ROWS), lambda r: {
         "room": r[1], "status": r[2], "status_unix_ns": r[3], "intervals": r[4], "first_start_unix_ns": r[5],
         "last_end_unix_ns": r[6]})
     yield b'}, "sequence": {'
     sql = "SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs GROUP BY device ORDER BY device"
-    yield from _object(backend.stream(db, sql), lambda r: {"runs": int(r[1]), "received": int(r[2]),
+    yield from _object(backend.stream(db, sql, (), CHUNK_ROWS), lambda r: {"runs": int(r[1]), "received": int(r[2]),
                                                            "missing": int(r[3])})
     yield b"}}"
 
