@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from emoedge.core.csvcells import safe_row
 from emoedge.fleet.ingest import checked
 from emoedge.fleet.payload import MAX_NAME_CHARS
-from emoedge.fleet.queries import PageQuery, bucket_of, date_range, ns_day, room_series, slot_labels
+from emoedge.fleet.queries import ROOM_KEY, PageQuery, Span, date_range, ns_day, series, slot_labels
 from emoedge.fleet.schema import COLUMNS, SCHEMA_VERSION
 
 CHUNK_ROWS = 1000
@@ -70,17 +70,20 @@ def csv_chunks(backend, db, q: PageQuery | None = None, counter: list | None = N
 
 
 def summary_chunks(backend, db, q: PageQuery | None = None) -> Iterator[bytes]:
-    """``/summary.json``: the range, counters, label shares per room per bucket and for the fleet, then every
-    device and its sequence gaps (streamed)."""
+    """``/summary.json``: the range, counters, the fleet's label shares per bucket and over the range, each
+    room's over the range, then every device and its sequence gaps (streamed)."""
     q = q or PageQuery()
-    lo, hi = date_range(backend, db, q)
-    table, bucket = bucket_of(hi - lo)
-    rooms, fleet, n = room_series(backend, db, table, lo, hi, bucket, slot_labels(db))
+    span = Span.of(*date_range(backend, db, q))
+    slots = slot_labels(db)
+    fleet, tot = series(backend, db, span, slots, "'fleet'")
+    n, share = tot.get("fleet", (0, {}))
+    _, rooms = series(backend, db, Span(span.lo, span.hi, span.table, span.hi - span.lo), slots, ROOM_KEY)
     counters = {k: int(v) for k, v in db.execute("SELECT name, value FROM counters")}
-    head = {"schema_version": SCHEMA_VERSION, "from": str(ns_day(lo)), "to": str(ns_day(hi - 1)),
-            "from_unix_ns": lo, "to_unix_ns": hi, "bucket_s": bucket // 10**9, "intervals_in_range": n,
-            "counters": counters, "fleet_share": fleet,
-            "rooms": {r: [{"start_unix_ns": t, "share": s} for t, s in pts] for r, pts in rooms.items()}}
+    head = {"schema_version": SCHEMA_VERSION, "from": str(ns_day(span.lo)), "to": str(ns_day(span.hi - 1)),
+            "from_unix_ns": span.lo, "to_unix_ns": span.hi, "bucket_s": span.bucket // 10**9,
+            "intervals_in_range": n, "counters": counters, "fleet_share": share,
+            "fleet": [{"start_unix_ns": t, "share": s} for t, s in fleet.get("fleet", ())],
+            "rooms": {r: {"intervals": k, "share": s} for r, (k, s) in rooms.items()}}
     yield _js(head)[:-1].encode() + b', "devices": {'
     sql = ("SELECT device, room, status, status_unix_ns, intervals, first_start_unix_ns, last_end_unix_ns "
            "FROM devices ORDER BY device")

@@ -144,13 +144,14 @@ def render_page(view, now_ns: int | None = None, stale_after_s: float = 120.0) -
                                          for k in labels) + "</p>",
          "<h2>Device health</h2>", _pager(v),
          "<table><tr><th>device</th><th>room</th><th>status</th><th>last interval</th>"
-         "<th>intervals</th><th>missing</th><th>faces seen</th><th>uncertain</th><th>drift from fleet (JS)</th></tr>"]
+         "<th>intervals</th><th>missing</th><th>faces seen</th>"
+         f"<th>uncertain (last {v.query.last})</th><th>drift from fleet (JS, last {v.query.last})</th></tr>"]
     h += [_device_row(d, v.fleet_share, now_ns, stale_after_s) for d in v.devices]
-    h.append("</table><h2>Label shares over time, per room (the rooms of this page's devices)</h2>"
+    h.append("</table><h2>Label shares over time: the fleet, and the rooms of this page's devices</h2>"
              "<div class='charts'>")
-    shown = {d.room or "(no room)" for d in v.devices}
-    h += [_svg_lines(v.rooms[room], labels, title=f"room {room}") for room in sorted(v.rooms) if room in shown]
-    h.append(f"</div><h2>Per device (the last {v.query.last} intervals in the range)</h2><div class='charts'>")
-    h += [_svg_lines(list(d.recent), labels, 420, 150, title=d.device) for d in v.devices]
+    h.append(_svg_lines(list(v.fleet), labels, title="the whole fleet"))
+    h += [_svg_lines(v.rooms[room], labels, title=f"room {room}") for room in sorted(v.rooms)]
+    h.append("</div><h2>Per device</h2><div class='charts'>")
+    h += [_svg_lines(list(d.series), labels, 420, 150, title=d.device) for d in v.devices]
     h.append("</div></body></html>")
     return "\n".join(h)

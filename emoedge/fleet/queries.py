@@ -1,5 +1,5 @@
 """What the page shows, aggregated in the database: label shares per room in time buckets (from the
-rollups; the bucket from the date range: hours up to 3 days, days beyond, at most ~90 points), one page
+rollups; the bucket from the date range: hours up to 3 days, days beyond, at most ~60 points), one page
 of devices (the devices table, their runs' gaps, their last N intervals by the (device, start) index),
 the counters. The cost depends on the date range, the rooms and ``per_page``, not on the number of
 stored intervals. Query strings are hostile: :func:`parse_query` refuses anything unexpected
@@ -23,7 +23,7 @@ MAX_QUERY_CHARS = 512
 MAX_PER_PAGE = 500
 MAX_PAGE = 1_000_000
 MAX_LAST = 500
-MAX_POINTS_HOURS, MAX_POINTS_DAYS = 72, 90
+MAX_POINTS_HOURS, MAX_POINTS_DAYS = 72, 60
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -34,16 +34,17 @@ class QueryError(BadInputError):
 @dataclass(frozen=True)
 class PageQuery:
     """``?from=YYYY-MM-DD&to=YYYY-MM-DD`` (UTC days, both included), ``page`` (from 1), ``per_page``, ``last``
-    (intervals drawn per device)."""
+    (each device's last N intervals in the range: its recent mix, uncertain share and drift)."""
     date_from: date | None = None
     date_to: date | None = None
     page: int = 1
     per_page: int = 50
-    last: int = 60
+    last: int = 10
 
     def params(self, **change) -> str:
         """This query as a query string (for links), with ``change`` applied."""
-        v = {"from": self.date_from, "to": self.date_to, "page": self.page, "per_page": self.per_page, **change}
+        v = {"from": self.date_from, "to": self.date_to, "page": self.page, "per_page": self.per_page,
+             "last": self.last if self.last != 10 else None, **change}
         return "&".join(f"{k}={x}" for k, x in v.items() if x is not None)
 
 
@@ -79,7 +80,7 @@ def parse_query(qs: str) -> PageQuery:
     q = PageQuery(_date("from", v["from"]) if "from" in v else None, _date("to", v["to"]) if "to" in v else None,
                   _int("page", v["page"], 1, MAX_PAGE) if "page" in v else 1,
                   _int("per_page", v["per_page"], 1, MAX_PER_PAGE) if "per_page" in v else 50,
-                  _int("last", v["last"], 1, MAX_LAST) if "last" in v else 60)
+                  _int("last", v["last"], 1, MAX_LAST) if "last" in v else 10)
     if q.date_from and q.date_to and q.date_to < q.date_from:
         raise QueryError(f"?to={q.date_to} is before ?from={q.date_from}")
     return q
@@ -106,8 +107,9 @@ class DeviceView:
     runs: int
     received: int
     missing: int
+    series: tuple = ()                   # (bucket start, share) over the range, from the rollup
     recent: tuple = ()                   # the last N intervals in the range, oldest first: (start_unix_ns, share)
-    recent_share: dict = field(default_factory=dict)   # the last 10 of them, weighted by face observations
+    recent_share: dict = field(default_factory=dict)   # their mix, weighted by face observations
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class PageView:
     counters: dict
     labels: tuple
     fleet_share: dict
-    rooms: dict                          # room -> [(bucket start, share)]
+    fleet: tuple                         # (bucket start, share) of the whole fleet
+    rooms: dict                          # room -> [(bucket start, share)], the rooms of this page's devices
     devices: tuple                       # DeviceView of this page
 
     @property
@@ -146,30 +149,58 @@ def date_range(backend, db, q: PageQuery) -> tuple[int, int]:
 
 
 def bucket_of(span_ns: int) -> tuple[str, int]:
-    """The rollup and the bucket for a date range: hours (at most 72 points) up to 3 days, else days (90)."""
+    """The rollup and the bucket for a date range: hours (at most 72 points) up to 3 days, else days (60)."""
     if span_ns <= 3 * DAY_NS:
         return "rollup_hour", HOUR_NS * max(1, math.ceil(span_ns / HOUR_NS / MAX_POINTS_HOURS))
     return "rollup_day", DAY_NS * max(1, math.ceil(span_ns / DAY_NS / MAX_POINTS_DAYS))
 
 
-def room_series(backend, db, table: str, lo: int, hi: int, bucket: int, slots: dict[str, int]):
-    """room -> [(bucket start, share)], the weighted sums over everything, the intervals in the range."""
+@dataclass(frozen=True)
+class Span:
+    """A date range [lo, hi) in ns, the rollup to read and the bucket width."""
+    lo: int
+    hi: int
+    table: str
+    bucket: int
+
+    @classmethod
+    def of(cls, lo: int, hi: int) -> Span:
+        return cls(lo, hi, *bucket_of(hi - lo))
+
+
+def _marks(values) -> str:
+    return ", ".join("?" * len(values))
+
+
+def series(backend, db, span: Span, slots: dict[str, int], key: str, where: str = "", params: tuple = ()):
+    """Label shares per ``key`` (an SQL expression) per bucket, from the rollup, and the totals per key:
+    ({key: [(bucket start, share)]}, {key: (intervals, share over the range)})."""
     labels = sorted(slots)
     sums = "".join(f", SUM(s{slots[k]})" for k in labels)
-    sql = backend.q(f"SELECT COALESCE(room, '(no room)') AS r, (bucket_unix_ns - ?) / ? AS b, SUM(intervals), "
-                    f"SUM(weight){sums} FROM {table} WHERE bucket_unix_ns >= ? AND bucket_unix_ns < ? "
-                    "GROUP BY 1, 2 ORDER BY 1, 2")
-    rooms: dict[str, list] = {}
-    total = dict.fromkeys(labels, 0.0)
-    weight, n = 0.0, 0
-    for room, b, count, w, *s in db.execute(sql, (lo, bucket, lo, hi)):
-        share = {k: (v or 0.0) / w for k, v in zip(labels, s) if v is not None} if w else {}
-        rooms.setdefault(room, []).append((lo + int(b) * bucket, share))
-        for k, v in zip(labels, s):
-            total[k] += v or 0.0
-        weight, n = weight + (w or 0.0), n + int(count)
-    fleet = {k: v / weight for k, v in total.items()} if weight else {}
-    return rooms, fleet, n
+    sql = (f"SELECT {key}, (bucket_unix_ns - ?) / ?, SUM(intervals), SUM(weight){sums} FROM {span.table} "
+           f"WHERE bucket_unix_ns >= ? AND bucket_unix_ns < ?{where} GROUP BY 1, 2 ORDER BY 1, 2")
+    out: dict[str, list] = {}
+    tot: dict[str, list] = {}
+    for k, b, n, w, *s in db.execute(backend.q(sql), (span.lo, span.bucket, span.lo, span.hi, *params)):
+        w = float(w or 0.0)
+        out.setdefault(k, []).append((span.lo + int(b) * span.bucket,
+                                      {lab: v / w for lab, v in zip(labels, s) if v is not None} if w else {}))
+        t = tot.setdefault(k, [0, 0.0, dict.fromkeys(labels, 0.0)])
+        t[0], t[1] = t[0] + int(n), t[1] + w
+        for lab, v in zip(labels, s):
+            t[2][lab] += v or 0.0
+    return out, {k: (n, {lab: v / w for lab, v in sm.items()} if w else {}) for k, (n, w, sm) in tot.items()}
+
+
+ROOM_KEY = "COALESCE(room, '(no room)')"
+
+
+def room_filter(rooms) -> tuple[str, tuple]:
+    named = sorted(r for r in rooms if r != "(no room)")
+    parts = [f"room IN ({_marks(named)})"] if named else []
+    if "(no room)" in rooms:
+        parts.append("room IS NULL")
+    return (f" AND ({' OR '.join(parts)})", tuple(named)) if parts else (" AND 1 = 0", ())
 
 
 def share_of(text) -> dict[str, float] | None:
@@ -198,43 +229,45 @@ def recent(backend, db, device: str, lo: int, hi: int, last: int) -> list[dict]:
     return out
 
 
-def device_views(backend, db, q: PageQuery, table: str, lo: int, hi: int) -> list[DeviceView]:
+def device_views(backend, db, q: PageQuery, span: Span, slots: dict[str, int]) -> list[DeviceView]:
     rows = db.execute(backend.q("SELECT device, room, status, status_unix_ns, intervals, last_end_unix_ns FROM devices "
                                 "ORDER BY device LIMIT ? OFFSET ?"), (q.per_page, (q.page - 1) * q.per_page)).fetchall()
     rows = [r for r in rows if isinstance(r[0], str) and len(r[0]) <= MAX_NAME_CHARS]
     names = [r[0] for r in rows]
     if not names:
         return []
-    marks = ", ".join("?" * len(names))
     runs = {d: (n, rec, miss) for d, n, rec, miss in db.execute(backend.q(
-        f"SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs WHERE device IN ({marks}) "
+        f"SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs WHERE device IN ({_marks(names)}) "
         "GROUP BY device"), names)}
-    ranged = {d: (n, f) for d, n, f in db.execute(backend.q(
-        f"SELECT device, SUM(intervals), SUM(faces_seen) FROM {table} WHERE device IN ({marks}) "
-        "AND bucket_unix_ns >= ? AND bucket_unix_ns < ? GROUP BY device"), (*names, lo, hi))}
+    faces = dict(db.execute(backend.q(
+        f"SELECT device, SUM(faces_seen) FROM {span.table} WHERE device IN ({_marks(names)}) "
+        "AND bucket_unix_ns >= ? AND bucket_unix_ns < ? GROUP BY device"), (*names, span.lo, span.hi)).fetchall())
+    per, tot = series(backend, db, span, slots, "device", f" AND device IN ({_marks(names)})", tuple(names))
     out = []
     for d, room, status, status_ns, count, last_end in rows:
-        rs = recent(backend, db, d, lo, hi, q.last)
+        rs = recent(backend, db, d, span.lo, span.hi, q.last)
         n_runs, received, missing = runs.get(d, (0, 0, 0))
-        n_range, faces = ranged.get(d, (0, 0))
-        out.append(DeviceView(d, room, status, status_ns, last_end, int(count or 0), int(n_range or 0),
-                              int(faces or 0), int(n_runs), int(received or 0), int(missing or 0),
-                              tuple((r["start_unix_ns"], r["share"]) for r in rs), mean_share(rs[-10:])))
+        out.append(DeviceView(d, room, status, status_ns, last_end, int(count or 0), tot.get(d, (0, {}))[0],
+                              int(faces.get(d) or 0), int(n_runs), int(received or 0), int(missing or 0),
+                              tuple(per.get(d, ())), tuple((r["start_unix_ns"], r["share"]) for r in rs),
+                              mean_share(rs)))
     return out
 
 
 def build_view(backend, db, q: PageQuery | None = None) -> PageView:
     """The page's data for ``q`` (defaults: every stored day, the first 50 devices)."""
     q = q or PageQuery()
-    lo, hi = date_range(backend, db, q)
-    table, bucket = bucket_of(hi - lo)
+    span = Span.of(*date_range(backend, db, q))
     slots = slot_labels(db)
-    rooms, fleet, n = room_series(backend, db, table, lo, hi, bucket, slots)
-    devices = device_views(backend, db, q, table, lo, hi)
-    labels = sorted(set(fleet) | {k for d in devices for _, s in d.recent for k in s},
+    fleet, fleet_tot = series(backend, db, span, slots, "'fleet'")
+    n, share = fleet_tot.get("fleet", (0, {}))
+    devices = device_views(backend, db, q, span, slots)
+    where, params = room_filter({d.room or "(no room)" for d in devices})
+    rooms, _ = series(backend, db, span, slots, ROOM_KEY, where, params)
+    labels = sorted(set(share) | {k for d in devices for _, s in d.recent for k in s},
                     key=lambda k: (k == "uncertain", k))
     total = db.execute("SELECT COUNT(*) FROM devices").fetchone()[0]
     missing = db.execute("SELECT SUM(max_seq - counted) FROM runs").fetchone()[0]
     counters = {k: int(v) for k, v in db.execute("SELECT name, value FROM counters")}
-    return PageView(q, lo, hi, bucket, table, int(total), n, int(missing or 0), counters, tuple(labels), fleet,
-                    rooms, tuple(devices))
+    return PageView(q, span.lo, span.hi, span.bucket, span.table, int(total), n, int(missing or 0), counters,
+                    tuple(labels), share, tuple(fleet.get("fleet", ())), rooms, tuple(devices))

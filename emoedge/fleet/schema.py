@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS {name} (
     frames {REAL} NOT NULL, faces_seen {REAL} NOT NULL, {slots}, PRIMARY KEY (device, bucket_unix_ns)
 );
 CREATE INDEX IF NOT EXISTS {name}_bucket ON {name} (bucket_unix_ns);
+CREATE INDEX IF NOT EXISTS {name}_room ON {name} (room, bucket_unix_ns);
 """
 
 TYPES = {"sqlite": {"INT": "INTEGER", "REAL": "REAL"}, "postgresql": {"INT": "BIGINT", "REAL": "DOUBLE PRECISION"}}

@@ -69,7 +69,7 @@ def test_a_migration_keeps_the_page_of_a_filled_v1_store(tmp_path):
     fill(fresh)
     _v1_file(tmp_path / "old.sqlite", fresh.rows())
     page = render_page(FleetStore(tmp_path / "old.sqlite").view(), now_ns=1)
-    assert "4 devices, 60 intervals" in page and page.count("<svg") == 2 + 4    # + d1: a status only (_v1_file)
+    assert "4 devices, 60 intervals" in page and page.count("<svg") == 7    # + d1: a status only (_v1_file)
 
 
 def test_a_newer_schema_is_refused_with_exit_2(store_spec):

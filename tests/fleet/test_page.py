@@ -18,8 +18,8 @@ def test_page_shows_rooms_devices_health_and_drift(tmp_path):
     fill(store)
     page = render_page(store.summary(), now_ns=T0 + 20 * 60_000_000_000)
     assert "3 devices, 60 intervals" in page and "room room-a" in page and "room room-b" in page
-    assert page.count("<svg") == 2 + 3                                    # 2 rooms, 3 devices
-    assert page.count('<polyline data-label="sad"') == 5
+    assert page.count("<svg") == 1 + 2 + 3                                # the fleet, 2 rooms, 3 devices
+    assert page.count('<polyline data-label="sad"') == 6
     rows = {d: page.split(f'data-device="{d}"')[1].split("</tr>")[0] for d in ("a1", "a2", "b1")}
     assert 'class="off">offline' in rows["a2"] and 'class="on">online' in rows["a1"]
     drift = {d: float(r.split("<td>")[-1].split("<")[0]) for d, r in rows.items()}
@@ -44,7 +44,7 @@ def test_page_in_a_real_headless_browser(tmp_path):
     finally:
         web.stop()
     assert "3 devices, 60 intervals" in dom.stdout, dom.stderr[-1000:]
-    assert dom.stdout.count("<polyline") == 5 * 4                         # 5 charts x 4 labels, as rendered
+    assert dom.stdout.count("<polyline") == 6 * 4                         # 6 charts x 4 labels, as rendered
     assert shot.is_file() and shot.stat().st_size > 20_000
     import cv2
 

@@ -69,7 +69,7 @@ def test_the_bucket_follows_the_range():
     assert bucket_of(DAY_NS) == ("rollup_hour", HOUR_NS)
     assert bucket_of(3 * DAY_NS) == ("rollup_hour", HOUR_NS)
     assert bucket_of(10 * DAY_NS) == ("rollup_day", DAY_NS)
-    assert bucket_of(365 * DAY_NS) == ("rollup_day", 5 * DAY_NS)        # at most ~90 points
+    assert bucket_of(365 * DAY_NS) == ("rollup_day", 7 * DAY_NS)        # at most ~60 points
     assert day_ns(parse_query("from=2026-09-21").date_from) == DAY0
 
 
