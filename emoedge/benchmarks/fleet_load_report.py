@@ -117,7 +117,9 @@ def render_markdown(res: dict, command: str) -> str:
         lines += ["", "## Page", ""]
         if res.get("prefill"):
             p = res["prefill"]
-            lines.append(f"- Prefill of {p['rows']} rows: " + (f"{p['seconds']} s" if p["done"] else p["reason"]))
+            lines.append(f"- Prefill (asked {p['rows']} rows): " + (
+                f"{p['result'].get('intervals')} intervals ({p['devices']} devices x {p['school_days']} school days) "
+                f"in {p['seconds']} s" if p["done"] else p["reason"]))
         lines += _page_lines(res.get("page"))
     lines += ["", "## How it is measured", ""] + METHOD
     if res["errors"]:

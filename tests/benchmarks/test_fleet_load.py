@@ -207,8 +207,8 @@ def test_db_auto_starts_a_postgresql_and_every_interval_is_stored_once_there(tmp
 def test_prefill_shape_makes_whole_school_days_at_up_to_a_thousand_devices():
     from emoedge.benchmarks.fleet_load_page import prefill_shape
 
-    assert prefill_shape(17_000_000) == (1000, 178)           # 17.09 million intervals
-    assert prefill_shape(200) == (2, 2) and prefill_shape(1) == (1, 1)
+    assert prefill_shape(17_000_000) == (1000, 177)           # 16.99 million intervals
+    assert prefill_shape(100_000) == (1000, 1) and prefill_shape(200) == (2, 1) and prefill_shape(1) == (1, 1)
 
 
 def test_a_prefilled_store_is_timed_and_its_rows_do_not_count_as_unexpected(tmp_path):
@@ -219,6 +219,7 @@ def test_a_prefilled_store_is_timed_and_its_rows_do_not_count_as_unexpected(tmp_
         assert not res["prefill"]["done"] and "prefill" in res["prefill"]["reason"]
     else:
         assert res["prefill"]["done"] and res["prefill"]["result"]["intervals"] > 0
+        assert f"intervals ({res['prefill']['devices']} devices x" in md
     assert res["steady"]["accounting"]["exactly_once"], res["steady"]["accounting"]
     assert set(res["page"]["pages"]) == {"/", "/summary.json"} and not res["page"].get("errors")
     assert res["targets"]["page_p95_under_1_s"] is not None and "## Page" in md
