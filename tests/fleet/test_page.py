@@ -1,20 +1,23 @@
-"""The fleet page (emoedge.fleet.page): rooms, devices, health and drift, and the page in a real headless Chromium."""
+"""The fleet page (emoedge.fleet.page): rooms, devices, health and drift (on SQLite and PostgreSQL), and the page in a
+real headless Chromium."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 
+import pg_server as pg
 import pytest
 from fleet_data import T0, fill
 
 from emoedge.fleet import FleetStore, FleetWeb, render_page
 
+pg_server, store_spec = pg.pg_server, pg.store_spec      # the fixtures: a PostgreSQL server, then a store on each
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def test_page_shows_rooms_devices_health_and_drift(tmp_path):
-    store = FleetStore(tmp_path / "fleet.sqlite")
+def test_page_shows_rooms_devices_health_and_drift(store_spec):
+    store = FleetStore(store_spec)
     fill(store)
     page = render_page(store.summary(), now_ns=T0 + 20 * 60_000_000_000)
     assert "3 devices, 60 intervals" in page and "room room-a" in page and "room room-b" in page
