@@ -107,21 +107,21 @@ def add_devices(backend, db, stored: list[dict], statuses: dict[str, str]) -> No
         d[1] += 1
         d[2], d[3] = min(d[2], r["start_unix_ns"]), max(d[3], r["end_unix_ns"])
     g, lo = backend.greatest, backend.least
-    add = backend.q(
-        "INSERT INTO devices (device, room, intervals, first_start_unix_ns, last_end_unix_ns) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (device) DO UPDATE SET room = COALESCE(excluded.room, devices.room), "
+
+    def either(fn: str, col: str) -> str:      # fn of the stored and the new value, either one when the other is NULL
+        return f"{fn}(COALESCE(devices.{col}, excluded.{col}), COALESCE(excluded.{col}, devices.{col}))"
+
+    sql = backend.q(
+        "INSERT INTO devices (device, room, intervals, first_start_unix_ns, last_end_unix_ns, status, status_unix_ns) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET room = COALESCE(excluded.room, devices.room), "
         "intervals = devices.intervals + excluded.intervals, "
-        f"first_start_unix_ns = {lo}(COALESCE(devices.first_start_unix_ns, excluded.first_start_unix_ns), "
-        "excluded.first_start_unix_ns), "
-        f"last_end_unix_ns = {g}(COALESCE(devices.last_end_unix_ns, 0), excluded.last_end_unix_ns)")
-    status = backend.q("INSERT INTO devices (device, status, status_unix_ns) VALUES (?, ?, ?) ON CONFLICT (device) "
-                       "DO UPDATE SET status = excluded.status, status_unix_ns = excluded.status_unix_ns")
+        f"first_start_unix_ns = {either(lo, 'first_start_unix_ns')}, "
+        f"last_end_unix_ns = {either(g, 'last_end_unix_ns')}, status = COALESCE(excluded.status, devices.status), "
+        "status_unix_ns = COALESCE(excluded.status_unix_ns, devices.status_unix_ns)")
     now = time.time_ns()
-    for device in sorted(set(per) | set(statuses)):
-        if device in per:
-            db.execute(add, (device, *per[device]))
-        if device in statuses:
-            db.execute(status, (device, statuses[device], now))
+    rows = [(d, *per.get(d, (None, 0, None, None)), statuses.get(d), now if d in statuses else None)
+            for d in sorted(set(per) | set(statuses))]
+    executemany(db, sql, rows)         # one statement per device, in key order
 
 
 def add_runs(backend, db, stored: list[dict]) -> None:
