@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emoedge.core.errors import ModelError
+from emoedge.core.errors import ModelError, brief
 from emoedge.core.formats import get_format
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "edge" / "models"   # the files stay where they shipped
@@ -45,8 +45,12 @@ def resolve_model(spec: str | Path, fmt: str = "int8") -> Path:
             raise ModelError(f"{path}: the shipped model {s!r} has no {fmt} file (present: {have or 'none'})")
         return path
     path = Path(s)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found (and not a shipped model name: {sorted(SHIPPED)})")
+    try:
+        found = path.is_file()
+    except OSError as exc:                    # a name too long for the file system, a bad path
+        raise ModelError(f"{brief(s, 80)}: not a model file ({exc.strerror or exc})") from None
+    if not found:
+        raise ModelError(f"{brief(s, 200)}: model file not found (and not a shipped model name: {sorted(SHIPPED)})")
     return path
 
 

@@ -107,3 +107,14 @@ def test_bare_classify_uses_the_default_model_and_its_threshold(capsys):
     assert main(["classify"]) == 0
     out = capsys.readouterr().out
     assert "model ferplus7.int8.tflite" in out and "1 face(s)" in out
+
+
+def test_a_model_name_too_long_for_the_file_system_is_bad_input_not_a_bug():
+    import pytest
+
+    from emoedge.core.errors import ModelError
+    from emoedge.core.shipped import resolve_model
+
+    with pytest.raises(ModelError, match=r"100,002 characters\): not a model file") as err:
+        resolve_model("m" * 100_000)
+    assert len(str(err.value)) < 300
