@@ -80,10 +80,15 @@ class SqliteBackend:
         return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
     @staticmethod
-    def insert_new(db, sql_head: str, rows: list[tuple]) -> set[str]:
+    def insert_new(db, table: str, cols: tuple[str, ...], types: str, rows: list[tuple]) -> set:
         """``INSERT ... ON CONFLICT DO NOTHING`` of each row (its first value is the key); the keys stored."""
-        sql = f"{sql_head} VALUES ({', '.join('?' * len(rows[0]))}) ON CONFLICT DO NOTHING" if rows else ""
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) ON CONFLICT DO NOTHING"
         return {r[0] for r in rows if db.execute(sql, r).rowcount == 1}
+
+    @staticmethod
+    def upsert(db, table: str, cols: tuple[str, ...], types: str, rows: list[tuple], tail: str) -> None:
+        """``INSERT INTO table (cols) VALUES ... tail`` (an ON CONFLICT clause) of each row, in the given order."""
+        executemany(db, f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) {tail}", rows)
 
     @staticmethod
     def stream(db, sql: str, params: tuple = (), chunk: int = 2000) -> Iterator[tuple]:

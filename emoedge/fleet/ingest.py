@@ -16,7 +16,6 @@ import logging
 import time
 from collections import Counter
 
-from emoedge.fleet.backends import executemany
 from emoedge.fleet.payload import MAX_NAME_CHARS, PayloadError, interval_fields, parse_interval
 from emoedge.fleet.rollups import RollupSums
 from emoedge.fleet.schema import COLUMNS, NSLOTS
@@ -24,7 +23,8 @@ from emoedge.fleet.schema import COLUMNS, NSLOTS
 log = logging.getLogger("emoedge.fleet.store")
 
 STATUSES = ("online", "offline")
-INSERT_HEAD = f"INSERT INTO intervals ({', '.join(COLUMNS)}, share_json, received_unix_ns, seq_run, seq)"
+INTERVAL_COLS = (*COLUMNS, "share_json", "received_unix_ns", "seq_run", "seq")
+INTERVAL_TYPES = "tttttttiiriiirrtiti"           # t text, i bigint, r double (for PostgreSQL's arrays)
 
 
 def split_id(interval_id: str) -> tuple[str, int] | None:
@@ -111,17 +111,16 @@ def add_devices(backend, db, stored: list[dict], statuses: dict[str, str]) -> No
     def either(fn: str, col: str) -> str:      # fn of the stored and the new value, either one when the other is NULL
         return f"{fn}(COALESCE(devices.{col}, excluded.{col}), COALESCE(excluded.{col}, devices.{col}))"
 
-    sql = backend.q(
-        "INSERT INTO devices (device, room, intervals, first_start_unix_ns, last_end_unix_ns, status, status_unix_ns) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET room = COALESCE(excluded.room, devices.room), "
-        "intervals = devices.intervals + excluded.intervals, "
-        f"first_start_unix_ns = {either(lo, 'first_start_unix_ns')}, "
-        f"last_end_unix_ns = {either(g, 'last_end_unix_ns')}, status = COALESCE(excluded.status, devices.status), "
-        "status_unix_ns = COALESCE(excluded.status_unix_ns, devices.status_unix_ns)")
+    tail = ("ON CONFLICT (device) DO UPDATE SET room = COALESCE(excluded.room, devices.room), "
+            "intervals = devices.intervals + excluded.intervals, "
+            f"first_start_unix_ns = {either(lo, 'first_start_unix_ns')}, "
+            f"last_end_unix_ns = {either(g, 'last_end_unix_ns')}, status = COALESCE(excluded.status, devices.status), "
+            "status_unix_ns = COALESCE(excluded.status_unix_ns, devices.status_unix_ns)")
     now = time.time_ns()
     rows = [(d, *per.get(d, (None, 0, None, None)), statuses.get(d), now if d in statuses else None)
             for d in sorted(set(per) | set(statuses))]
-    executemany(db, sql, rows)         # one statement per device, in key order
+    backend.upsert(db, "devices", ("device", "room", "intervals", "first_start_unix_ns", "last_end_unix_ns", "status",
+                                   "status_unix_ns"), "ttiiiti", rows, tail)     # one row per device, in key order
 
 
 def add_runs(backend, db, stored: list[dict]) -> None:
@@ -131,17 +130,16 @@ def add_runs(backend, db, stored: list[dict]) -> None:
         if parts:
             d = per.setdefault((r["device"], parts[0]), [0, 0, 0])
             d[0], d[1], d[2] = max(d[0], parts[1]), d[1] + 1, d[2] + (parts[1] >= 1)
-    sql = backend.q("INSERT INTO runs (device, seq_run, max_seq, received, counted) VALUES (?, ?, ?, ?, ?) "
-                    f"ON CONFLICT (device, seq_run) DO UPDATE SET max_seq = {backend.greatest}(runs.max_seq, "
-                    "excluded.max_seq), received = runs.received + excluded.received, "
-                    "counted = runs.counted + excluded.counted")
-    executemany(db, sql, [(d, run, *v) for (d, run), v in sorted(per.items())])
+    tail = (f"ON CONFLICT (device, seq_run) DO UPDATE SET max_seq = {backend.greatest}(runs.max_seq, "
+            "excluded.max_seq), received = runs.received + excluded.received, "
+            "counted = runs.counted + excluded.counted")
+    backend.upsert(db, "runs", ("device", "seq_run", "max_seq", "received", "counted"), "ttiii",
+                   [(d, run, *v) for (d, run), v in sorted(per.items())], tail)
 
 
 def count(backend, db, counts: Counter) -> None:
-    sql = backend.q("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "value = counters.value + excluded.value")
-    executemany(db, sql, sorted((k, v) for k, v in counts.items() if v))
+    backend.upsert(db, "counters", ("name", "value"), "ti", sorted((k, v) for k, v in counts.items() if v),
+                   "ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value")
 
 
 def _as_tuple(row: dict, now_ns: int) -> tuple:
@@ -177,7 +175,8 @@ def ingest_batch(backend, db, messages: list[tuple[str, bytes]], slot_cache: dic
         for r in rows:
             first.setdefault(r["interval_id"], r)
         now = time.time_ns()
-        new = backend.insert_new(db, INSERT_HEAD, [_as_tuple(first[i], now) for i in sorted(first)])
+        new = backend.insert_new(db, "intervals", INTERVAL_COLS, INTERVAL_TYPES,
+                                 [_as_tuple(first[i], now) for i in sorted(first)])
         old = _stored_rows(backend, db, sorted({r["interval_id"] for r in rows} - new))
         stored, taken = [], set()
         for n, k in enumerate(kinds):

@@ -152,15 +152,19 @@ class PgBackend:
         return {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
                                          "AND table_schema = current_schema()", (table,))}
 
-    def insert_new(self, db, sql_head: str, rows: list[tuple], chunk: int = 500) -> set[str]:
-        """A multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` key (the first value); the keys stored."""
-        stored: set[str] = set()
-        for i in range(0, len(rows), chunk):
-            part = rows[i:i + chunk]
-            one = "(" + ", ".join(["%s"] * len(part[0])) + ")"
-            sql = f"{sql_head} VALUES {', '.join([one] * len(part))} ON CONFLICT DO NOTHING RETURNING {_key(sql_head)}"
-            stored |= {r[0] for r in db.execute(sql, [v for r in part for v in r]).fetchall()}
-        return stored
+    def insert_new(self, db, table: str, cols: tuple[str, ...], types: str, rows: list[tuple]) -> set:
+        """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING`` key (the first column)
+        for all the rows; the keys stored."""
+        if not rows:
+            return set()
+        sql = f"{_unnest(table, cols, types)} ON CONFLICT DO NOTHING RETURNING {cols[0]}"
+        return {r[0] for r in db.execute(sql, _arrays(rows, len(cols))).fetchall()}
+
+    def upsert(self, db, table: str, cols: tuple[str, ...], types: str, rows: list[tuple], tail: str) -> None:
+        """All the rows in one ``INSERT ... SELECT FROM unnest(arrays) ... tail`` statement, in their order (the
+        callers sort them by key: the locks are taken in that order, so writers do not deadlock)."""
+        if rows:
+            db.execute(f"{_unnest(table, cols, types)} {tail}", _arrays(rows, len(cols)))
 
     @staticmethod
     def stream(db, sql: str, params: tuple = (), chunk: int = 2000) -> Iterator[tuple]:
@@ -171,6 +175,14 @@ class PgBackend:
                 yield from rows
 
 
-def _key(sql_head: str) -> str:
-    """The first column of ``INSERT INTO t (a, b, ...)``."""
-    return sql_head.split("(", 1)[1].split(",", 1)[0].strip()
+PG_TYPES = {"t": "text", "i": "bigint", "r": "double precision"}
+
+
+def _unnest(table: str, cols: tuple[str, ...], types: str) -> str:
+    arrays = ", ".join(f"%s::{PG_TYPES[t]}[]" for t in types)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join('u.' + c for c in cols)} FROM "
+            f"unnest({arrays}) WITH ORDINALITY AS u({', '.join(cols)}, n) ORDER BY n")
+
+
+def _arrays(rows: list[tuple], width: int) -> list[list]:
+    return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]

@@ -25,8 +25,8 @@ from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 
 from emoedge.fleet.backends import executemany
-from emoedge.fleet.ingest import INSERT_HEAD, add_runs, assign_slots, count
-from emoedge.fleet.rollups import upsert_sql
+from emoedge.fleet.ingest import INTERVAL_COLS, add_runs, assign_slots, count
+from emoedge.fleet.rollups import write_rows
 from emoedge.fleet.schema import COLUMNS, NSLOTS, ROLLUPS, v2_statements
 
 LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "uncertain")
@@ -108,7 +108,8 @@ def _load(store, db, rows: list[tuple]) -> None:
             for r in rows:
                 cp.write_row(r)
     else:
-        executemany(db, f"{INSERT_HEAD} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        executemany(db, f"INSERT INTO intervals ({', '.join(INTERVAL_COLS)}) VALUES ({', '.join('?' * len(rows[0]))})",
+                    rows)
 
 
 def prefill(store, devices: int = 1000, days: int = 180, start: date = date(2026, 9, 1), drop: float = 0.001,
@@ -131,7 +132,7 @@ def prefill(store, devices: int = 1000, days: int = 180, start: date = date(2026
             with backend.transaction(db):
                 _load(store, db, dev.rows)
                 for table in ROLLUPS:
-                    executemany(db, backend.q(upsert_sql(table)), dev.rollup_rows(table, name, room, pal, slots))
+                    write_rows(backend, db, table, dev.rollup_rows(table, name, room, pal, slots))
                 add_runs(backend, db, dev.ids)
                 db.execute(backend.q("INSERT INTO devices (device, room, status, status_unix_ns, intervals, "
                                      "first_start_unix_ns, last_end_unix_ns) VALUES (?, ?, ?, ?, ?, ?, ?)"),

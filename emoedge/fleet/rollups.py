@@ -5,18 +5,22 @@ at least 1 each), frames, faces seen and per label the weighted share sum, in th
 
 from __future__ import annotations
 
-from emoedge.fleet.backends import executemany
 from emoedge.fleet.schema import NSLOTS, ROLLUPS, SLOTS
 
 HEAD = ("device", "bucket_unix_ns", "room", "intervals", "weight", "frames", "faces_seen") + SLOTS
+TYPES = "titirrr" + "r" * NSLOTS
 
 
-def upsert_sql(table: str) -> str:
+def upsert_tail(table: str) -> str:
     sums = [f"{c} = {table}.{c} + excluded.{c}" for c in ("intervals", "weight", "frames", "faces_seen")]
     slots = [f"{s} = COALESCE({table}.{s} + excluded.{s}, {table}.{s}, excluded.{s})" for s in SLOTS]
-    return (f"INSERT INTO {table} ({', '.join(HEAD)}) VALUES ({', '.join('?' * len(HEAD))}) "
-            f"ON CONFLICT (device, bucket_unix_ns) DO UPDATE SET room = COALESCE(excluded.room, {table}.room), "
+    return (f"ON CONFLICT (device, bucket_unix_ns) DO UPDATE SET room = COALESCE(excluded.room, {table}.room), "
             + ", ".join(sums + slots))
+
+
+def write_rows(backend, db, table: str, rows: list[tuple]) -> None:
+    """Rollup rows (``HEAD``, in key order) added to ``table``."""
+    backend.upsert(db, table, HEAD, TYPES, rows, upsert_tail(table))
 
 
 class RollupSums:
@@ -52,5 +56,5 @@ class RollupSums:
         for table in ROLLUPS:
             rows = [(dev, b, c[0], c[1], float(c[2]), float(c[3]), float(c[4]), *[c[5].get(k) for k in range(NSLOTS)])
                     for (t, dev, b), c in sorted(self.cells.items(), key=lambda kv: kv[0]) if t == table]
-            executemany(db, backend.q(upsert_sql(table)), rows)
+            write_rows(backend, db, table, rows)
         self.cells.clear()
