@@ -23,11 +23,28 @@ def add_load_options(p) -> None:
     g.add_argument("--kill-worker-at", type=float, metavar="S",
                    help="SIGKILL worker 0 this many seconds into the steady run (restarted --restart-after s later)")
     g.add_argument("--restart-after", type=float, default=3.0, metavar="S",
-                   help="seconds the killed worker stays down (default 3)")
+                   help="seconds the killed worker stays down")
     g.add_argument("--prefill-rows", type=int, default=0, help="pre-fill the store with this many rows before "
                                                              "(emoedge.fleet.prefill) and time the page on it")
     g.add_argument("--device-processes", type=int, help="processes driving the simulated devices "
                                                         "(default: one per 250 devices, at most one per core)")
+
+
+LOAD_DEFAULTS = {"rate_hz": 1.0, "workers": 1, "db": "auto", "burst": 0, "kill_worker_at": None, "restart_after": 3.0,
+                 "prefill_rows": 0, "device_processes": None}
+
+
+def check_options(args) -> None:
+    """Options of one mode given to the other are refused (BadInputError, exit 2), not silently ignored."""
+    from emoedge.core.errors import BadInputError
+
+    if args.simulate is None:
+        given = [k for k, v in LOAD_DEFAULTS.items() if getattr(args, k) != v]
+        if given:
+            raise BadInputError(f"--{given[0].replace('_', '-')} is an option of --simulate N (simulated devices)")
+    elif args.mqtt:
+        raise BadInputError("--mqtt: --simulate starts its own Mosquitto on 127.0.0.1 (its queues sized for the "
+                            "burst); leave --mqtt out")
 
 
 def run_load(args) -> int:

@@ -233,9 +233,10 @@ def cmd_bench_board(args) -> int:
 def cmd_bench_fleet(args) -> int:
     """N devices publishing into one broker and one fleet store; exit 1 unless every interval arrived once.
     With ``--simulate N``: N simulated devices into K workers (emoedge.benchmarks.fleet_load_cli)."""
-    if args.simulate is not None:
-        from emoedge.benchmarks.fleet_load_cli import run_load
+    from emoedge.benchmarks.fleet_load_cli import check_options, run_load
 
+    check_options(args)
+    if args.simulate is not None:
         return run_load(args)
     from emoedge.benchmarks.fleet_sim import bench_fleet, write_fleet_report
     from emoedge.benchmarks.soak import default_source

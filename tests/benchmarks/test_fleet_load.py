@@ -223,3 +223,24 @@ def test_a_prefilled_store_is_timed_and_its_rows_do_not_count_as_unexpected(tmp_
     assert res["steady"]["accounting"]["exactly_once"], res["steady"]["accounting"]
     assert set(res["page"]["pages"]) == {"/", "/summary.json"} and not res["page"].get("errors")
     assert res["targets"]["page_p95_under_1_s"] is not None and "## Page" in md
+
+
+def test_options_of_one_mode_are_refused_in_the_other(tmp_path):
+    from emoedge.cli import main
+
+    assert main(["bench", "fleet", "--burst", "5", "--out", str(tmp_path)]) == 2          # no --simulate
+    assert main(["bench", "fleet", "--simulate", "2", "--mqtt", "mqtt://127.0.0.1:1/x", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "fleet", "--simulate", "0", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "fleet-load.json").exists()
+
+
+def test_the_command_writes_the_report_and_exits_0_when_every_target_measured_is_met(tmp_path, capsys):
+    need_mosquitto()
+    from emoedge.cli import main
+
+    code = main(["bench", "fleet", "--simulate", "5", "--rate-hz", "2", "--seconds", "2", "--db",
+                 str(tmp_path / "fleet.sqlite"), "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr()
+    saved = json.loads((tmp_path / "out" / "fleet-load.json").read_text())
+    assert saved["steady"]["accounting"]["exactly_once"] and saved["command"].startswith("emoedge")
+    assert "# A district's load on the fleet path: 5 simulated devices" in capsys.readouterr().out
