@@ -22,7 +22,11 @@ the group's sessions, connected or not, and queues a disconnected member's share
 queued for a dead worker moves to the live ones (checked in the source, src/subs.c ``subs__shared_process``, and
 in tests/fleet/test_workers.py). The restart with the same client id recovers them: the broker sends the session's
 queue, and the in-flight messages left unacknowledged, again. A worker that never comes back leaves its share in the
-broker until its session expires (``SESSION_EXPIRY_S``); deploy/mosquitto/README.md says how to run workers.
+broker until its session expires (``SESSION_EXPIRY_S``), and keeps being dealt its share meanwhile: a worker
+taken out of service leaves with :meth:`FleetSubscriber.retire` (unsubscribe, store what its session holds, end the
+session). Mosquitto 2.0's ACL file checks deliveries, not subscriptions, so any client may join a group and the
+broker drops the turns of one that may not read: the group name is a secret among the workers.
+deploy/mosquitto/README.md says how to run workers.
 
 A database that fails (a locked SQLite file, a PostgreSQL server restarting) is retried: the batch is written again
 on a new connection after a growing wait (``DB_RETRY``), its messages unacknowledged meanwhile; at ``stop`` what
@@ -116,6 +120,7 @@ class FleetSubscriber:
         self._inbox: queue.Queue = queue.Queue()
         self._closing = threading.Event()
         self._db_errors = _database_errors()
+        self._writing = False                     # a batch taken from the inbox and not yet stored
         self._writer = threading.Thread(target=self._write_loop, name="emoedge-fleet-writer", daemon=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -164,6 +169,7 @@ class FleetSubscriber:
         try:
             while not (self._closing.is_set() and self._inbox.empty() and not batch):
                 batch = batch or self._take()
+                self._writing = bool(batch)
                 if not batch:
                     continue
                 try:
@@ -227,12 +233,37 @@ class FleetSubscriber:
                 raise BrokerError(f"fleet: the broker {self.target} did not accept the store"
                                   + (f": {self.refused}" if self.refused else f" within {timeout_s:g} s"))
 
-    def stop(self) -> None:
+    def stop(self, properties=None) -> None:
+        """Store what has arrived, disconnect (the session and its queue stay with the broker) and end the threads."""
         self._closing.set()
-        self.client.disconnect()
+        self.client.disconnect(properties=properties)
         self.client.loop_stop()
         if self._writer.is_alive():
             self._writer.join()
+
+    def retire(self, quiet_s: float = 2.0, timeout_s: float = 120.0) -> bool:
+        """Leave for good (a worker taken out of service): unsubscribe, so the broker deals this worker nothing more;
+        store and acknowledge what its session still holds (until nothing has arrived for ``quiet_s``); then end the
+        session (expiry 0) and stop. A worker merely stopped keeps its session, and a shared subscription keeps being
+        dealt its share. False when messages were still arriving after ``timeout_s`` (the session is kept then)."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.client.unsubscribe(list(self.topics))
+        deadline, last, since = time.monotonic() + timeout_s, None, time.monotonic()
+        while time.monotonic() < deadline:
+            seen = (sum(self.counts.values()), self._inbox.qsize(), self._writing)
+            if seen != last:
+                last, since = seen, time.monotonic()
+            elif time.monotonic() - since >= quiet_s and not (seen[1] or seen[2]):
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+                self.stop(props)
+                return True
+            time.sleep(0.05)
+        log.error("fleet: %s still receiving after %g s; stopped with its session kept", self.client_id, timeout_s)
+        self.stop()
+        return False
 
 
 def _close(db) -> None:

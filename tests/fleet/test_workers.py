@@ -136,3 +136,27 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_nothing_and_stores_nothin
     assert _rows(db) == total and _missing(db) == {d: (len(first) + len(second), 0) for d in devices}
     assert a.counts["duplicate"] == 0 and a.counts["conflict"] == b_counts["conflict"] == 0
     assert b_counts["stored"] >= total - while_dead and b_counts["failed"] == 0, b_counts
+
+
+def test_a_retired_worker_leaves_the_group_and_the_others_take_all_of_it(tmp_path):
+    """retire(): unsubscribed, what its session held stored, the session ended; later intervals all go to the
+    remaining worker (a worker merely stopped would keep being dealt its share, queued for nobody)."""
+    need_mosquitto()
+    broker = Broker(tmp_path / "b").start()
+    db = tmp_path / "fleet.sqlite"
+    w1, w2 = (FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
+              for i in (1, 2))
+    try:
+        w1.start()
+        w2.start()
+        assert _burst(broker.port, ["k1"], range(1, 401)) == 400
+        assert _wait_rows(db, 400) == 400
+        before = w1.counts["stored"]
+        assert w2.retire(quiet_s=1.0) is True and 0 < before < 400
+        assert _burst(broker.port, ["k1"], range(401, 801)) == 400
+        assert _wait_rows(db, 800) == 800
+    finally:
+        w1.stop()
+        broker.stop()
+    assert w1.counts["stored"] == before + 400 and w1.counts["stored"] + w2.counts["stored"] == 800
+    assert _missing(db) == {"k1": (800, 0)}
