@@ -248,3 +248,66 @@ def test_a_client_certificate_without_its_key_or_unreadable_is_refused_naming_it
         FleetSubscriber(target, store, cert_file=str(cert))
     with pytest.raises(BadInputError, match=f"--mqtt-key-file {tmp_path / 'nope.key'}: not found"):
         FleetSubscriber(target, store, cert_file=str(cert), key_file=str(tmp_path / "nope.key"))
+
+
+class _FlakyStore:
+    """A store whose database fails ``failures`` times (a locked file, a PostgreSQL restart), then works."""
+
+    path = "flaky-db"
+
+    def __init__(self, failures: int):
+        import sqlite3
+
+        self.failures, self.connects, self.closed, self.error = failures, 0, 0, sqlite3.OperationalError
+
+    def connect(self):
+        self.connects += 1
+        return self
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def ingest_many(self, db, messages):
+        if self.failures:
+            self.failures -= 1
+            raise self.error("database is locked")
+        return ["stored"] * len(messages)
+
+
+def test_a_failing_database_is_retried_on_a_new_connection_and_nothing_is_lost(monkeypatch):
+    _paho()
+    from emoedge.core.retry import Backoff
+    from emoedge.fleet import subscriber
+
+    monkeypatch.setattr(subscriber, "DB_RETRY", Backoff(first_s=0.01, max_s=0.02))
+    store = _FlakyStore(failures=3)
+    sub = FleetSubscriber(MqttTarget.parse("mqtt://127.0.0.1:1/x"), store)
+    acked = []
+    monkeypatch.setattr(sub.client, "ack", lambda mid, qos: acked.append(mid))
+    for mid in range(1, 6):
+        sub._inbox.put(("x/d/intervals", b"{}", mid, 1))
+    sub._writer.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sub.counts["stored"] < 5:
+        time.sleep(0.01)
+    sub._closing.set()
+    sub._writer.join(5)
+    assert sub.counts["stored"] == 5 and sub.counts["db_retries"] == 3 and sub.counts["failed"] == 0
+    assert store.connects == 4 and store.closed == 4 and acked == [1, 2, 3, 4, 5]   # acknowledged once stored
+
+
+def test_a_database_still_failing_at_stop_leaves_the_batch_unacknowledged(monkeypatch):
+    _paho()
+    from emoedge.core.retry import Backoff
+    from emoedge.fleet import subscriber
+
+    monkeypatch.setattr(subscriber, "DB_RETRY", Backoff(first_s=0.01, max_s=0.02))
+    sub = FleetSubscriber(MqttTarget.parse("mqtt://127.0.0.1:1/x"), _FlakyStore(failures=10**9))
+    acked = []
+    monkeypatch.setattr(sub.client, "ack", lambda mid, qos: acked.append(mid))
+    sub._inbox.put(("x/d/intervals", b"{}", 1, 1))
+    sub._writer.start()
+    time.sleep(0.2)
+    sub._closing.set()
+    sub._writer.join(5)
+    assert not sub._writer.is_alive() and sub.counts["failed"] == 1 and acked == []   # the broker sends it again
