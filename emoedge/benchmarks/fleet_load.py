@@ -261,6 +261,17 @@ def _sum_stats(stats: list[dict]) -> dict:
     return {k: sum(s[k] for s in stats) for k in stats[0]} if stats else {}
 
 
+def _store_info(rig: Rig, errors: list[str]) -> dict:
+    """The store's kind, counters and size (a store that cannot be read is said in ``errors``)."""
+    info = {"kind": "postgresql" if st.is_postgres(rig.db) else "sqlite", "started_here": rig.pg is not None,
+            "counters": st.counters(rig.db), "size_bytes": None}
+    try:
+        info["size_bytes"] = st.size_bytes(rig.db)
+    except Exception as exc:   # noqa: BLE001 (a store gone at the end: said, and the rest still stopped)
+        errors.append(f"the store's size could not be read: {type(exc).__name__}: {exc}")
+    return info
+
+
 def bench_fleet_load(cfg: LoadConfig) -> dict:
     """Run the phases (see the module's text); the result the report is written from."""
     cfg.check()
@@ -275,8 +286,9 @@ def bench_fleet_load(cfg: LoadConfig) -> dict:
             w.start()
         names = [f"{rig.prefix}{k:05d}" for k in range(cfg.devices)]
         rig.devices = Devices(names, rig.mqtt, cfg, work)
-        connected = sum(a["connected"] for a in rig.devices.command(("connect",)))
-        res["connected"] = connected
+        res["connected"] = sum(a["connected"] for a in rig.devices.command(("connect",)))
+        if res["connected"] < cfg.devices:
+            res["errors"].append(f"only {res['connected']} of {cfg.devices} simulated devices connected in 60 s")
         res["steady"] = steady_phase(rig) if cfg.seconds > 0 else None
         res["burst"] = burst_phase(rig) if cfg.burst > 0 else None
         res["page"] = measure_pages(rig.db, rig.workers[0].http_port, cfg.prefill_rows)
@@ -289,9 +301,7 @@ def bench_fleet_load(cfg: LoadConfig) -> dict:
     finally:
         for w in rig.workers:
             w.stop()
-        res["store"] = {"kind": "postgresql" if st.is_postgres(rig.db) else "sqlite",
-                        "started_here": rig.pg is not None, "counters": st.counters(rig.db),
-                        "size_bytes": st.size_bytes(rig.db)}
+        res["store"] = _store_info(rig, res["errors"])
         res["broker_life_cpu_s"] = rig.close()["broker_s"]
         res["workers"] = {"count": cfg.workers, "share_group": rig.group, "lives": [w.lives for w in rig.workers],
                           "exit_codes": [w.exit_codes for w in rig.workers],
