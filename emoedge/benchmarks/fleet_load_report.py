@@ -110,6 +110,9 @@ def render_markdown(res: dict, command: str) -> str:
               f" and one {st['kind']} store (size at the end {_f((st['size_bytes'] or 0) / 1e6, '.1f')} MB; "
               f"counters {st['counters']}).", "", "## Targets", ""]
     lines += [f"- {k.replace('_', ' ')}: {_verdict(v)}" for k, v in res["targets"].items()]
+    if (res.get("steady") or {}).get("killed"):
+        lines.append("- (the lag includes the killed worker's share waiting for its restart: the steady lag is a "
+                     "run without --kill-worker-at)")
     for name, title in (("steady", f"Steady run, {cfg['seconds']:g} s"), ("burst", f"Burst of {cfg['burst']}")):
         if res.get(name):
             lines += ["", f"## {title}", ""] + _phase_lines(name, res[name])
