@@ -276,6 +276,13 @@ def bench_fleet_load(cfg: LoadConfig) -> dict:
     """Run the phases (see the module's text); the result the report is written from."""
     cfg.check()
     work = Path(tempfile.mkdtemp(prefix="emoedge-fleet-load-"))
+    try:
+        return _bench(cfg, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(cfg: LoadConfig, work: Path) -> dict:
     rig = Rig(cfg, work)
     res: dict = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "config": asdict(cfg), "errors": [], "prefill": None, "connected": None, "steady": None,
@@ -306,6 +313,5 @@ def bench_fleet_load(cfg: LoadConfig) -> dict:
         res["workers"] = {"count": cfg.workers, "share_group": rig.group, "lives": [w.lives for w in rig.workers],
                           "exit_codes": [w.exit_codes for w in rig.workers],
                           "log_tails": {w.k: w.log_tail(400) for w in rig.workers if any(w.exit_codes[-1:])}}
-    shutil.rmtree(work, ignore_errors=True)
     res["targets"] = targets(res)
     return res

@@ -254,7 +254,8 @@ def serve(conn, names: list[str], mqtt_url: str, rate_hz: float, rooms: int, see
                 fleet.burst(cmd[1])
             elif cmd[0] == "close":
                 fleet.close()
-            write_side_table(fleet.published, Path(f"{side_file}.{cmd[0]}"))
+            if fleet.published:
+                write_side_table(fleet.published, Path(f"{side_file}.{cmd[0]}"))
             fleet.published = []
             conn.send(fleet.stats())
         except Exception as exc:   # noqa: BLE001 (said to the parent, which reports it and stops the bench)
