@@ -24,6 +24,7 @@ import urllib.request
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 
+from emoedge.core.errors import BadInputError
 from emoedge.fleet.backends import executemany
 from emoedge.fleet.ingest import INTERVAL_COLS, add_runs, assign_slots, count
 from emoedge.fleet.rollups import write_rows
@@ -121,6 +122,9 @@ def prefill(store, devices: int = 1000, days: int = 180, start: date = date(2026
     db = store.connect()
     written = 0
     try:
+        if db.execute("SELECT 1 FROM intervals LIMIT 1").fetchone() is not None:
+            raise BadInputError(f"{backend.describe}: prefill writes a school year into an EMPTY fleet store; "
+                                "this one holds intervals")
         with backend.transaction(db):
             slots = assign_slots(backend, db, LABELS, {})
             if store.dialect == "postgresql":

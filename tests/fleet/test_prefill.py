@@ -7,7 +7,9 @@ import json
 from datetime import date
 
 import pg_server as pg
+import pytest
 
+from emoedge.core.errors import BadInputError
 from emoedge.fleet import FleetStore, render_page
 from emoedge.fleet.prefill import measure_page, prefill, school_days
 from emoedge.fleet.web import summary_json
@@ -34,6 +36,8 @@ def test_prefill_writes_what_ingest_would_keep(store_spec):
     assert sum(d["intervals"] for d in s["devices"].values()) == out["intervals"]
     page = render_page(store.view())
     assert f"6 devices, {out['intervals']} intervals" in page and "<script" not in page
+    with pytest.raises(BadInputError, match="EMPTY"):
+        prefill(store, devices=1, days=1)
 
 
 def test_measure_page_times_the_page_and_the_json(store_spec):
