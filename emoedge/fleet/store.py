@@ -112,6 +112,15 @@ class FleetStore:
         """What the page draws, aggregated in the database."""
         return self._reading(db, lambda c: build_view(self.backend, c, query))
 
+    def counts(self, db=None) -> dict[str, int]:
+        """The counters (stored, duplicate, conflict, rejected) and ``intervals`` (rows in the store, counted):
+        cheap, for a benchmark's "in = out" (``summary()`` reads every interval)."""
+        def read(c):
+            out = {k: int(v) for k, v in c.execute("SELECT name, value FROM counters")}
+            out["intervals"] = int(c.execute("SELECT COUNT(*) FROM intervals").fetchone()[0])
+            return out
+        return self._reading(db, read)
+
     def sequence(self, db=None) -> dict[str, dict[str, int]]:
         """Per device: runs, intervals received, ``missing`` (from the runs table)."""
         sql = "SELECT device, COUNT(*), SUM(received), SUM(max_seq - counted) FROM runs GROUP BY device ORDER BY device"

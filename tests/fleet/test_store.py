@@ -27,6 +27,7 @@ def test_store_drops_duplicates_and_rejects_bad_messages(store_spec, tmp_path):
     db.close()
     s = store.summary()
     assert len(s["intervals"]) == 1 and s["counters"] == {"stored": 1, "duplicate": 1, "rejected": 2}
+    assert store.counts() == {"stored": 1, "duplicate": 1, "rejected": 2, "intervals": 1}
     assert s["devices"]["a1"]["status"] == "online" and s["devices"]["a1"]["room"] == "room-a"
 
 
