@@ -13,7 +13,7 @@
 #      trixie (Debian 13, the current Pi OS; numpy 2 in apt): the versions CI tests (constraints.txt);
 #      bookworm (Debian 12; apt's picamera2 stack, simplejpeg and pidng, is built against numpy 1.24):
 #      numpy<2, hence OpenCV 4.11 (opencv-python-headless 4.12 and later need numpy>=2)
-#   4. emoedge itself (pip install of this checkout, base extra only: no TensorFlow on the device)
+#   4. emoedge itself (pip install of this checkout, the base set and [mqtt] (paho-mqtt): no TensorFlow on the device)
 #   5. the systemd unit of the chosen mode, rendered from the profile by `emoedge profile unit` (Restart=,
 #      WatchdogSec=, User=, data folder from its deployment section; --purpose/--jurisdiction go into
 #      ExecStart), a journald size cap, and `emoedge doctor` at the end.
@@ -105,7 +105,7 @@ case "$CODENAME" in
     echo "# pins: release '$CODENAME' is not one this script knows (bookworm, trixie): using the versions CI" \
          "tests (constraints.txt), numpy 2; if an apt picamera2 built against numpy 1 fails to import, pin numpy<2" >&2;;
 esac
-run "$PREFIX/venv/bin/pip" install --upgrade "${PIP_ARGS[@]}" "$SRC"
+run "$PREFIX/venv/bin/pip" install --upgrade "${PIP_ARGS[@]}" "$SRC[mqtt]"   # + paho-mqtt: a sensor reports to a broker
 if [ "$DRY" = 0 ]; then
   echo "# installed: $("$PREFIX/venv/bin/python" -c 'import numpy, cv2; print("numpy", numpy.__version__, "opencv", cv2.__version__)')"
 fi

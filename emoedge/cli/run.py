@@ -198,7 +198,7 @@ def _add_run_options(p) -> None:
 
 
 def _add_mqtt_options(p) -> None:
-    g = p.add_argument_group("MQTT (interval summaries to a broker; pip install 'emoedge[fleet]')")
+    g = p.add_argument_group("MQTT (interval summaries to a broker; pip install 'emoedge[mqtt]')")
     g.add_argument("--mqtt", help="mqtt://host:port[/prefix] (mqtts:// for TLS): publish every interval summary to "
                                   "PREFIX/DEVICE/intervals (QoS 1) through a store-and-forward outbox")
     g.add_argument("--mqtt-device", dest="mqtt_device", help="device id in the topics (default: the host name)")

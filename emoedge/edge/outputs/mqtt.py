@@ -24,7 +24,7 @@ emoedge.edge.outputs.mqtt_broker, the outbox emoedge.edge.outputs.mqtt_outbox. R
 the project's one policy (:class:`emoedge.core.retry.Backoff`): ``retry_min_s``, doubled per failure
 up to ``retry_max_s``.
 
-``paho-mqtt`` (the ``[fleet]`` extra) is imported when an MQTT sink is made, never otherwise.
+``paho-mqtt`` (the ``[mqtt]`` extra) is imported when an MQTT sink is made, never otherwise.
 """
 
 from __future__ import annotations

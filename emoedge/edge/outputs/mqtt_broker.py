@@ -1,5 +1,5 @@
 """Where and as whom an MQTT client connects: the broker URL (:class:`MqttTarget`), credentials from a
-password file or the environment, the device id in topics, and paho-mqtt itself (the ``[fleet]``
+password file or the environment, the device id in topics, and paho-mqtt itself (the ``[mqtt]``
 extra, imported only when a client is made). Shared by the device's sink (emoedge.edge.outputs.mqtt)
 and the fleet store's subscriber (emoedge.fleet.subscriber)."""
 
@@ -84,5 +84,5 @@ def load_paho():
     try:
         import paho.mqtt.client as mqtt
     except ImportError:
-        raise BadInputError("--mqtt needs paho-mqtt: pip install 'emoedge[fleet]' (or pip install paho-mqtt)") from None
+        raise BadInputError("--mqtt needs paho-mqtt: pip install 'emoedge[mqtt]' (or pip install paho-mqtt)") from None
     return mqtt

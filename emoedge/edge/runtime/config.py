@@ -110,7 +110,7 @@ class RuntimeConfig:
     min_free_mb: float = 50.0             # stop writing records (and say so) below this much free disk space
     retention_days: float | None = None   # delete stored summaries older than this (None: keep all)
     stale_after_s: float = 10.0           # /health reports unhealthy when no frame came for this long
-    # interval summaries to an MQTT broker, store-and-forward (emoedge.edge.outputs.mqtt; the [fleet] extra)
+    # interval summaries to an MQTT broker, store-and-forward (emoedge.edge.outputs.mqtt; the [mqtt] extra)
     mqtt: str | None = None               # mqtt://host:port/prefix (mqtts:// for TLS); None: off
     mqtt_device: str | None = None        # the device id in topics (default: the host name)
     mqtt_room: str | None = None          # a room or place name carried in every interval (fleet page groups)
