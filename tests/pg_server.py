@@ -7,24 +7,17 @@ is absent. ``pg_server`` is the session fixture; ``server.new_db()`` a fresh dat
 
 from __future__ import annotations
 
-import glob
 import itertools
-import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from mqtt_broker import free_port
+
+from emoedge.benchmarks.fleet_load_store import LocalPostgres, pg_bindir
 
 
 def pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+    return pg_bindir()
 
 
 def need_postgresql() -> Path:
@@ -38,39 +31,17 @@ def need_postgresql() -> Path:
     return bindir
 
 
-class PgServer:
-    """``initdb`` + ``pg_ctl start`` in a temporary folder (as ``postgres`` when run as root)."""
-
-    USER = "emoedge"
+class PgServer(LocalPostgres):
+    """The bench's throwaway server (emoedge.benchmarks.fleet_load_store.LocalPostgres) made for tests:
+    durability off (fsync, full-page writes), no database at start, a fresh one per test (``new_db``)."""
 
     def __init__(self, bindir: Path):
-        self.bindir = bindir
-        self.folder = Path(tempfile.mkdtemp(prefix="emoedge-pg-"))       # short: a socket path has 107 bytes
-        self.data, self.port = self.folder / "data", free_port()
-        self.as_user: list[str] = []
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
+        super().__init__(bindir, ("fsync=off", "synchronous_commit=off", "full_page_writes=off"))
         self._names = itertools.count(1)
 
-    def _run(self, *cmd: str) -> None:
-        out = subprocess.run(self.as_user + list(cmd), capture_output=True, text=True, timeout=120)
-        if out.returncode:
-            raise RuntimeError(f"postgresql: {' '.join(cmd[:2])} failed: {(out.stderr or out.stdout)[-800:]}")
-
-    def start(self) -> PgServer:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.USER, "--auth=trust", "-E", "UTF8",
-                  "--no-locale")
-        opts = (f"-k {self.folder} -c listen_addresses=127.0.0.1 -p {self.port} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.folder / "log"),
-                  "-w", "-t", "60", "start")
+    def start(self, database: str | None = None) -> PgServer:
+        super().start(database)
         return self
-
-    def url(self, db: str = "postgres", socket: bool = False) -> str:
-        if socket:
-            return f"postgresql://{self.USER}@localhost:{self.port}/{db}?host={self.folder}"
-        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{db}"
 
     def new_db(self) -> str:
         """A fresh, empty database; its URL."""
@@ -80,13 +51,7 @@ class PgServer:
         with psycopg.connect(host=str(self.folder), port=self.port, user=self.USER, dbname="postgres",
                              autocommit=True) as db:
             db.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
-
-    def stop(self) -> None:
-        if self.data.exists():
-            subprocess.run(self.as_user + [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                                           "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        return self.url_of(name)
 
 
 @pytest.fixture(scope="session")

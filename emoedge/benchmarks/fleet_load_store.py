@@ -92,8 +92,9 @@ class LocalPostgres:
 
     USER = "emoedge"
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, settings: tuple[str, ...] = ()):
         self.bindir = bindir
+        self.settings = settings                                          # extra server settings (name=value)
         self.folder = Path(tempfile.mkdtemp(prefix="emoedge-pg-"))       # short: a socket path has 107 bytes
         self.data, self.port = self.folder / "data", _free_port()
         self.as_user: list[str] = []
@@ -106,19 +107,28 @@ class LocalPostgres:
         if out.returncode:
             raise RuntimeError(f"postgresql: {Path(cmd[0]).name} failed: {(out.stderr or out.stdout)[-800:]}")
 
-    def start(self) -> LocalPostgres:
+    def start(self, database: str | None = "fleet") -> LocalPostgres:
+        """initdb, start (socket in the folder, 127.0.0.1 on the port), and create ``database`` if given."""
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.USER, "--auth=trust", "-E", "UTF8",
                   "--no-locale")
-        opts = f"-k {self.folder} -c listen_addresses=127.0.0.1 -p {self.port} -c max_connections=100"
+        opts = " ".join([f"-k {self.folder} -c listen_addresses=127.0.0.1 -p {self.port} -c max_connections=100",
+                         *(f"-c {x}" for x in self.settings)])
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.folder / "log"),
                   "-w", "-t", "60", "start")
-        with _pg(f"postgresql://{self.USER}@127.0.0.1:{self.port}/postgres") as conn:
-            conn.execute("CREATE DATABASE fleet")
+        if database:
+            with _pg(self.url_of("postgres")) as conn:
+                conn.execute(f"CREATE DATABASE {database}")
         return self
+
+    def url_of(self, db: str, socket: bool = False) -> str:
+        """A database's URL: over 127.0.0.1, or (``socket``) the unix socket in the server's folder."""
+        if socket:
+            return f"postgresql://{self.USER}@localhost:{self.port}/{db}?host={self.folder}"
+        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/{db}"
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.USER}@127.0.0.1:{self.port}/fleet"
+        return self.url_of("fleet")
 
     def pids(self) -> list[int]:
         """The server's processes (postmaster and backends), for their CPU time."""

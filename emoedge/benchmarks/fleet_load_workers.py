@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 from emoedge.benchmarks.fleet_load_stats import proc_cpu_s
-from emoedge.benchmarks.fleet_sim import _free_port, _wait_port
+from emoedge.benchmarks.fleet_sim import _free_port, _wait_port, start_mosquitto
 
 
 def raise_open_files(want: int = 8192) -> int:
@@ -32,22 +31,10 @@ def raise_open_files(want: int = 8192) -> int:
 
 
 def start_broker(folder: Path, max_queued: int = 100_000) -> tuple[subprocess.Popen, str]:
-    """Mosquitto on a free port of 127.0.0.1; (process, ``mqtt://127.0.0.1:PORT/fleet``)."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe is None:
-        raise RuntimeError("no mosquitto on this machine: apt-get install mosquitto")
+    """Mosquitto on a free port of 127.0.0.1 (fleet_sim's, with no byte limit on a session's queue and no
+    Nagle delay); (process, ``mqtt://127.0.0.1:PORT/fleet``)."""
     raise_open_files()
-    port = _free_port()
-    conf = folder / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-             f"log_dest file {folder / 'mosquitto.log'}", f"max_queued_messages {max_queued}", "max_queued_bytes 0",
-             "set_tcp_nodelay true"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_port(port)
-    return proc, f"mqtt://127.0.0.1:{port}/fleet"
+    return start_mosquitto(folder, max_queued, ("max_queued_bytes 0", "set_tcp_nodelay true"))
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,14 +39,17 @@ def _wait_port(port: int, timeout_s: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:g} s")
 
 
-def start_mosquitto(folder: Path) -> tuple[subprocess.Popen, str]:
+def start_mosquitto(folder: Path, max_queued: int = 100_000,
+                    extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Mosquitto on a free port of 127.0.0.1 with ``max_queued`` messages per session (and ``extra``
+    configuration lines); (process, ``mqtt://127.0.0.1:PORT/fleet``)."""
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
         raise RuntimeError("no mosquitto on this machine: apt-get install mosquitto, or give --mqtt URL")
     port = _free_port()
     conf = folder / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-             f"log_dest file {folder / 'mosquitto.log'}", "max_queued_messages 100000"]
+             f"log_dest file {folder / 'mosquitto.log'}", f"max_queued_messages {max_queued}", *extra]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
