@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from emoedge.core.errors import BadInputError
+from emoedge.core.fileio import read_small_file
 from emoedge.fleet.backends import StoreUnavailable
 
 SCHEMES = ("postgresql", "postgres")
@@ -79,13 +80,8 @@ def parse_url(spec: str) -> dict[str, str]:
 
 
 def read_password(path: str | Path) -> str:
-    p = Path(path)
-    try:
-        data = p.read_bytes()[:MAX_PASSWORD_BYTES + 1]
-    except OSError as exc:
-        raise BadInputError(f"--db-password-file {p}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_PASSWORD_BYTES:
-        raise BadInputError(f"--db-password-file {p}: over {MAX_PASSWORD_BYTES} bytes: not a password file")
+    p = Path(path)    # a regular file, read bounded: a FIFO would hang, /dev/zero never end
+    data = read_small_file(p, "the --db-password-file", MAX_PASSWORD_BYTES, BadInputError)
     try:
         text = data.decode().splitlines()[0] if data.strip() else ""
     except UnicodeDecodeError:

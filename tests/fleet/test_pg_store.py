@@ -56,6 +56,12 @@ def test_password_files(tmp_path):
     for name in ("empty", "big", "missing"):
         with pytest.raises(BadInputError, match=name):
             read_password(tmp_path / name)
+    import os
+
+    os.mkfifo(tmp_path / "fifo")            # a FIFO hung, /dev/zero ate memory: both refused at once
+    for path in (tmp_path / "fifo", "/dev/zero"):
+        with pytest.raises(BadInputError, match="not a regular file"):
+            read_password(path)
 
 
 def test_a_server_that_cannot_be_reached_is_exit_3():
