@@ -1,4 +1,4 @@
-"""``emoedge bench fleet --simulate N``'s options and command (registered by emoedge.cli.bench's fleet
+"""``emoedge bench fleet --simulate N``'s options and command (registered by the bench command's fleet
 parser): the district's load (:mod:`emoedge.benchmarks.fleet_load`). Only argparse at import; the bench
 is imported when it runs."""
 

@@ -50,7 +50,8 @@ def resolve_model(spec: str | Path, fmt: str = "int8") -> Path:
     except OSError as exc:                    # a name too long for the file system, a bad path
         raise ModelError(f"{brief(s, 80)}: not a model file ({exc.strerror or exc})") from None
     if not found:
-        raise ModelError(f"{brief(s, 200)}: model file not found (and not a shipped model name: {sorted(SHIPPED)})")
+        raise ModelError(f"{s if len(s) <= 200 else brief(s, 200)}: model file not found (and not a shipped model "
+                         f"name: {sorted(SHIPPED)})")
     return path
 
 

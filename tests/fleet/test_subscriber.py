@@ -17,6 +17,7 @@ import pytest
 from fleet_data import HOSTILE, summary
 from mqtt_broker import Broker, free_port, need_mosquitto
 
+from emoedge.benchmarks.fleet_sim import _wait_port
 from emoedge.core.errors import BadInputError
 from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, interval_payload
 from emoedge.edge.outputs.records import RunInfo
@@ -33,7 +34,7 @@ def test_fleet_serve_stores_what_devices_publish_once(tmp_path):
                               "--http-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=env)
     try:
-        time.sleep(2.0)
+        _wait_port(port, 60.0)         # the page starts once the subscription is made (loaded machine: > 2 s)
         for d in ("k1", "k2", "k3"):
             sink = MqttSink(MqttTarget.parse(broker.url), tmp_path / f"{d}.outbox.sqlite", device=d, room="hall",
                             model="fast")
@@ -192,7 +193,7 @@ def _hostile_then_restart(broker: Broker, tmp_path) -> None:
     db, port = tmp_path / "fleet.sqlite", free_port()
     serve = _serve(broker, db, port)
     try:
-        time.sleep(2.0)
+        _wait_port(port, 60.0)         # the page starts once the subscription is made (loaded machine: > 2 s)
         _publish(broker.port, [("test/evil/intervals", b"null", True)]             # retained: every new subscriber
                  + [(f"test/{name.replace(' ', '-')}/intervals", p, False) for name, p in sorted(HOSTILE.items())])
         _publish_intervals(broker, tmp_path, "k1", range(1, 11))
@@ -208,7 +209,7 @@ def _hostile_then_restart(broker: Broker, tmp_path) -> None:
     # a restart: nothing unacknowledged comes back (only the retained message, refused again), storing goes on
     serve = _serve(broker, db, port)
     try:
-        time.sleep(2.0)
+        _wait_port(port, 60.0)
         _publish_intervals(broker, tmp_path, "k2", range(1, 6))
         assert _wait_rows(db, 15) == 15
     finally:
