@@ -33,6 +33,14 @@ def test_soak_target_compares_the_longest_run_with_the_shortest():
     assert soak.soak_target([_run(2000, 150.0, 149.0)])["status"] == "not run"
 
 
+def test_a_resident_set_that_falls_over_a_long_run_is_not_growth():
+    """The 200,000-frame run of 2026-12-05: peak +0.38 MB, but the RSS sampled late fell 34 MB below the short
+    run's (the kernel dropped file-backed library pages; anonymous +0.84 MB): a fall passes, growth does not."""
+    t = soak.soak_target([_run(2000, 92.5, 92.5), _run(200000, 92.9, 58.5)], 2.0)
+    assert t["status"] == "pass" and t["steady_rss_max_diff_mb"] == pytest.approx(-34.0)
+    assert soak.soak_target([_run(2000, 92.5, 92.5), _run(200000, 92.9, 94.6)], 2.0)["status"] == "fail"
+
+
 def test_a_late_slope_above_5_mb_a_day_at_15_fps_fails_the_target():
     assert soak.mb_per_day(4.0) == pytest.approx(4.0 * 15 * 86400 / 2**20)        # 4.94 MB a day
     short = _run(2000, 150.0, 149.0)
