@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from emoedge.cli._common import add_group, add_parser
+from emoedge.core.errors import BadInputError
 
 log = logging.getLogger("emoedge.fleet")
 
@@ -29,6 +30,8 @@ def cmd_fleet_serve(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sub.start(args.connect_timeout)      # BrokerError (exit 3) when the broker cannot be reached or refuses
+    if args.retire:
+        return _retire(sub, target)
     try:
         web = FleetWeb(store, args.http_host, args.http_port).start() if args.http_port is not None else None
     except BaseException:
@@ -43,10 +46,46 @@ def cmd_fleet_serve(args) -> int:
         sub.stop()
         if web:
             web.stop()
-    c = sub.counts
+    _say_counts(sub.counts)
+    return 0
+
+
+def _say_counts(c: dict) -> None:
     print(f"emoedge fleet: stored {c['stored']} interval(s), dropped {c['duplicate']} duplicate(s), "
           f"{c['conflict']} conflict(s), rejected {c['rejected']}, {c['status']} status message(s)"
           + (f", {c['failed']} not stored (see the log)" if c["failed"] else ""), flush=True)
+
+
+def _retire(sub, target) -> int:
+    """``--retire``: this worker's session stored to the end and closed (see FleetSubscriber.retire)."""
+    from emoedge.fleet import BrokerError
+
+    print(f"emoedge fleet: retiring {sub.client_id} from {target}: storing what its session holds", flush=True)
+    done = sub.retire()
+    _say_counts(sub.counts)
+    if not done:
+        raise BrokerError(f"fleet: {sub.client_id} was still receiving at the end of --retire's wait; its session "
+                          "is kept: run --retire again (are the other workers' devices publishing to it?)")
+    print(f"emoedge fleet: {sub.client_id} retired: its session is ended, the broker deals it nothing more", flush=True)
+    return 0
+
+
+def cmd_fleet_copy(args) -> int:
+    """Every interval of one store into another (idempotent: a second run stores nothing twice)."""
+    from emoedge.fleet import open_store
+    from emoedge.fleet.backends import is_url
+    from emoedge.fleet.copy import copy_store
+
+    if args.source == args.db:
+        raise BadInputError(f"fleet copy: --from and --db are the same store ({args.db[:200]})")
+    if not is_url(args.source) and not Path(args.source).is_file():
+        raise BadInputError(f"fleet copy: --from {args.source[:200]}: no such fleet store")
+    source = open_store(args.source, args.from_password_file)
+    target = open_store(args.db, args.db_password_file)
+    res = copy_store(source, target, progress=lambda c: log.info("fleet copy: %s", c))
+    print(f"emoedge fleet copy: read {res.read} interval(s) from {source.path} in {res.seconds:.1f} s: stored "
+          f"{res.stored} in {target.path}, {res.duplicate} already there, {res.conflict} conflict(s) (the target's "
+          f"copy kept), {res.skipped_invalid} invalid row(s) skipped", flush=True)
     return 0
 
 
@@ -127,6 +166,9 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
     p.add_argument("--connect-timeout", type=float, default=10.0,
                    help="seconds to wait for the broker at start before giving up with exit 3 (default 10)")
+    p.add_argument("--retire", action="store_true",
+                   help="take this worker (its --client-id) out of service: unsubscribe, store what its session "
+                        "still holds, end the session, exit (a worker merely stopped keeps being dealt its share)")
     p.set_defaults(func=cmd_fleet_serve)
 
     p = add_parser(fleet, "page", "write the fleet page (HTML, inline SVG) from a fleet store")
@@ -142,3 +184,10 @@ def register(sub) -> None:
     p.add_argument("--csv", required=True, help="CSV file to write")
     _range_args(p)
     p.set_defaults(func=cmd_fleet_export)
+
+    p = add_parser(fleet, "copy", "copy every interval of one fleet store into another (a school's SQLite file "
+                   "into the district's PostgreSQL; idempotent)")
+    p.add_argument("--from", dest="source", required=True, help="the store to read: a SQLite file or postgresql://...")
+    p.add_argument("--from-password-file", help="file holding the source PostgreSQL's password")
+    _db_args(p, " (the store written; created if missing)")
+    p.set_defaults(func=cmd_fleet_copy)

@@ -143,8 +143,9 @@ def count(backend, db, counts: Counter) -> None:
 
 
 def _as_tuple(row: dict, now_ns: int) -> tuple:
+    """A row to insert: received now, or when the store it is copied from received it (``received_unix_ns``)."""
     parts = split_id(row["interval_id"]) or (None, None)
-    return (*[row[k] for k in COLUMNS], json.dumps(row["share"]), now_ns, *parts)
+    return (*[row[k] for k in COLUMNS], json.dumps(row["share"]), row.get("received_unix_ns", now_ns), *parts)
 
 
 def _classify(messages) -> tuple[list, list[dict], dict[str, str]]:
@@ -169,6 +170,13 @@ def _classify(messages) -> tuple[list, list[dict], dict[str, str]]:
 def ingest_batch(backend, db, messages: list[tuple[str, bytes]], slot_cache: dict) -> tuple[list[str], dict]:
     """Messages stored in one transaction: the outcome of each, and the label slots now known."""
     kinds, rows, statuses = _classify(messages)
+    return store_rows(backend, db, kinds, rows, statuses, slot_cache)
+
+
+def store_rows(backend, db, kinds: list, rows: list[dict], statuses: dict[str, str],
+               slot_cache: dict) -> tuple[list[str], dict]:
+    """Checked rows (``kinds``: each row, or an outcome already decided) and statuses stored in one transaction:
+    the outcome of each, and the label slots now known."""
     with backend.transaction(db):
         slots = assign_slots(backend, db, {k for r in rows for k in r["share"]}, slot_cache)
         first = {}

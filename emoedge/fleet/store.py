@@ -24,7 +24,7 @@ from pathlib import Path
 from emoedge.core.errors import BadInputError
 from emoedge.fleet.backends import SqliteBackend, StoreError, StoreUnavailable, is_url
 from emoedge.fleet.exports import csv_chunks, interval_rows, summary_chunks
-from emoedge.fleet.ingest import ingest_batch, split_id
+from emoedge.fleet.ingest import ingest_batch, split_id, store_rows
 from emoedge.fleet.migrations import prepare
 from emoedge.fleet.payload import MAX_NAME_CHARS
 from emoedge.fleet.queries import PageQuery, PageView, build_view
@@ -80,9 +80,17 @@ class FleetStore:
         """Messages written in one transaction (one commit for a burst); what became of each.
         Only a failing database raises (:class:`StoreError`, also a ``sqlite3.Error``: nothing of the batch
         is written). A deadlock or a lost race between writers is retried."""
+        return self._retrying(lambda slots: ingest_batch(self.backend, db, messages, slots))
+
+    def ingest_rows(self, db, rows: list[dict]) -> list[str]:
+        """Intervals already checked (read from another store: :mod:`emoedge.fleet.copy`) written in one
+        transaction like ``ingest_many``; ``stored``, ``duplicate`` or ``conflict`` for each."""
+        return self._retrying(lambda slots: store_rows(self.backend, db, list(rows), rows, {}, slots))
+
+    def _retrying(self, write) -> list[str]:
         for attempt in range(RETRIES):
             try:
-                kinds, slots = ingest_batch(self.backend, db, messages, dict(self._slots))
+                kinds, slots = write(dict(self._slots))
                 self._slots = slots
                 return kinds
             except self.backend.errors as exc:

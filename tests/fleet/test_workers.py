@@ -160,3 +160,30 @@ def test_a_retired_worker_leaves_the_group_and_the_others_take_all_of_it(tmp_pat
         broker.stop()
     assert w1.counts["stored"] == before + 400 and w1.counts["stored"] + w2.counts["stored"] == 800
     assert _missing(db) == {"k1": (800, 0)}
+
+
+def test_fleet_serve_retire_empties_a_stopped_workers_session_and_ends_it(tmp_path, capsys):
+    """``emoedge fleet serve --retire --client-id W``: a worker stopped with its share of a burst queued in its session
+    comes back only to store that share and leave; the intervals after it all go to the worker that stays."""
+    from emoedge.cli import main
+
+    need_mosquitto()
+    broker = Broker(tmp_path / "b").start()
+    db = tmp_path / "fleet.sqlite"
+    w1, w2 = (FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
+              for i in (1, 2))
+    try:
+        w1.start()
+        w2.start()
+        w2.stop()                                    # stopped, not retired: the broker keeps dealing it turns
+        assert _burst(broker.port, ["r1"], range(1, 201)) == 200
+        assert 0 < _wait_rows(db, 200, timeout_s=5) < 200          # w2's share waits in its session
+        assert main(["fleet", "serve", "--mqtt", broker.url, "--db", str(db), "--share-group", GROUP,
+                     "--client-id", "w2", "--retire", "--http-port", "0"]) == 0
+        assert "w2 retired" in capsys.readouterr().out and _rows(db) == 200
+        assert _burst(broker.port, ["r1"], range(201, 401)) == 200
+        assert _wait_rows(db, 400) == 400
+    finally:
+        w1.stop()
+        broker.stop()
+    assert _missing(db) == {"r1": (400, 0)}
