@@ -26,13 +26,13 @@ import logging
 import sys
 import traceback
 
-from emoedge.cli import bench, convert, data, ensemble, evaluate, fleet, models, run, train
+from emoedge.cli import bench, convert, data, ensemble, evaluate, firstboot, fleet, models, run, train
 from emoedge.cli._common import HelpFormatter
 from emoedge.cli.bench import cmd_bench_soak  # noqa: F401  (tests take it from here)
 
 __all__ = ["build_parser", "main"]
 
-GROUPS = (data, train, evaluate, convert, ensemble, models, run, fleet, bench)
+GROUPS = (data, train, evaluate, convert, ensemble, models, run, firstboot, fleet, bench)
 
 
 def version() -> str:

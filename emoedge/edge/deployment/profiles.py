@@ -341,3 +341,16 @@ def resolve_run_config(config_file: str | Path | None = None, profile: str | Pat
     except ConfigError as exc:
         names = ", ".join("--" + k.replace("_", "-") for k in flags)
         raise ConfigError(f"{where} with command-line {names}: {exc}") from None
+
+
+def resolved_settings(name_or_path: str | Path, overrides: Sequence[str] = (), search: Path = PROFILES_DIR) -> dict:
+    """The settings of a profile as one mapping without ``extends`` (the profiles it extends merged in, then
+    the ``--set`` style ``overrides``): a self-contained profile file for one device (``emoedge firstboot``
+    writes one). Load it with :func:`load_profile` to validate it."""
+    d = _raw(profile_path(name_or_path, search))
+    for ov in overrides:
+        keys, val = parse_override(ov)
+        if len(keys) != 2:
+            raise ConfigError(f"override {ov!r}: expected section.key=value with section board, runtime or deployment")
+        d = _merge(d, {keys[0]: {keys[1]: val}})
+    return d
