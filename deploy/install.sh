@@ -4,6 +4,7 @@
 #
 #   deploy/install.sh --board rpi   --mode sensor --purpose "..." --jurisdiction UK [--dry-run]   # Pi OS trixie or bookworm
 #   deploy/install.sh --board coral --mode kiosk  [--dry-run]   # Coral Dev Board (Mendel) / Pi + Coral USB
+#   --no-picamera2: plain Debian (deploy/image), which has no python3-picamera2: a V4L2 camera through OpenCV
 #
 # What it does:
 #   1. apt packages: python3-venv, python3-picamera2 (Pi), libedgetpu1-std (Coral; Coral's apt repo)
@@ -21,7 +22,7 @@
 # see README.md, Lawful use).
 set -euo pipefail
 
-BOARD=rpi MODE=sensor DRY=0 PREFIX=/opt/emoedge DATA=/data/emoedge PROFILE= PURPOSE= JURISDICTION=
+BOARD=rpi MODE=sensor DRY=0 PICAMERA2=1 PREFIX=/opt/emoedge DATA=/data/emoedge PROFILE= PURPOSE= JURISDICTION=
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
     --purpose) PURPOSE="$2"; shift 2;;
     --jurisdiction) JURISDICTION="$2"; shift 2;;
     --dry-run) DRY=1; shift;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0;;
+    --no-picamera2) PICAMERA2=0; shift;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -53,7 +55,7 @@ run() {  # print, and run unless --dry-run
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 PKGS=(python3-venv python3-pip)
-[ "$BOARD" = rpi ] && PKGS+=(python3-picamera2)
+[ "$BOARD" = rpi ] && [ "$PICAMERA2" = 1 ] && PKGS+=(python3-picamera2)
 [ "$BOARD" = coral ] && PKGS+=(libedgetpu1-std)
 [ "$MODE" = kiosk ] && PKGS+=(python3-opencv)   # GUI OpenCV for the full-screen window
 MISSING=()
