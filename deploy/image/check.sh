@@ -71,7 +71,7 @@ say "checking $IMG in $WORK"
 # 1. the image, its partitions, its kernel and initrd
 PRISTINE="$WORK/pristine.img"
 case "$IMG" in
-  *.xz) nice -n 19 xz -dc -T2 "$IMG" | cp --sparse=always /dev/stdin "$PRISTINE";;
+  *.xz) nice -n 19 xz -dc -T2 "$IMG" | dd of="$PRISTINE" bs=1M conv=sparse iflag=fullblock status=none;;
   *) cp --sparse=always "$IMG" "$PRISTINE";;
 esac
 read -r START1 START2 <<< "$(sfdisk -d "$PRISTINE" | sed -nE 's/.*start= *([0-9]+),.*/\1/p' | head -2 | tr '\n' ' ')"

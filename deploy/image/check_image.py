@@ -46,6 +46,10 @@ def first(lines: list[str], prefix: str) -> str:
     return next((x[len(prefix):].strip() for x in lines if x.startswith(prefix)), "")
 
 
+def whole(lines: list[str], prefix: str) -> str:
+    return next((x for x in lines if x.startswith(prefix)), "")
+
+
 def fields(line: str) -> dict[str, str]:
     return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", line))
 
@@ -80,8 +84,8 @@ def boot_checks(c: Checks, lines: list[str], n: int, window: tuple[int, int]) ->
     fb = fields(first(lines, "firstboot "))
     c.check(fb.get("result") == "success" and fb.get("exit_status") == "0",
             f"boot {n}: the first-boot unit succeeded", first(lines, "firstboot "))
-    c.check("enabled=enabled" in first(lines, "sensor enabled"), f"boot {n}: emoedge-sensor.service enabled",
-            first(lines, "sensor enabled"))
+    c.check("enabled=enabled" in whole(lines, "sensor enabled="), f"boot {n}: emoedge-sensor.service enabled",
+            whole(lines, "sensor enabled="))
     proc = first(lines, "sensor process ")
     c.check("user=emoedge" in proc, f"boot {n}: the emoedge unit's process runs as user emoedge", proc)
     c.check(re.search(r"NoNewPrivs:\s*1", proc) is not None, f"boot {n}: its process has NoNewPrivs", proc)
@@ -162,7 +166,7 @@ def bad(work: Path) -> int:
     for key, what in wrong:
         c.check(key in console, f"{what} ('{key}') reported on the console")
         c.check(key in report, f"{what} ('{key}') reported in emoedge-firstboot.txt on the boot partition")
-    s = first(lines, "sensor enabled")
+    s = whole(lines, "sensor enabled=")
     c.check("enabled=disabled" in s and "active=inactive" in s, "the emoedge service stays off", s)
     c.check("emoedge-sensor.service" not in (work / "bad.wants").read_text(errors="replace"),
             "read back: emoedge-sensor.service not in multi-user.target.wants")
