@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--boot-dir", default="/boot/firmware",
                    help="the mounted boot partition holding emoedge.yaml; the report is written there")
     p.add_argument("--root", default="/", help="the root file system to configure (every path written is under it)")
-    p.add_argument("--templates", help="folder of the unit templates (deploy/systemd/*.service); default: "
-                                       "ROOT/opt/emoedge/systemd, ROOT/usr/share/emoedge/systemd, a source checkout's")
+    p.add_argument("--templates", help="folder of the unit templates (deploy/systemd/*.service); default: the first "
+                                       "of ROOT/opt/emoedge/deploy/systemd, ROOT/opt/emoedge/systemd, "
+                                       "ROOT/opt/src/emoedge/deploy/systemd, a source checkout's")
     p.add_argument("--prefix", default="/opt/emoedge", help="install prefix holding venv/ (the unit's ExecStart)")
     p.set_defaults(func=cmd_firstboot)

@@ -24,7 +24,7 @@ FIRSTBOOT_UNIT = "emoedge-firstboot.service"
 MARKER = "/etc/emoedge/firstboot.ok"
 DEFAULT_DATA_DIR = "/var/lib/emoedge"
 # where an image keeps deploy/systemd's templates (the first found is used); the last: a source checkout
-TEMPLATE_DIRS = ("/opt/emoedge/systemd", "/usr/share/emoedge/systemd")
+TEMPLATE_DIRS = ("/opt/emoedge/deploy/systemd", "/opt/emoedge/systemd", "/opt/src/emoedge/deploy/systemd")
 # the file's own keys -> the profile keys they set (extra: may not set these: one place per setting)
 OWN_KEYS = {"runtime.mqtt": "mqtt.url", "runtime.mqtt_username": "mqtt.username",
             "runtime.mqtt_password_file": "mqtt.password_file", "runtime.mqtt_ca_file": "mqtt.ca_file",
