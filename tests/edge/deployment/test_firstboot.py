@@ -5,6 +5,7 @@ changes nothing, and leaves the service off; a write that fails half-way changes
 
 import copy
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,8 +29,8 @@ def snapshot(root):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
-            out[os.path.relpath(p, root)] = (os.readlink(p) if os.path.islink(p) else open(p, "rb").read(),
-                                             st.st_mode, st.st_uid)
+            data = os.readlink(p) if os.path.islink(p) else Path(p).read_bytes()
+            out[os.path.relpath(p, root)] = (data, st.st_mode, st.st_uid)
     return out
 
 

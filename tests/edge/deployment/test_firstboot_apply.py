@@ -7,8 +7,17 @@ import pytest
 from firstboot_cards import ed25519_key
 
 from emoedge.core.errors import WriteError
-from emoedge.edge.deployment.firstboot_apply import (Link, Plan, authorized_keys_text, execute,
-                                                     hosts_text, plan_system, user_ids, wpa_conf, wpa_psk)
+from emoedge.edge.deployment.firstboot_apply import (
+    Link,
+    Plan,
+    authorized_keys_text,
+    execute,
+    hosts_text,
+    plan_system,
+    user_ids,
+    wpa_conf,
+    wpa_psk,
+)
 from emoedge.edge.deployment.firstboot_schema import WifiSettings
 
 

@@ -12,8 +12,8 @@ import pytest
 from firstboot_cards import GOOD, make_card
 
 from emoedge.edge.deployment.firstboot import PASSWORD, check_file, run_firstboot
-from emoedge.edge.deployment.firstboot_units import gate_unit, own_overrides, wanted_by
 from emoedge.edge.deployment.firstboot_schema import parse_data
+from emoedge.edge.deployment.firstboot_units import gate_unit, own_overrides, wanted_by
 
 UNIT = Path(__file__).resolve().parents[3] / "deploy" / "image" / "emoedge-firstboot.service"
 
