@@ -9,8 +9,12 @@ from emoedge.cli._common import add_parser
 
 
 def cmd_firstboot(args) -> int:
-    from emoedge.edge.deployment.firstboot import run_firstboot
+    from emoedge.edge.deployment.firstboot import check_only, run_firstboot
 
+    if args.check:
+        result = check_only(args.boot_dir, args.root, templates=args.templates)
+        print(result.report, end="", file=sys.stdout if result.exit_code == 0 else sys.stderr, flush=True)
+        return result.exit_code
     result = run_firstboot(args.boot_dir, args.root, templates=args.templates, prefix=args.prefix)
     print(result.report, end="", file=sys.stdout if result.exit_code == 0 else sys.stderr, flush=True)
     return result.exit_code
@@ -28,5 +32,9 @@ def register(sub) -> None:
     p.add_argument("--templates", help="folder of the unit templates (deploy/systemd/*.service); default: the first "
                                        "of ROOT/opt/emoedge/deploy/systemd, ROOT/opt/emoedge/systemd, "
                                        "ROOT/opt/src/emoedge/deploy/systemd, a source checkout's")
+    p.add_argument("--check", action="store_true",
+                   help="only check the file (against ROOT's time zones and this emoedge's profiles) and print the "
+                        "report: nothing is written, neither on ROOT nor on the boot folder (a file checked on a "
+                        "laptop before it goes on a card)")
     p.add_argument("--prefix", default="/opt/emoedge", help="install prefix holding venv/ (the unit's ExecStart)")
     p.set_defaults(func=cmd_firstboot)

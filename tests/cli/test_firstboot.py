@@ -29,3 +29,17 @@ def test_help_names_the_flags():
     assert out.returncode == 0
     for flag in ("--boot-dir", "--root", "--templates", "--prefix", "(default: /boot/firmware)"):
         assert flag in out.stdout
+
+
+def test_check_only_writes_nothing(tmp_path, capsys):
+    card = make_card(tmp_path, GOOD)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    args = ["firstboot", "--check", "--boot-dir", str(card.boot), "--root", str(card.root)]
+    assert main(args) == 0 and "ok (checked only" in capsys.readouterr().out
+    card.write({**GOOD, "device_id": "Room 12"})
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "key 'device_id'" in err and "would stay off" in err
+    assert sorted(p for p in tmp_path.rglob("*")) == before          # the password file is still on "the card"
+    (card.boot / "emoedge.yaml").unlink()
+    assert main(args) == 2 and "no such file" in capsys.readouterr().err

@@ -38,14 +38,14 @@ REPORT_NAME = "emoedge-firstboot.txt"
 STATE_SHA = "/var/lib/emoedge/firstboot.sha256"
 PASSWORD = "/etc/emoedge/mqtt-password"
 CA_FILE = "/etc/emoedge/mqtt-ca.pem"
-__all__ = ["FirstBootResult", "run_firstboot", "check_file", "gate_off", "REPORT_NAME", "STATE_SHA", "MARKER",
-           "DEVICE_PROFILE"]
+__all__ = ["FirstBootResult", "run_firstboot", "check_file", "check_only", "gate_off", "REPORT_NAME", "STATE_SHA",
+           "MARKER", "DEVICE_PROFILE"]
 
 
 @dataclasses.dataclass(frozen=True)
 class FirstBootResult:
     exit_code: int                     # 0 applied or unchanged, 2 refused (a bad or missing file)
-    status: str                        # applied | unchanged | refused
+    status: str                        # applied | unchanged | refused (| checked: --check)
     report: str                        # what the console and BOOT/emoedge-firstboot.txt say
     problems: tuple[Problem, ...] = ()
     unit: str | None = None            # the emoedge unit applied (emoedge-sensor.service, ...)
@@ -106,14 +106,29 @@ def check_file(boot: Path, root: Path, templates: Path | None = None) -> tuple[F
     return fb, resolved, problems + more
 
 
+def check_only(boot_dir: str | Path, root: str | Path = "/", templates: str | Path | None = None) -> FirstBootResult:
+    """``emoedge firstboot --check``: every problem of BOOT/emoedge.yaml, nothing written anywhere."""
+    boot, cfg = Path(boot_dir), Path(boot_dir) / FILE_NAME
+    if not cfg.is_file():
+        problems = [Problem(FILE_NAME, f"no such file: {cfg}", "copy emoedge.yaml.example to emoedge.yaml")]
+    else:
+        _, _, problems = check_file(boot, Path(root), Path(templates) if templates else None)
+    if problems:
+        report = refused_report(cfg, problems, "checked only", on_card=False)
+        return FirstBootResult(EXIT_BAD_INPUT, "refused", report, tuple(problems))
+    return FirstBootResult(EXIT_OK, "checked", f"emoedge first boot: {cfg}: ok (checked only, nothing applied)\n")
+
+
 def _now(now: dt.datetime | None) -> str:
     return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def refused_report(cfg: Path, problems: list[Problem], when: str) -> str:
+def refused_report(cfg: Path, problems: list[Problem], when: str, on_card: bool = True) -> str:
+    """The report of a bad file: every problem, key by key, with its fix."""
     lines = [f"emoedge first boot: {cfg} was NOT applied ({when}): {len(problems)} problem(s).",
              "The emoedge service stays off until the file is fixed: correct the keys below, save the file "
-             "on the boot partition, and boot again (nothing else was changed).", ""]
+             "on the boot partition, and boot again (nothing else was changed)." if on_card else
+             "On a card, the emoedge service would stay off until the file is fixed: correct the keys below.", ""]
     lines += [f"{i}. {p.line()}" for i, p in enumerate(problems, 1)]
     lines += ["", "The example with every key explained: emoedge.yaml.example on the boot partition."]
     return "\n".join(lines) + "\n"
