@@ -173,7 +173,13 @@ def _add_run_options(p) -> None:
     p.add_argument("--display", dest="display", action="store_true", default=None,
                    help="show the overlay in a window (needs GUI OpenCV; refused by a no-images profile)")
     p.add_argument("--no-display", dest="display", action="store_false", help="no window (the default)")
-    p.add_argument("--fullscreen", action="store_true", default=None, help="kiosk: the overlay full screen")
+    p.add_argument("--fullscreen", action="store_true", default=None,
+                   help="kiosk: full screen, showing the kiosk screen (unless --screen debug)")
+    p.add_argument("--screen", choices=("auto", "kiosk", "debug"),
+                   help="what a window (and --video-out) shows: kiosk (the visitor's screen: large labels, bars, "
+                        "a privacy notice), debug (the overlay), auto (default: kiosk full-screen, else debug)")
+    p.add_argument("--screen-size", dest="screen_size", metavar="WxH",
+                   help="draw the kiosk screen at this size, e.g. 1920x1080 (default: the full-screen window's)")
     p.add_argument("--realtime", action="store_true", default=None,
                    help="play files at their own frame rate (wait when early, skip frames when late)")
     p.add_argument("--loop", action="store_true", default=None,

@@ -14,14 +14,15 @@ import numpy as np
 
 from emoedge.core.errors import WriteError
 from emoedge.edge.faces.tracking import UNCERTAIN, Track
+from emoedge.edge.outputs.kiosk_screen import faces_from_tracks, render_kiosk_screen
+from emoedge.edge.outputs.label_colors import COLORS, label_color
 from emoedge.edge.outputs.sinks import Sink
 
 if TYPE_CHECKING:
     from emoedge.edge.inference.classify import FacePrediction
 
-COLORS = {"happy": (0, 200, 0), "surprise": (0, 200, 255), "neutral": (200, 200, 200), "sad": (255, 120, 0),
-          "angry": (0, 0, 255), "fear": (180, 0, 180), "disgust": (0, 120, 120), "contempt": (120, 120, 0),
-          UNCERTAIN: (128, 128, 128)}
+__all__ = ["COLORS", "DisplaySink", "VideoSink", "draw_boxes", "draw_overlay", "draw_predictions", "screen_image"]
+KIOSK_MIN_HEIGHT_PX = 720     # a kiosk screen drawn at the frame's size is drawn at least this tall
 
 
 def draw_boxes(image: np.ndarray, boxes: Sequence[tuple[Sequence[float], str | None, str]], scale: float = 1.0,
@@ -31,7 +32,7 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[tuple[Sequence[float], str | N
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     for box, label, text in boxes:
         x, y, w, h = (int(round(v * scale)) for v in box)
-        color = COLORS.get(label or UNCERTAIN, (0, 200, 255))
+        color = label_color(label or UNCERTAIN)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
         cv2.putText(out, text, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.55, color, 2)
     if status:
@@ -50,6 +51,19 @@ def draw_overlay(image: np.ndarray, tracks: Sequence[Track], scale: float = 1.0,
                                + (f" {t.confidence:.0%}" if t.label else "")) for t in tracks], scale, status)
 
 
+def screen_image(screen: str, frame, tracks, scale: float, labels: Sequence[str],
+                 size_px: tuple[int, int] | None = None) -> np.ndarray:
+    """What a display or a video shows of a frame: the debug overlay (at the frame's size) or the
+    kiosk screen (at ``size_px``, default the frame's size made at least 720 px tall)."""
+    if screen != "kiosk":
+        return draw_overlay(frame.image, tracks, scale)
+    if size_px is None:
+        h, w = frame.image.shape[:2]
+        k = max(1.0, KIOSK_MIN_HEIGHT_PX / max(1, h))
+        size_px = (min(8192, max(160, round(w * k))), min(8192, max(160, round(h * k))))
+    return render_kiosk_screen(frame.image, faces_from_tracks(tracks, scale, labels), size_px).image
+
+
 class VideoSink(Sink):
     """Overlay frames written to a video file (the only sink that stores images; opt-in).
 
@@ -57,7 +71,10 @@ class VideoSink(Sink):
     and each processed frame fills the slots up to its timestamp, so frames the pipeline skipped
     (a live camera faster than the budget, ``--realtime``) become repeats, not a sped-up video."""
 
-    def __init__(self, path: str | Path, fps: float = 15.0, timed: bool = True):
+    def __init__(self, path: str | Path, fps: float = 15.0, timed: bool = True, screen: str = "debug",
+                 labels: Sequence[str] = ()):
+        self.screen = screen          # "debug": the overlay; "kiosk": the visitor's screen (when asked for)
+        self.labels = tuple(labels)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = float(fps)
@@ -76,7 +93,7 @@ class VideoSink(Sink):
             due = min(due, int(self.fps * 10) + 1)  # a stall (camera reconnect) fills at most 10 s
         else:
             due = 1
-        img = draw_overlay(frame.image, tracks, scale)
+        img = screen_image(self.screen, frame, tracks, scale, self.labels)
         if self.writer is not None and (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)  # a video has one frame size
         if self.writer is None:
@@ -95,22 +112,49 @@ class VideoSink(Sink):
 
 
 class DisplaySink(Sink):
-    """A window (or a full-screen kiosk view) through OpenCV's HighGUI."""
+    """A window (or a full-screen kiosk view) through OpenCV's HighGUI, showing the debug overlay or
+    the kiosk screen (emoedge.edge.outputs.kiosk_screen), drawn at ``screen_size_px`` (the window is
+    also sized and placed to it: a display without a window manager honours no full-screen request)
+    or else at the full-screen window's own size, asked again every ``RESIZE_CHECK_FRAMES`` frames."""
 
-    def __init__(self, fullscreen: bool = False, title: str = "emoedge"):
+    RESIZE_CHECK_FRAMES = 30
+
+    def __init__(self, fullscreen: bool = False, title: str = "emoedge", screen: str = "debug",
+                 labels: Sequence[str] = (), screen_size_px: tuple[int, int] | None = None):
         self.title = title
+        self.screen = screen
+        self.labels = tuple(labels)
+        self.fullscreen = fullscreen
+        self.screen_size_px = screen_size_px
+        self._window_px: tuple[int, int] | None = None
+        self._frames = 0
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
             if fullscreen:
                 cv2.setWindowProperty(title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
+            if screen_size_px is not None:
+                cv2.resizeWindow(title, *screen_size_px)
+                cv2.moveWindow(title, 0, 0)
         except cv2.error as exc:
             raise RuntimeError("this OpenCV has no window support (opencv-python-headless, or no display): "
                                "install opencv-python on the kiosk and run under a desktop session, or use "
                                "--no-display / --video-out") from exc
         self.quit = False
 
+    def _size_px(self) -> tuple[int, int] | None:
+        """The kiosk screen's size: the configured one, else a full-screen window's (when it is one)."""
+        if self.screen_size_px is not None or not self.fullscreen:
+            return self.screen_size_px
+        if self._frames % self.RESIZE_CHECK_FRAMES == 1:
+            with contextlib.suppress(cv2.error):
+                _, _, w, h = cv2.getWindowImageRect(self.title)
+                self._window_px = (w, h) if 640 <= w <= 8192 and 360 <= h <= 8192 else None
+        return self._window_px
+
     def on_frame(self, frame, tracks, scale) -> None:
-        cv2.imshow(self.title, draw_overlay(frame.image, tracks, scale))
+        self._frames += 1
+        size = self._size_px() if self.screen == "kiosk" else None
+        cv2.imshow(self.title, screen_image(self.screen, frame, tracks, scale, self.labels, size))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.quit = True
 

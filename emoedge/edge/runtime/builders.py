@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoedge.core.errors import BadInputError, WriteError
+from emoedge.edge.outputs.kiosk_screen import parse_size_px
 from emoedge.edge.outputs.overlay import DisplaySink, VideoSink
 from emoedge.edge.outputs.sinks import DiskFloor, JsonlSink, Sink, SqliteSink
 from emoedge.edge.runtime.config import Deployment, RuntimeConfig
@@ -31,9 +32,17 @@ def add_configured_sinks(sinks: list[Sink], c: RuntimeConfig, source: FrameSourc
         sinks.append(make_mqtt_sink(c, labels))
     if c.video_out:
         fps = source.fps or c.fps or 15.0
-        sinks.append(VideoSink(c.video_out, fps=fps, timed=not source.independent_frames))
+        sinks.append(VideoSink(c.video_out, fps=fps, timed=not source.independent_frames,
+                               screen="kiosk" if c.screen == "kiosk" else "debug", labels=labels))
     if c.display or c.fullscreen:
-        sinks.append(DisplaySink(fullscreen=c.fullscreen))
+        sinks.append(DisplaySink(fullscreen=c.fullscreen, screen=display_screen(c), labels=labels,
+                                 screen_size_px=parse_size_px(c.screen_size) if c.screen_size else None))
+
+
+def display_screen(c: RuntimeConfig) -> str:
+    """What the window shows: the kiosk screen full-screen (the kiosk profile) or when asked for
+    (``screen: kiosk``), else the debug overlay."""
+    return "kiosk" if c.screen == "kiosk" or (c.screen == "auto" and c.fullscreen) else "debug"
 
 
 def make_mqtt_sink(c: RuntimeConfig, labels: Sequence[str] = ()):

@@ -14,6 +14,7 @@ from typing import Any
 from emoedge.core.errors import BadInputError, brief
 from emoedge.edge.faces.registry import DETECTORS
 from emoedge.edge.outputs.ha_discovery import check_name, check_prefix
+from emoedge.edge.outputs.kiosk_screen import parse_size_px
 from emoedge.edge.outputs.mqtt_broker import MqttTarget, device_name
 
 
@@ -22,6 +23,7 @@ class ConfigError(BadInputError):
 
 
 DELEGATES = ("cpu", "edgetpu")
+SCREENS = ("auto", "kiosk", "debug")
 # What a run may do with face images, strictest last. "images": the overlay window and a video
 # file when asked for; "no-video": no video file (nothing stored), a window is fine; "no-images":
 # neither stored nor shown, and no per-face records (events: a track id, a box, a time), summaries
@@ -90,6 +92,9 @@ class RuntimeConfig:
     video_out: str | None = None          # write overlay frames to this video file (stores images!)
     display: bool = False                 # show a window
     fullscreen: bool = False              # kiosk: full-screen window
+    screen: str = "auto"                  # what the window shows: kiosk (the visitor's screen) | debug (the
+                                          # overlay) | auto (kiosk full-screen, debug in a window and a video)
+    screen_size: str | None = None        # WIDTHxHEIGHT the kiosk screen is drawn at (None: the window's size)
     realtime: bool = False                # play video files at their own rate (drop frames when slow)
     width: int | None = None              # camera capture size
     height: int | None = None
@@ -134,6 +139,13 @@ class RuntimeConfig:
             raise ConfigError(f"key 'delegate' must be one of {', '.join(DELEGATES)}, got {brief(self.delegate)}")
         if self.detector not in DETECTORS:
             raise ConfigError(f"key 'detector' must be one of {', '.join(DETECTORS)}, got {brief(self.detector)}")
+        if self.screen not in SCREENS:
+            raise ConfigError(f"key 'screen' must be one of {', '.join(SCREENS)}, got {brief(self.screen)}")
+        if self.screen_size is not None:
+            try:
+                parse_size_px(self.screen_size)
+            except ValueError as exc:
+                raise ConfigError(f"key 'screen_size': {exc}") from None
         if self.privacy not in PRIVACY:
             raise ConfigError(f"key 'privacy' must be one of {', '.join(PRIVACY)}, got {brief(self.privacy)}")
         r("threads", 1, 256, optional=True)
