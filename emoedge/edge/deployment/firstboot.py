@@ -24,6 +24,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -216,7 +217,10 @@ def _move_password(boot: Path, fb: FirstBootFile) -> str | None:
         return None
     p = boot / fb.mqtt.password_file
     if p.is_file():
-        p.unlink()
+        try:
+            p.unlink()
+        except OSError as exc:
+            return f"copied to {PASSWORD} (mode 0600), but NOT deleted from the boot partition ({exc}): delete it"
         return f"copied to {PASSWORD} (mode 0600) and deleted from the boot partition"
     return f"{fb.mqtt.password_file} is not on the boot partition: the one applied before ({PASSWORD}) stays"
 
@@ -255,12 +259,14 @@ def applied_report(cfg: Path, fb: FirstBootFile, unit: str, summary: list[str], 
 
 
 def _write_report(boot: Path, report: str) -> None:
-    """BOOT/emoedge-firstboot.txt (CRLF-free plain text; atomic, so a cut power keeps the old one)."""
-    from emoedge.core.fileio import atomic_write_text
-
+    """BOOT/emoedge-firstboot.txt, replaced whole (written under a temporary name, then renamed: a cut power
+    keeps the old or the new one). No chmod: FAT refuses it unless mounted with ``quiet``."""
+    target, tmp = boot / REPORT_NAME, boot / f".{REPORT_NAME}.new"
     try:
-        atomic_write_text(boot / REPORT_NAME, report)
+        with open(tmp, "w", encoding="utf-8", newline="\r\n") as fh:   # CRLF: readable in Windows' Notepad too
+            fh.write(report)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
     except OSError as exc:
-        log.error("could not write %s: %s (the report is on the console and in the journal)",
-                  boot / REPORT_NAME, exc)
-
+        log.error("could not write %s: %s (the report is on the console and in the journal)", target, exc)

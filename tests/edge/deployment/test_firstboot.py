@@ -56,6 +56,8 @@ def test_a_good_file_is_applied(tmp_path):
     assert card.path("/etc/timezone").read_text() == "Europe/London\n"
     assert card.path(MARKER).is_file() and card.path(STATE_SHA).is_file()
     assert "was applied" in card.report() and "room12-sensor" in card.report()
+    raw = (card.boot / "emoedge-firstboot.txt").read_bytes()          # CRLF: Windows' Notepad reads it too
+    assert raw.count(b"\r\n") == raw.count(b"\n") > 10
 
 
 def test_the_password_file_moves_off_the_boot_partition(tmp_path):
