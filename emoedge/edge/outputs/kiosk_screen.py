@@ -209,16 +209,15 @@ def _plate(img, text: str, x: int, y: int, cap_px: int, thick: int, pad: int, pl
 
 
 def _place_frame(image: np.ndarray, lay: KioskLayout, dim: float) -> np.ndarray:
-    out = np.empty((lay.screen_height_px, lay.screen_width_px, 3), np.uint8)
-    out[:] = BACKGROUND_BGR
+    """The frame scaled into its rectangle, the rest of the screen the background (one border copy)."""
     img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     x, y, w, h = lay.frame_rect_px
     interp = cv2.INTER_AREA if lay.frame_scale < 1 else cv2.INTER_LINEAR
     scaled = cv2.resize(img[:, :, :3], (w, h), interpolation=interp)
     if dim < 1.0:
         scaled = cv2.convertScaleAbs(scaled, alpha=dim)
-    out[y:y + h, x:x + w] = scaled
-    return out
+    return cv2.copyMakeBorder(scaled, y, lay.screen_height_px - y - h, x, lay.screen_width_px - x - w,
+                              cv2.BORDER_CONSTANT, value=BACKGROUND_BGR)
 
 
 def _draw_face(out: np.ndarray, lay: KioskLayout, f: ScreenFace) -> tuple[Drawn, Drawn]:
