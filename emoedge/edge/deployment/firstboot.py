@@ -30,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emoedge.core.errors import EXIT_BAD_INPUT, EXIT_OK
-from emoedge.edge.deployment.firstboot_apply import Plan, execute, plan_system, under
+from emoedge.edge.deployment.firstboot_apply import DEVICE_PROFILE, MARKER, SERVICES, Plan, execute, plan_system, under
 from emoedge.edge.deployment.firstboot_schema import FILE_NAME, MAX_FILE_BYTES, FirstBootFile, Problem, parse_data
-from emoedge.edge.deployment.firstboot_units import DEVICE_PROFILE, MARKER, SERVICES, plan_profile, profile_problems
+
+# firstboot_units (profiles, the runtime configuration) is imported when a file is checked: an unchanged
+# card's boot reads one file and hashes it
 
 log = logging.getLogger(__name__)
 REPORT_NAME = "emoedge-firstboot.txt"
@@ -103,6 +105,8 @@ def check_file(boot: Path, root: Path, templates: Path | None = None) -> tuple[F
     fb, problems = parse_data(data, boot, under(root, "/usr/share/zoneinfo"), str(cfg))
     if fb is None:
         return None, None, problems
+    from emoedge.edge.deployment.firstboot_units import profile_problems
+
     resolved, more = profile_problems(fb, boot, root, templates, PASSWORD, CA_FILE)
     return fb, resolved, problems + more
 
@@ -193,6 +197,8 @@ def run_firstboot(boot_dir: str | Path, root: str | Path = "/", now: dt.datetime
         report = refused_report(cfg, problems, when)
         _write_report(boot, report)
         return FirstBootResult(EXIT_BAD_INPUT, "refused", report, tuple(problems))
+    from emoedge.edge.deployment.firstboot_units import plan_profile
+
     plan = Plan()
     unit, summary = plan_profile(plan, fb, resolved, root, prefix, PASSWORD, CA_FILE, boot)
     plan_system(plan, root, fb.device_id, fb.timezone, fb.wifi, fb.ssh_keys)

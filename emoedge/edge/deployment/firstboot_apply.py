@@ -17,6 +17,10 @@ from pathlib import Path, PurePosixPath
 
 from emoedge.core.errors import WriteError
 
+DEVICE_PROFILE = "/etc/emoedge/device.yaml"      # the profile a first-boot file becomes
+MARKER = "/etc/emoedge/firstboot.ok"             # present while a good file is applied: the services' condition
+SERVICES = ("emoedge-sensor.service", "emoedge-kiosk.service")
+FIRSTBOOT_UNIT = "emoedge-firstboot.service"
 SSH_BEGIN = "# --- emoedge.yaml ssh_keys (managed by emoedge firstboot; edit emoedge.yaml) ---"
 SSH_END = "# --- end of emoedge.yaml ssh_keys ---"
 WPA_CONF = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from emoedge.edge.deployment.firstboot_apply import Link, Plan, under
+from emoedge.edge.deployment.firstboot_apply import DEVICE_PROFILE, FIRSTBOOT_UNIT, MARKER, Link, Plan, under
 from emoedge.edge.deployment.firstboot_schema import FirstBootFile, Problem
 from emoedge.edge.deployment.profiles import list_profiles, load_profile, render_unit, resolved_settings
 from emoedge.edge.runtime.config import ConfigError
 
-DEVICE_PROFILE = "/etc/emoedge/device.yaml"
-SERVICES = ("emoedge-sensor.service", "emoedge-kiosk.service")
-FIRSTBOOT_UNIT = "emoedge-firstboot.service"
-MARKER = "/etc/emoedge/firstboot.ok"
 DEFAULT_DATA_DIR = "/var/lib/emoedge"
 # where an image keeps deploy/systemd's templates (the first found is used); the last: a source checkout
 TEMPLATE_DIRS = ("/opt/emoedge/deploy/systemd", "/opt/emoedge/systemd", "/opt/src/emoedge/deploy/systemd")
