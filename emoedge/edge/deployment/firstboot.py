@@ -82,13 +82,39 @@ def _load(raw: bytes, cfg: Path) -> tuple[object, list[Problem]]:
     from emoedge.core.safeyaml import load_yaml_text
 
     try:
-        return load_yaml_text(raw.decode("utf-8"), str(cfg), ValueError), []
+        text = raw.decode("utf-8")
+        return load_yaml_text(text, str(cfg), ValueError), _duplicates(text)
     except UnicodeDecodeError as exc:
         return None, [Problem(FILE_NAME, f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                               "save it as UTF-8 (any plain-text editor)")]
     except ValueError as exc:
         return None, [Problem(FILE_NAME, str(exc), "fix the YAML syntax near the place named (indentation: spaces, "
                                                    "not tabs; a value with ': ' or '#' in quotes)")]
+
+
+def _duplicates(text: str) -> list[Problem]:
+    """Keys given twice in one mapping (YAML keeps the last silently: a second ``wifi:`` block pasted below
+    the first would win unseen). Called on text :func:`load_yaml_text` accepted (bounded, no aliases)."""
+    import yaml
+
+    out: list[Problem] = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                name = f"{path}{k.value}" if isinstance(k, yaml.ScalarNode) else path + "?"
+                if name in seen:
+                    out.append(Problem(name, f"is given twice (lines {seen[name]} and {k.start_mark.line + 1}): "
+                                             "only the last would count", "keep one of them"))
+                seen[name] = k.start_mark.line + 1
+                walk(v, name + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{path.rstrip('.')}[{i}].")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return out
 
 
 def check_file(boot: Path, root: Path, templates: Path | None = None) -> tuple[FirstBootFile | None, dict | None,
@@ -100,9 +126,10 @@ def check_file(boot: Path, root: Path, templates: Path | None = None) -> tuple[F
     if raw is None:
         return None, None, problems
     data, problems = _load(raw, cfg)
-    if problems:
+    if data is None and problems:
         return None, None, problems
-    fb, problems = parse_data(data, boot, under(root, "/usr/share/zoneinfo"), str(cfg))
+    fb, more = parse_data(data, boot, under(root, "/usr/share/zoneinfo"), str(cfg))
+    problems += more
     if fb is None:
         return None, None, problems
     from emoedge.edge.deployment.firstboot_units import profile_problems

@@ -192,3 +192,14 @@ def test_a_dev_profile_gets_a_data_folder_for_its_unit(tmp_path):
     unit = card.path("/etc/systemd/system/emoedge-sensor.service").read_text()
     assert f"RequiresMountsFor={card.boot}" in unit and "WorkingDirectory=/var/lib/emoedge" in unit
     assert yaml.safe_load(card.path("/etc/emoedge/device.yaml").read_text())["deployment"]["mode"] == "dev"
+
+
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    card = make_card(tmp_path)
+    text = yaml.safe_dump(GOOD, sort_keys=False)
+    text += "wifi:\n  country: GB\n  ssid: Other\n  psk: password2\n"
+    text = text.replace("  username: room12\n", "  username: room12\n  username: room13\n")
+    card.write(text)
+    r = apply(card)
+    assert r.exit_code == 2 and [p.key for p in r.problems] == ["mqtt.username", "wifi"]
+    assert "given twice (lines" in card.report()
