@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from emoedge.core.errors import EXIT_BAD_INPUT, EXIT_OK
+from emoedge.core.errors import EXIT_BAD_INPUT, EXIT_OK, WriteError
 from emoedge.edge.deployment.firstboot_apply import DEVICE_PROFILE, MARKER, SERVICES, Plan, execute, plan_system, under
 from emoedge.edge.deployment.firstboot_schema import FILE_NAME, MAX_FILE_BYTES, FirstBootFile, Problem, parse_data
 
@@ -235,7 +235,13 @@ def run_firstboot(boot_dir: str | Path, root: str | Path = "/", now: dt.datetime
         if other != unit:
             plan.removes += [f"/etc/systemd/system/{w}.wants/{other}" for w in ("multi-user.target",
                                                                                 "graphical.target")]
-    execute(plan, root)
+    try:
+        execute(plan, root)
+    except WriteError as exc:
+        _write_report(boot, f"emoedge first boot: {cfg} is valid but was NOT applied ({when}): {exc}\n"
+                            "The configuration applied before (if any) stays. Free space on the card, or replace it, "
+                            "and boot again.\n")
+        raise
     moved = _move_password(boot, fb)
     report = applied_report(cfg, fb, unit, summary, plan, when, moved)
     _write_report(boot, report)
@@ -267,6 +273,8 @@ def _go_live(fb: FirstBootFile, unit: str, run: Systemctl) -> None:
     run("daemon-reload")
     if fb.wifi is not None:
         run("--no-block", "restart", "systemd-networkd.service", "wpa_supplicant@wlan0.service")
+    others = [s for s in SERVICES if s != unit]
+    run("--no-block", "stop", *others)            # a kiosk that became a sensor (or back)
     run("--no-block", "restart", unit)
 
 

@@ -167,6 +167,7 @@ def test_a_failed_write_changes_nothing(tmp_path, monkeypatch):
         apply(card)
     assert snapshot(card.root) == before                                  # no staged file left either
     assert (card.boot / "mqtt-password.txt").exists()
+    assert "valid but was NOT applied" in card.report() and "No space left" in card.report()
 
 
 def test_on_the_running_box_systemd_is_told(tmp_path):
@@ -174,7 +175,8 @@ def test_on_the_running_box_systemd_is_told(tmp_path):
     calls = []
     run_firstboot(card.boot, card.root, live=True, run=lambda *a: calls.append(a))
     assert calls[0] == ("daemon-reload",)
-    assert ("--no-block", "restart", "emoedge-sensor.service") in calls
+    assert calls[-2:] == [("--no-block", "stop", "emoedge-kiosk.service"),
+                          ("--no-block", "restart", "emoedge-sensor.service")]
     assert ("--no-block", "restart", "systemd-networkd.service", "wpa_supplicant@wlan0.service") in calls
     calls.clear()
     card.write({**GOOD, "device_id": "BAD"})
