@@ -93,7 +93,7 @@ def execute(plan: Plan, root: Path) -> None:
             if not p.is_dir():
                 p.mkdir(parents=True)
                 os.chmod(p, mode)
-                _chown(root, p, owner)
+            _chown(root, p, owner)      # also one that exists (e.g. /var/lib/emoedge, made by root for the state)
         for w in plan.writes:
             target = under(root, w.path)
             target.parent.mkdir(parents=True, exist_ok=True)
