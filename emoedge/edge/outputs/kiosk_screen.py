@@ -220,9 +220,9 @@ def _place_frame(image: np.ndarray, lay: KioskLayout, dim: float) -> np.ndarray:
                               cv2.BORDER_CONSTANT, value=BACKGROUND_BGR)
 
 
-def _draw_face(out: np.ndarray, lay: KioskLayout, f: ScreenFace) -> tuple[Drawn, Drawn]:
-    """A face's box, then (for drawing after every box) its label plate above it, or below when
-    there is no room above."""
+def _draw_face(out: np.ndarray, lay: KioskLayout, f: ScreenFace, featured: bool = False) -> tuple[Drawn, Drawn]:
+    """A face's box (twice as thick for the face whose bars are shown, when there are several), then
+    (for drawing after every box) its label plate above it, or below when there is no room above."""
     fx, fy, _, _ = lay.frame_rect_px
     s = lay.frame_scale
     x0, y0 = round(fx + f.box_px[0] * s), round(fy + f.box_px[1] * s)
@@ -231,7 +231,7 @@ def _draw_face(out: np.ndarray, lay: KioskLayout, f: ScreenFace) -> tuple[Drawn,
     x0, x1 = sorted((max(0, min(x0, lay.screen_width_px - 1)), max(0, min(x1, lay.screen_width_px - 1))))
     y0, y1 = sorted((max(0, min(y0, limit_y - 1)), max(0, min(y1, limit_y - 1))))
     color = label_color(f.label)
-    t = lay.box_thickness_px
+    t = lay.box_thickness_px * (2 if featured else 1)
     cv2.rectangle(out, (x0, y0), (x1, y1), color, t, cv2.LINE_AA)
     text = display_label(f.label) + (f" {percent(f.confidence)}%" if f.label not in (None, UNCERTAIN) else "")
     plate_h = lay.text_height_px + 2 * lay.plate_padding_px
@@ -252,20 +252,37 @@ def _featured(faces: Sequence[ScreenFace], frame_w: float, frame_h: float) -> Sc
     return min(scored, key=key)
 
 
-def _draw_bars(out: np.ndarray, lay: KioskLayout, face: ScreenFace) -> list[Drawn]:
+def _overlap_px(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def _panel_rect(lay: KioskLayout, face: ScreenFace, avoid: Sequence[Drawn]) -> tuple[int, int, int, int]:
+    """Where the bars go: under the frame (portrait with room), else the corner that hides the least of
+    the faces and their labels (first choice: the top corner away from the featured face)."""
+    m = lay.margin_px
+    w, h = lay.panel_width_px, _panel_height(m, lay.bar_text_height_px, lay.bar_height_px)
+    fx, fy, fw, fh = lay.frame_rect_px
+    area_h = lay.screen_height_px - lay.notice_band_height_px
+    if lay.panel_below_frame:
+        return _clamp_rect(m, fy + fh + m, w, h, lay.screen_width_px, area_h)
+    left, right = m, lay.screen_width_px - w - m
+    top, bottom = m, area_h - h - m
+    centre = fx + (face.box_px[0] + face.box_px[2] / 2) * lay.frame_scale
+    away, near = (left, right) if centre > lay.screen_width_px / 2 else (right, left)
+    corners = [(away, top), (near, top), (away, bottom), (near, bottom)]
+    if lay.screen_height_px > lay.screen_width_px:
+        corners = corners[2:] + corners[:2]
+    rects = [_clamp_rect(x, y, w, h, lay.screen_width_px, area_h) for x, y in corners]
+    return min(rects, key=lambda r: sum(_overlap_px(r, d.rect_px) for d in avoid if d.kind in ("box", "label")))
+
+
+def _draw_bars(out: np.ndarray, lay: KioskLayout, face: ScreenFace, avoid: Sequence[Drawn] = ()) -> list[Drawn]:
     """The featured face's top classes: a name and a percentage over a bar in the class's colour."""
     m, th, bh = lay.margin_px, lay.bar_text_height_px, lay.bar_height_px
     row = th + bh + round(th * 0.9)
-    w, h = lay.panel_width_px, _panel_height(m, th, bh)
-    fx, fy, fw, fh = lay.frame_rect_px
-    if lay.panel_below_frame:
-        x, y = m, fy + fh + m
-    else:
-        centre = fx + (face.box_px[0] + face.box_px[2] / 2) * lay.frame_scale
-        x = m if centre > lay.screen_width_px / 2 else lay.screen_width_px - w - m
-        y = m if not lay.screen_height_px > lay.screen_width_px else \
-            lay.screen_height_px - lay.notice_band_height_px - h - m
-    x, y, w, h = _clamp_rect(x, y, w, h, lay.screen_width_px, lay.screen_height_px - lay.notice_band_height_px)
+    x, y, w, h = _panel_rect(lay, face, avoid)
     cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), PANEL_BGR, cv2.FILLED)
     drawn = [Drawn("panel", (x, y, w, h), plate_bgr=PANEL_BGR)]
     thick = max(1, round(lay.text_thickness_px * 0.8))
@@ -339,15 +356,15 @@ def render_kiosk_screen(image: np.ndarray, faces: Sequence[ScreenFace], size_px:
     out = _place_frame(image, lay, 1.0 if faces else IDLE_DIM)
     drawn: list[Drawn] = []
     if faces:
-        boxes, plates = zip(*(_draw_face(out, lay, f) for f in   # the largest face's last, on top
-                              sorted(faces, key=lambda f: f.box_px[2] * f.box_px[3])))
+        featured = _featured(faces, fw, fh)
+        boxes, plates = zip(*(_draw_face(out, lay, f, f is featured and len(faces) > 1)   # the largest on top
+                              for f in sorted(faces, key=lambda f: f.box_px[2] * f.box_px[3])))
         drawn += boxes
         limit_y = lay.screen_height_px - lay.notice_band_height_px
         drawn += [_plate(out, p.text, p.rect_px[0], p.rect_px[1], lay.text_height_px, lay.text_thickness_px,
                          lay.plate_padding_px, p.plate_bgr, "label", limit_y) for p in plates]
-        featured = _featured(faces, fw, fh)
         if featured is not None:
-            drawn += _draw_bars(out, lay, featured)
+            drawn += _draw_bars(out, lay, featured, drawn)
     else:
         drawn.append(_draw_idle(out, lay))
     drawn.append(_draw_notice(out, lay))

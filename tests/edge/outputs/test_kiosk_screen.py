@@ -162,6 +162,13 @@ def test_shared_photos_keep_the_layout_rules(photo_faces, tmp_path, size_name):
         cv2.imwrite(str(png), screen.image)
         check_layout_rules(png, screen, size)
         assert len([d for d in screen.drawn if d.kind == "box"]) == len(faces)
+        if name == "two_people.jpg" and size_name != "portrait":     # the bars hide neither face nor label
+            panel = next(d.rect_px for d in screen.drawn if d.kind == "panel")
+            for d in screen.drawn:
+                if d.kind in ("box", "label"):
+                    x, y, w, h = d.rect_px
+                    assert (min(x + w, panel[0] + panel[2]) <= max(x, panel[0])
+                            or min(y + h, panel[1] + panel[3]) <= max(y, panel[1])), (d, panel)
 
 
 def _synthetic_faces(names, n=3, w=640, h=480):
