@@ -129,6 +129,12 @@ class FleetSubscriber:
             log.error("fleet: the broker %s refused the connection: %s", self.target, reason_code)
             return
         client.subscribe([(topic, 1) for topic in self.topics])
+        if getattr(flags, "session_present", False):
+            # the broker kept this client id's session and its subscriptions: messages flow from now on, queued ones
+            # first, and the SUBACK of the subscription renewed above arrives behind them (a worker restarted under a
+            # backlog of thousands would otherwise fail its start waiting for it, and be restarted in a loop)
+            log.info("fleet: %s resumed its session on %s", self.client_id, self.target)
+            self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
         refused = [f"{topic}: {code}" for topic, code in zip(self.topics, reason_codes) if code.is_failure]
@@ -218,7 +224,8 @@ class FleetSubscriber:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Connect (``BrokerError`` when the broker cannot be reached or refuses within ``timeout_s``),
-        then subscribe and store in the background."""
+        then subscribe and store in the background. Started at the SUBACK, or at the CONNACK when the broker
+        resumed this client id's session (its subscriptions are there already)."""
         try:
             self.client.connect(self.target.host, self.target.port, keepalive=30, clean_start=False,
                                 properties=_connect_properties())

@@ -21,7 +21,7 @@ from emoedge.benchmarks.fleet_sim import _wait_port
 from emoedge.core.errors import BadInputError
 from emoedge.edge.outputs.mqtt import MqttSink, MqttTarget, interval_payload
 from emoedge.edge.outputs.records import RunInfo
-from emoedge.fleet import FleetStore, FleetSubscriber
+from emoedge.fleet import BrokerError, FleetStore, FleetSubscriber
 
 
 def test_fleet_serve_stores_what_devices_publish_once(tmp_path):
@@ -312,3 +312,35 @@ def test_a_database_still_failing_at_stop_leaves_the_batch_unacknowledged(monkey
     sub._closing.set()
     sub._writer.join(5)
     assert not sub._writer.is_alive() and sub.counts["failed"] == 1 and acked == []   # the broker sends it again
+
+
+class _NoSuback(FleetSubscriber):
+    """A store whose SUBACK is late (a worker restarted behind thousands of queued messages reads it last)."""
+
+    def _on_subscribe(self, *args, **kw) -> None:
+        pass
+
+
+def test_a_store_resuming_its_session_starts_without_waiting_for_the_suback(tmp_path):
+    """A fresh session waits for its SUBACK (a refused subscription fails the start); a resumed one holds its
+    subscriptions already, so it starts at the CONNACK and stores its queue: a restart under a backlog does not fail
+    its start (exit 3) and get restarted in a loop."""
+    need_mosquitto()
+    broker = Broker(tmp_path / "b").start()
+    store = FleetStore(tmp_path / "fleet.sqlite")
+    try:
+        with pytest.raises(BrokerError, match="within 2 s"):
+            _NoSuback(MqttTarget.parse(broker.url), store, client_id="late").start(timeout_s=2.0)
+        first = FleetSubscriber(MqttTarget.parse(broker.url), store, client_id="late")
+        first.start()
+        first.stop()                                         # the session, its subscription kept by the broker
+        done: list[int] = []
+        _device(broker.port, "q1", done)
+        late = _NoSuback(MqttTarget.parse(broker.url), store, client_id="late")
+        late.start(timeout_s=2.0)
+        try:
+            assert _wait_stored(late, PER_DEVICE) == PER_DEVICE == sum(done)
+        finally:
+            late.stop()
+    finally:
+        broker.stop()
