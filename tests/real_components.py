@@ -11,7 +11,7 @@ import pytest
 
 REQUIRE_REAL = "EMOEDGE_REQUIRE_REAL"
 # words of a skip reason that name a real component (every such skip in tests/ names one of them)
-REAL_COMPONENTS = ("mosquitto", "chromium", "shared", "paho-mqtt", "postgresql", "psycopg")
+REAL_COMPONENTS = ("mosquitto", "chromium", "shared", "paho-mqtt", "postgresql", "psycopg", "xvfb")
 
 
 def required() -> bool:
