@@ -39,7 +39,8 @@ if systemctl is-enabled -q $UNIT 2>/dev/null; then
       seen="user=$(ps -o user= -p "$pid") pid=$pid $(grep -E '^(NoNewPrivs|Seccomp):' /proc/"$pid"/status | tr '\t\n' '  ')"
       say "sensor process $seen"
       say "sensor process-cmdline $(tr '\0' ' ' < /proc/"$pid"/cmdline)"
-      say "sensor process-mounts-readonly-usr $(awk '$2=="/usr" {print $4}' /proc/"$pid"/mounts | cut -d, -f1)"
+      say "sensor process-root-mount $(awk '$2=="/" {print $4}' /proc/"$pid"/mounts | tail -1 | cut -d, -f1)"
+      say "sensor process-data-mount $(awk '$2=="/data/emoedge" {print $4}' /proc/"$pid"/mounts | tail -1 | cut -d, -f1)"
     fi
     if [ -n "$seen" ] && [ "$(records | grep -c '^interval')" -ge 2 ]; then break; fi
     sleep 5; n=$((n + 5))

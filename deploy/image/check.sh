@@ -78,8 +78,15 @@ read -r START1 START2 <<< "$(sfdisk -d "$PRISTINE" | sed -nE 's/.*start= *([0-9]
 [ -n "${START2:-}" ] || die "$IMG: no two partitions in its table: $(sfdisk -d "$PRISTINE" 2>&1 | tail -3)"
 BOOT_OFF=$((START1 * 512)) ROOT_OFF=$((START2 * 512))
 export MTOOLS_SKIP_CHECK=1
-mcopy -n -i "$PRISTINE@@$BOOT_OFF" ::/vmlinuz ::/initrd.img ::/cmdline.txt "$WORK/" \
-  || die "the boot partition has no vmlinuz/initrd.img/cmdline.txt (raspi-firmware's hooks did not run?)"
+mcopy -n -i "$PRISTINE@@$BOOT_OFF" ::/config.txt ::/cmdline.txt "$WORK/" \
+  || die "the boot partition has no config.txt/cmdline.txt (raspi-firmware's hooks did not run?)"
+# the kernel and initrd the Pi's firmware would load (config.txt's kernel= and initramfs, written by raspi-firmware)
+KERNEL="$(sed -nE 's/^kernel=([^ ]+).*/\1/p' "$WORK/config.txt" | tail -1)"
+INITRD="$(sed -nE 's/^initramfs[ =]+([^ ]+).*/\1/p' "$WORK/config.txt" | tail -1)"
+[ -n "$KERNEL" ] && [ -n "$INITRD" ] || die "config.txt names no kernel= or initramfs: $(cat "$WORK/config.txt")"
+mcopy -n -i "$PRISTINE@@$BOOT_OFF" "::/$KERNEL" "$WORK/vmlinuz" && mcopy -n -i "$PRISTINE@@$BOOT_OFF" "::/$INITRD" "$WORK/initrd.img" \
+  || die "the boot partition has no $KERNEL / $INITRD (named in its config.txt)"
+say "kernel $KERNEL, initrd $INITRD"
 say "boot partition: $(mdir -b -i "$PRISTINE@@$BOOT_OFF" ::/ | wc -l) entries; cmdline.txt: $(cat "$WORK/cmdline.txt")"
 python3 "$HERE/check_image.py" initrd "$WORK/initrd.img" || die "the initrd has no virtio_blk: the root cannot be found under qemu"
 

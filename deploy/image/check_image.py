@@ -54,17 +54,28 @@ def fields(line: str) -> dict[str, str]:
     return dict(m.groups() for m in re.finditer(r"(\w+)=(\S*)", line))
 
 
-def initrd(path: Path) -> int:
-    raw = path.read_bytes()
+def _decompress(raw: bytes) -> bytes:
     if raw[:4] == b"\x28\xb5\x2f\xfd":
-        data = subprocess.run(["zstd", "-dc"], input=raw, capture_output=True).stdout
-    elif raw[:2] == b"\x1f\x8b":
-        data = gzip.decompress(raw)
-    elif raw[:6] == b"\xfd7zXZ\x00":
-        data = lzma.decompress(raw)
+        return subprocess.run(["zstd", "-dc"], input=raw, capture_output=True).stdout
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(raw)
+    return b""
+
+
+def initrd(path: Path) -> int:
+    """initramfs-tools' initrd: an uncompressed cpio (modules, themselves .ko.xz) and a compressed one."""
+    raw = path.read_bytes()
+    parts = [raw]
+    end = raw.rfind(b"TRAILER!!!")
+    if raw[:6] == b"070701" and end > 0:   # the compressed archive starts after the first's trailer and padding
+        rest = raw[end + 10:].lstrip(b"\x00")
+        parts.append(_decompress(rest))
     else:
-        data = raw
-    found = sorted({m.decode() for m in re.findall(rb"virtio_(?:blk|pci|mmio|net)\.ko", data)})
+        parts.append(_decompress(raw))
+    found = sorted({m.decode() for part in parts
+                    for m in re.findall(rb"virtio_(?:blk|pci|mmio|net)\.ko(?=\.xz|\.zst|\.gz|\W)", part)})
     print(f"  initrd {path.name}: {len(raw) >> 20} MiB, virtio modules: {', '.join(found) or 'none'}")
     return 0 if "virtio_blk.ko" in found else 1
 
@@ -89,9 +100,10 @@ def boot_checks(c: Checks, lines: list[str], n: int, window: tuple[int, int]) ->
     proc = first(lines, "sensor process ")
     c.check("user=emoedge" in proc, f"boot {n}: the emoedge unit's process runs as user emoedge", proc)
     c.check(re.search(r"NoNewPrivs:\s*1", proc) is not None, f"boot {n}: its process has NoNewPrivs", proc)
-    c.check(first(lines, "sensor process-mounts-readonly-usr") == "ro",
-            f"boot {n}: /usr is read-only in its mount namespace (ProtectSystem=strict)",
-            first(lines, "sensor process-mounts-readonly-usr"))
+    c.check(first(lines, "sensor process-root-mount") == "ro" and first(lines, "sensor process-data-mount") == "rw",
+            f"boot {n}: in its mount namespace / is read-only and /data/emoedge writable (ProtectSystem=strict, "
+            f"ReadWritePaths)", f"/ {first(lines, 'sensor process-root-mount')}, /data/emoedge "
+                                f"{first(lines, 'sensor process-data-mount')}")
     shown = (x[len("sensor-show: "):].partition("=") for x in lines if x.startswith("sensor-show: "))
     show = {k: v for k, _, v in shown}
     want = {"User": "emoedge", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",

@@ -204,7 +204,8 @@ def test_check_assertions_want_wall_clock_records_and_the_sandbox(tmp_path):
     t = 1_800_000_000
     lines = ["boot boot_id=b1 uptime_s=30", "firstboot active_state=inactive result=success exit_status=0",
              "sensor enabled=enabled active=active", "sensor process user=emoedge pid=42 NoNewPrivs: 1 Seccomp: 0",
-             "sensor process-mounts-readonly-usr ro", "sensor-show: User=emoedge", "sensor-show: ProtectSystem=strict",
+             "sensor process-root-mount ro",
+             "sensor process-data-mount rw", "sensor-show: User=emoedge", "sensor-show: ProtectSystem=strict",
              "sensor-show: ProtectHome=yes", "sensor-show: PrivateTmp=yes", "sensor-show: NoNewPrivileges=yes",
              "sensor-show: IPAddressDeny=0.0.0.0/0 ::/0", "sensor-show: Environment=EMOEDGE_MODELS=/opt/emoedge/models",
              f"interval start_unix_ns={(t + 100) * 10**9} end_unix_ns={(t + 102) * 10**9} frames=60 "
