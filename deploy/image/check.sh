@@ -111,12 +111,15 @@ prepare() {  # prepare COPY YAML [EXTRA_FILE...]
   debugfs -R 'stat /usr/local/sbin/emoedge-check-hook' "$copy?offset=$ROOT_OFF" 2>/dev/null | grep -q 'Mode:  0755' \
     || die "the hook was not written into the copy's root (debugfs: $(cat "$WORK/debugfs.log"))"
 }
+# emulation is 10-50x slower than a Pi: udev's coldplug can take longer than systemd's 90 s device timeout
+# (the boot partition's label then "never appears" and the boot stops in emergency mode), so it is longer here
+EMU_ARGS="systemd.default_device_timeout_sec=600 systemd.default_timeout_start_sec=600"
 boot() {  # boot COPY CONSOLE_LOG: until the hook powers off (or --timeout)
   local copy="$1" log="$2" rc=0 t
   t=$(date +%s)
   nice -n 19 timeout "$TIMEOUT" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp "$SMP" -m "$MEM" \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-    -append "root=LABEL=RASPIROOT rw rootwait fsck.repair=yes net.ifnames=0 console=ttyAMA0 systemd.show_status=1" \
+    -append "root=LABEL=RASPIROOT rw rootwait fsck.repair=yes net.ifnames=0 console=ttyAMA0 systemd.show_status=1 $EMU_ARGS" \
     -drive "file=$copy,format=raw,if=virtio" -nic user,model=virtio-net-pci \
     -display none -monitor none -serial "file:$log" -no-reboot > "$log.qemu" 2>&1 || rc=$?
   say "  qemu ended (exit $rc) after $(( $(date +%s) - t )) s; console: $log ($(wc -l < "$log") lines)"

@@ -176,8 +176,8 @@ def bad(work: Path) -> int:
     c.check(fb.get("exit_status") == "2", "the first-boot unit refused the file (exit 2)", first(lines, "firstboot "))
     wrong = (("colour", "the unknown key"), ("mqtt.url", "the bad MQTT URL"), ("purpose", "the missing purpose"))
     for key, what in wrong:
-        c.check(key in console, f"{what} ('{key}') reported on the console")
-        c.check(key in report, f"{what} ('{key}') reported in emoedge-firstboot.txt on the boot partition")
+        c.check(f"'{key}'" in console, f"{what} ('{key}') reported on the console")
+        c.check(f"'{key}'" in report, f"{what} ('{key}') reported in emoedge-firstboot.txt on the boot partition")
     s = whole(lines, "sensor enabled=")
     c.check("enabled=disabled" in s and "active=inactive" in s, "the emoedge service stays off", s)
     c.check("emoedge-sensor.service" not in (work / "bad.wants").read_text(errors="replace"),

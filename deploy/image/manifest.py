@@ -35,7 +35,8 @@ def python_packages(root: Path) -> list[str]:
     """``pip NAME VERSION`` of every distribution in the emoedge venv."""
     out = []
     for meta in sorted(root.glob("opt/emoedge/venv/lib/python3*/site-packages/*.dist-info/METADATA")):
-        fields = dict(line.split(": ", 1) for line in meta.read_text(errors="replace").splitlines()[:8] if ": " in line)
+        head = meta.read_text(errors="replace").split("\n\n", 1)[0]   # the headers end at the first blank line
+        fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
         out.append(f"pip {fields.get('Name', meta.parent.name)} {fields.get('Version', '?')}")
     return out
 

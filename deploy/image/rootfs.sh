@@ -20,10 +20,14 @@ Name=eth* en*
 
 [Network]
 DHCP=yes
+MulticastDNS=yes
 
 [DHCPv4]
 UseDomains=yes
 NET
+# DEVICE_ID.local answers on the network (mDNS by systemd-resolved; the wired and Wi-Fi .network files say yes)
+mkdir -p "$ROOT/etc/systemd/resolved.conf.d"
+printf '[Resolve]\nMulticastDNS=yes\n' > "$ROOT/etc/systemd/resolved.conf.d/50-emoedge-image.conf"
 # SSH: keys only (the first-boot file's ssh_authorized_keys); host keys made on each card's first boot
 mkdir -p "$ROOT/etc/ssh/sshd_config.d"
 printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n' \
