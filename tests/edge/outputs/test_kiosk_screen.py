@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -205,7 +206,7 @@ def test_label_colours_are_deterministic_and_readable():
         assert colours == [label_color(n) for n in names]
     assert label_color("happiness") == COLORS["happy"] and label_color(None) == COLORS["uncertain"]
     # a hashed colour is the same in another process (not Python's salted hash())
-    out = subprocess.run(["python", "-c", "from emoedge.edge.outputs.label_colors import label_color; "
+    out = subprocess.run([sys.executable, "-c", "from emoedge.edge.outputs.label_colors import label_color; "
                           "print(list(label_color('calm')))"], capture_output=True, text=True, cwd=REPO, check=True)
     assert json.loads(out.stdout) == list(label_color("calm"))
     rng = np.random.default_rng(1)
