@@ -161,7 +161,7 @@ def wpa_conf(country: str, ssid: str, psk: str, hidden: bool) -> str:
 
 
 NETWORK_TEXT = ("# written by emoedge firstboot (emoedge.yaml on the boot partition): Wi-Fi by DHCP\n"
-                "[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\n")
+                "[Match]\nName=wlan0\n\n[Network]\nDHCP=yes\nMulticastDNS=yes\n")
 
 
 def authorized_keys_text(old: str, keys: Iterable[str]) -> str:

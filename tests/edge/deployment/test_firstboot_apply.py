@@ -88,7 +88,8 @@ def test_plan_system_removes_wifi_the_file_no_longer_sets(tmp_path):
     plan_system(plan, tmp_path, "box", "UTC", WifiSettings("GB", "net", "password1"), ())
     execute(plan, tmp_path)
     assert (tmp_path / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf").stat().st_mode & 0o777 == 0o600
-    assert "DHCP=yes" in (tmp_path / "etc/systemd/network/50-emoedge-wlan0.network").read_text()
+    network = (tmp_path / "etc/systemd/network/50-emoedge-wlan0.network").read_text().split()
+    assert {"DHCP=yes", "MulticastDNS=yes"} <= set(network)          # DEVICE.local over Wi-Fi too
     wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
     assert os.readlink(wants / "wpa_supplicant@wlan0.service") == "/lib/systemd/system/wpa_supplicant@.service"
     plan = Plan()
