@@ -60,14 +60,9 @@ if [ ${#NEED[@]} -gt 0 ]; then
   say "installing ${NEED[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${NEED[@]}" >/dev/null
 fi
-if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null \
-    || skip "binfmt_misc cannot be mounted here (a container without the privilege?): arm64 binaries cannot run"
-fi
-[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 \
-  || skip "qemu-aarch64 cannot be registered with binfmt_misc"
-grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
-  || skip "qemu-aarch64 is registered without the F flag: a chroot cannot find the interpreter"
+# shellcheck source=deploy/qemu-user.sh
+. "$SRC/deploy/qemu-user.sh"
+binfmt_aarch64_ready
 say "qemu $(qemu-aarch64-static --version | head -1 | awk '{print $3}'), QEMU_CPU=$CPU, release $RELEASE"
 
 # 2. the arm64 root, cached

@@ -138,14 +138,19 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_nothing_and_stores_nothin
     assert b_counts["stored"] >= total - while_dead and b_counts["failed"] == 0, b_counts
 
 
+def _pair(broker, db) -> tuple[FleetSubscriber, FleetSubscriber]:
+    """Two workers w1 and w2 in the share group, storing into ``db`` (not started)."""
+    return tuple(FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
+                 for i in (1, 2))
+
+
 def test_a_retired_worker_leaves_the_group_and_the_others_take_all_of_it(tmp_path):
     """retire(): unsubscribed, what its session held stored, the session ended; later intervals all go to the
     remaining worker (a worker merely stopped would keep being dealt its share, queued for nobody)."""
     need_mosquitto()
     broker = Broker(tmp_path / "b").start()
     db = tmp_path / "fleet.sqlite"
-    w1, w2 = (FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
-              for i in (1, 2))
+    w1, w2 = _pair(broker, db)
     try:
         w1.start()
         w2.start()
@@ -170,8 +175,7 @@ def test_fleet_serve_retire_empties_a_stopped_workers_session_and_ends_it(tmp_pa
     need_mosquitto()
     broker = Broker(tmp_path / "b").start()
     db = tmp_path / "fleet.sqlite"
-    w1, w2 = (FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
-              for i in (1, 2))
+    w1, w2 = _pair(broker, db)
     try:
         w1.start()
         w2.start()
