@@ -138,22 +138,27 @@ def test_a_worker_killed_mid_burst_and_restarted_loses_nothing_and_stores_nothin
     assert b_counts["stored"] >= total - while_dead and b_counts["failed"] == 0, b_counts
 
 
-def _pair(broker, db) -> tuple[FleetSubscriber, FleetSubscriber]:
-    """Two workers w1 and w2 in the share group, storing into ``db`` (not started)."""
-    return tuple(FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
-                 for i in (1, 2))
+def _started_pair(tmp_path) -> tuple[Broker, object, FleetSubscriber, FleetSubscriber]:
+    """A Mosquitto and two started workers w1 and w2 in the share group, storing into one SQLite store."""
+    need_mosquitto()
+    broker = Broker(tmp_path / "b").start()
+    db = tmp_path / "fleet.sqlite"
+    w1, w2 = (FleetSubscriber(MqttTarget.parse(broker.url), FleetStore(db), client_id=f"w{i}", share_group=GROUP)
+              for i in (1, 2))
+    try:
+        w1.start()
+        w2.start()
+    except BaseException:
+        broker.stop()
+        raise
+    return broker, db, w1, w2
 
 
 def test_a_retired_worker_leaves_the_group_and_the_others_take_all_of_it(tmp_path):
     """retire(): unsubscribed, what its session held stored, the session ended; later intervals all go to the
     remaining worker (a worker merely stopped would keep being dealt its share, queued for nobody)."""
-    need_mosquitto()
-    broker = Broker(tmp_path / "b").start()
-    db = tmp_path / "fleet.sqlite"
-    w1, w2 = _pair(broker, db)
+    broker, db, w1, w2 = _started_pair(tmp_path)
     try:
-        w1.start()
-        w2.start()
         assert _burst(broker.port, ["k1"], range(1, 401)) == 400
         assert _wait_rows(db, 400) == 400
         before = w1.counts["stored"]
@@ -172,13 +177,8 @@ def test_fleet_serve_retire_empties_a_stopped_workers_session_and_ends_it(tmp_pa
     comes back only to store that share and leave; the intervals after it all go to the worker that stays."""
     from emoedge.cli import main
 
-    need_mosquitto()
-    broker = Broker(tmp_path / "b").start()
-    db = tmp_path / "fleet.sqlite"
-    w1, w2 = _pair(broker, db)
+    broker, db, w1, w2 = _started_pair(tmp_path)
     try:
-        w1.start()
-        w2.start()
         w2.stop()                                    # stopped, not retired: the broker keeps dealing it turns
         assert _burst(broker.port, ["r1"], range(1, 201)) == 200
         assert 0 < _wait_rows(db, 200, timeout_s=5) < 200          # w2's share waits in its session
